@@ -1,0 +1,51 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "SlidingTileAttention",
+    products: [
+        .library(name: "SlidingTileAttention", targets: ["SlidingTileAttention"]),
+        .executable(name: "sta", targets: ["STACommand"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // Canvases, tiles, windows, the tile-contiguous order, plans and mask analysis. No dependencies.
+        .target(name: "STAGeometry"),
+        // Storage dtypes (bf16, fp16, fp32, ints), host tensors, .npy and .safetensors files.
+        .target(name: "STATensors"),
+        // The float64 reference attention every backend is checked against.
+        .target(name: "STAReference", dependencies: ["STAGeometry", "STATensors"]),
+        // The multicore SIMD CPU backend.
+        .target(name: "STACPUKernels", dependencies: ["STAGeometry", "STATensors"]),
+        // The CUDA driver and NVRTC, loaded with dlopen at run time. The only layer that touches the C API.
+        .target(name: "CUDADriver"),
+        // CUDA C++ kernel sources (compiled by NVRTC at run time) and their Swift launchers.
+        .target(
+            name: "STACUDAKernels",
+            dependencies: ["CUDADriver", "STAGeometry", "STATensors"],
+            resources: [.embedInCode("Kernels")]
+        ),
+        // The façade: one attention call, a device to run it on.
+        .target(
+            name: "SlidingTileAttention",
+            dependencies: ["STAGeometry", "STATensors", "STAReference", "STACPUKernels", "STACUDAKernels"]
+        ),
+        // The `sta` command-line tool.
+        .executableTarget(
+            name: "STACommand",
+            dependencies: [
+                "SlidingTileAttention",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "STAGeometryTests", dependencies: ["STAGeometry"]),
+        .testTarget(name: "STATensorsTests", dependencies: ["STATensors"]),
+        .testTarget(name: "STAReferenceTests", dependencies: ["STAReference"]),
+        .testTarget(name: "STACPUKernelsTests", dependencies: ["STACPUKernels", "STAReference"]),
+        .testTarget(name: "CUDADriverTests", dependencies: ["CUDADriver"]),
+        .testTarget(name: "STACUDAKernelsTests", dependencies: ["STACUDAKernels"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

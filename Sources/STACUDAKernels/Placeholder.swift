@@ -1,0 +1,1 @@
+func _probe() { _ = PackageResources.placeholder_cu }
