@@ -1,0 +1,50 @@
+import ArgumentParser
+import SlidingTileAttention
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time the GPU kernel on a suite (median of CUDA-event timings after warm-up).")
+
+    @OptionGroup var problem: ProblemOptions
+
+    @Option(help: "Only problems whose name contains this text (e.g. 3x3x3).")
+    var only: String?
+
+    @Option(help: "Timed repetitions per problem.")
+    var repetitions: Int = 10
+
+    @Option(help: "Untimed launches before timing.")
+    var warmups: Int = 3
+
+    @Option(help: "Also write the results as JSON to this file.")
+    var json: String?
+
+    func run() throws {
+        var problems = try problem.problems()
+        if let only { problems = problems.filter { $0.name.contains(only) } }
+        guard !problems.isEmpty else { throw ValidationError("no problem matches --only \(only ?? "")") }
+        guard repetitions >= 1, warmups >= 0 else { throw ValidationError("--repetitions must be ≥ 1 and --warmups ≥ 0") }
+        let gpu = try CUDABackend(ordinal: 0)
+        print("bench on \(gpu.context.deviceName) (\(gpu.context.architecture), \(gpu.context.multiprocessorCount) SMs)")
+        let measurements = try GPUBenchmark.run(
+            problems: problems, on: gpu, warmups: warmups, repetitions: repetitions, progress: { print("  \($0)") })
+        var table = TextTable("problem", "S", "sparsity", "median ms", "min ms", "eff. TFLOP/s")
+        for m in measurements {
+            table.append(
+                m.problem, "\(m.sequenceLength)", fixed(m.videoSparsity * 100, 1) + "%", fixed(m.medianMilliseconds, 2),
+                fixed(m.minMilliseconds, 2), fixed(m.teraFLOPsPerSecond, 1))
+        }
+        print(table.rendered)
+        if let json {
+            let records = measurements.map { m in
+                JSONValue.object([
+                    ("problem", .string(m.problem)), ("sequence_length", .integer(m.sequenceLength)),
+                    ("video_sparsity", .number(m.videoSparsity)), ("median_ms", .number(m.medianMilliseconds)),
+                    ("min_ms", .number(m.minMilliseconds)), ("effective_flops", .number(m.effectiveFLOPs)),
+                    ("tflops", .number(m.teraFLOPsPerSecond)),
+                ])
+            }
+            try writeText(JSONValue.object([("device", .string(gpu.context.deviceName)), ("results", .array(records))]).text + "\n", to: json)
+        }
+    }
+}

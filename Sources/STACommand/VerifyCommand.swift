@@ -1,0 +1,52 @@
+import ArgumentParser
+import SlidingTileAttention
+
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check every kernel against the float64 reference on fresh random inputs; non-zero exit on any failure.",
+        discussion: "Outputs are poisoned before each run. Tolerances (spec §4): bf16 1e-2, fp16 3e-3, f32 1e-4 relative; log-sum-exp 1e-3.")
+
+    @Flag(help: "Verify the CPU backend instead of the GPU.")
+    var cpu = false
+
+    @Option(help: "Seed for the random inputs (default: from the clock, printed).")
+    var seed: UInt64?
+
+    @Option(help: "Also write the results as JSON to this file.")
+    var json: String?
+
+    func run() throws {
+        let backend: AttentionBackend
+        if cpu {
+            backend = .cpu(threads: nil)
+        } else {
+            backend = .cuda(try CUDABackend(ordinal: 0))
+        }
+        let seed = self.seed ?? UInt64(Clock.now * 1e6)
+        print("verify on \(backend), seed \(seed)")
+        var table = TextTable("case", "dtype", "D", "S", "rel err", "tolerance", "lse err", "empty rows", "result")
+        var records = [JSONValue]()
+        var failures = 0
+        for (index, testCase) in try Verification.gpuCases().enumerated() {
+            let outcome = try Verification.run(testCase, on: backend, seed: seed &+ UInt64(index))
+            if !outcome.passed { failures += 1 }
+            table.append(
+                outcome.name, "\(outcome.dtype)", "\(outcome.headDim)", "\(outcome.sequenceLength)",
+                scientific(outcome.outputError), scientific(outcome.tolerance), scientific(outcome.lseError),
+                outcome.badEmptyRows == 0 ? "ok" : "\(outcome.badEmptyRows) bad", outcome.passed ? "PASS" : "FAIL")
+            records.append(.object([
+                ("case", .string(outcome.name)), ("dtype", .string("\(outcome.dtype)")), ("head_dim", .integer(outcome.headDim)),
+                ("sequence_length", .integer(outcome.sequenceLength)), ("rel_err", .number(outcome.outputError)),
+                ("lse_err", .number(outcome.lseError)), ("bad_empty_rows", .integer(outcome.badEmptyRows)),
+                ("passed", .bool(outcome.passed)),
+            ]))
+        }
+        print(table.rendered)
+        let total = records.count
+        print("\(total - failures) passed, \(failures) failed")
+        if let json {
+            try writeText(JSONValue.object([("backend", .string("\(backend)")), ("seed", .integer(Int(truncatingIfNeeded: seed))), ("cases", .array(records))]).text + "\n", to: json)
+        }
+        if failures > 0 { throw ExitCode.failure }
+    }
+}

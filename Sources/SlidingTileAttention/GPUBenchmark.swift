@@ -1,0 +1,74 @@
+import CUDADriver
+import STACUDAKernels
+import STAGeometry
+import STATensors
+
+/// Times the CUDA forward kernel on the problems of a suite: CUDA events around each launch after
+/// warm-up, median of the repetitions.
+public enum GPUBenchmark {
+    public struct Measurement: Sendable {
+        public let problem: String
+        public let sequenceLength: Int
+        public let videoSparsity: Double
+        public let medianMilliseconds: Double
+        public let minMilliseconds: Double
+        public let effectiveFLOPs: Double
+        public var teraFLOPsPerSecond: Double { effectiveFLOPs / (medianMilliseconds * 1e-3) / 1e12 }
+    }
+
+    /// Runs each problem `repetitions` times after `warmups` launches. Inputs are random in [-1, 1),
+    /// drawn once per distinct layout and shape, and kept on the device.
+    public static func run(
+        problems: [AttentionProblem], on gpu: CUDABackend, warmups: Int = 3, repetitions: Int = 10,
+        progress: (String) -> Void = { _ in }
+    ) throws -> [Measurement] {
+        var measurements = [Measurement]()
+        var inputs: (key: String, q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer)?
+        for problem in problems {
+            let plan = try problem.plan()
+            let attention = try SlidingTileAttention(plan: plan, batch: problem.batch, headDim: problem.headDim)
+            let shapeKey = "\(attention.elementCount) \(problem.dtype)"
+            if inputs?.key != shapeKey {
+                inputs = nil
+                progress("drawing \(3 * attention.elementCount) random inputs")
+                var random = RandomInputs(seed: 0x5EED)
+                func draw() throws -> DeviceBuffer {
+                    problem.dtype == .float16
+                        ? try gpu.upload(random.values(attention.elementCount, as: Float16.self))
+                        : try gpu.upload(random.values(attention.elementCount, as: BFloat16.self))
+                }
+                inputs = (shapeKey, try draw(), try draw(), try draw())
+            }
+            guard let (_, q, k, v) = inputs else { continue }
+            progress("compiling \(problem.name)")
+            let kernel = try gpu.forwardKernel(plan: plan, headDim: problem.headDim, dtype: problem.dtype)
+            let output = try DeviceBuffer(context: gpu.context, byteCount: attention.elementCount * 2)
+            let lse = try DeviceBuffer(context: gpu.context, byteCount: attention.rowCount * 4)
+            let stream = try CUDAStream(context: gpu.context)
+            let scale = 1 / Float(problem.headDim).squareRoot()
+            func launch() throws {
+                try kernel.launch(q: q, k: k, v: v, output: output, lse: lse, batch: problem.batch, scale: scale, stream: stream)
+            }
+            for _ in 0..<warmups { try launch() }
+            try stream.synchronize()
+            let start = try CUDAEvent(context: gpu.context)
+            let stop = try CUDAEvent(context: gpu.context)
+            var times = [Double]()
+            for _ in 0..<repetitions {
+                try start.record(on: stream)
+                try launch()
+                try stop.record(on: stream)
+                try stop.synchronize()
+                times.append(Double(try stop.milliseconds(since: start)))
+            }
+            times.sort()
+            let measurement = Measurement(
+                problem: problem.name, sequenceLength: problem.layout.sequenceLength,
+                videoSparsity: plan.videoSparsity, medianMilliseconds: times[times.count / 2],
+                minMilliseconds: times[0], effectiveFLOPs: plan.effectiveFLOPs(batch: problem.batch, headDim: problem.headDim))
+            progress("\(problem.name): \(measurement.medianMilliseconds) ms")
+            measurements.append(measurement)
+        }
+        return measurements
+    }
+}

@@ -1,0 +1,115 @@
+import STAGeometry
+import STAReference
+import STATensors
+
+/// Checks a backend against the float64 reference (spec §4) on fresh random inputs, output poisoned.
+public enum Verification {
+    /// One checked problem.
+    public struct Case: Sendable {
+        public let name: String
+        public let layout: STALayout
+        public let headWindows: [Window]
+        public let batch: Int
+        public let headDim: Int
+        public let dtype: DType
+    }
+
+    /// The outcome of one case.
+    public struct Outcome: Sendable {
+        public let name: String
+        public let dtype: DType
+        public let headDim: Int
+        public let sequenceLength: Int
+        /// ‖out − ref‖ / ‖ref‖ over rows that attend something (NaN anywhere makes it infinite).
+        public let outputError: Double
+        /// Largest |lse − ref| over rows that attend something.
+        public let lseError: Double
+        /// Rows that attend nothing but were not written as 0 / −∞.
+        public let badEmptyRows: Int
+        public let tolerance: Double
+
+        public var passed: Bool { outputError < tolerance && lseError < 1e-3 && badEmptyRows == 0 }
+    }
+
+    /// ‖out − ref‖ / ‖ref‖ bound of spec §4 for a storage type.
+    public static func tolerance(_ dtype: DType) -> Double {
+        switch dtype {
+        case .float16: return 3e-3
+        case .bfloat16: return 1e-2
+        default: return 1e-4
+        }
+    }
+
+    /// The GPU matrix: 1D/2D/3D, padded canvases, text with padding, per-head windows, batch > 1, each
+    /// geometry in bf16 and fp16 at head dims 64 and 128.
+    public static func gpuCases() throws -> [Case] {
+        let geometries: [(String, STALayout, String, Int)] = [
+            ("1D 1000 tile 64 (holes) w5", try STALayout(canvas: [1000], tile: [64]), "5", 2),
+            ("2D 48x40 tile 8x16 (holes) w3x1,full", try STALayout(canvas: [48, 40], tile: [8, 16]), "3x1,full", 1),
+            ("3D 12x16x24 tile 6x8x8 text 50/64 per-head",
+             try STALayout(canvas: [12, 16, 24], tile: [6, 8, 8], textCount: 64, textValid: 50), "1x1x3,3x3x3,1x1x1", 1),
+            ("3D 10x20x20 tile 4x8x8 (holes) text 16 w1x3x1",
+             try STALayout(canvas: [10, 20, 20], tile: [4, 8, 8], textCount: 16), "1x3x1*2", 2),
+        ]
+        var cases = [Case]()
+        for (name, layout, windows, batch) in geometries {
+            let heads = windows.split(separator: ",").reduce(0) { count, entry in
+                count + (entry.split(separator: "*").dropFirst().first.flatMap { Int($0) } ?? 1)
+            }
+            let headWindows = try ShapeSyntax.headWindows(windows, layout: layout, heads: heads)
+            for dtype in [DType.bfloat16, .float16] {
+                for headDim in [64, 128] {
+                    cases.append(Case(name: name, layout: layout, headWindows: headWindows, batch: batch, headDim: headDim, dtype: dtype))
+                }
+            }
+        }
+        return cases
+    }
+
+    /// Runs one case on `backend` with inputs drawn from `seed`.
+    public static func run(_ testCase: Case, on backend: AttentionBackend, seed: UInt64) throws -> Outcome {
+        switch testCase.dtype {
+        case .bfloat16: return try run(testCase, as: BFloat16.self, on: backend, seed: seed)
+        case .float16: return try run(testCase, as: Float16.self, on: backend, seed: seed)
+        default: return try run(testCase, as: Float.self, on: backend, seed: seed)
+        }
+    }
+
+    static func run<T: StorageScalar>(_ c: Case, as: T.Type, on backend: AttentionBackend, seed: UInt64) throws -> Outcome {
+        let plan = try AttentionPlan(layout: c.layout, headWindows: c.headWindows)
+        let attention = try SlidingTileAttention(plan: plan, batch: c.batch, headDim: c.headDim)
+        var random = RandomInputs(seed: seed)
+        let q: [T] = random.values(attention.elementCount)
+        let k: [T] = random.values(attention.elementCount)
+        let v: [T] = random.values(attention.elementCount)
+        let result = try attention.forward(q: q, k: k, v: v, on: backend)
+        let reference = ReferenceAttention.forward(
+            plan: plan, batch: c.batch, headDim: c.headDim, q: q, k: k, v: v)
+        return compare(
+            c, output: result.output.map { Double($0.floatValue) }, lse: result.lse,
+            reference: reference.output, referenceLSE: reference.lse)
+    }
+
+    static func compare(_ c: Case, output: [Double], lse: [Float], reference: [Double], referenceLSE: [Double]) -> Outcome {
+        var difference = 0.0, norm = 0.0, lseError = 0.0
+        var badEmptyRows = 0
+        for row in 0..<referenceLSE.count {
+            let range = (row * c.headDim)..<((row + 1) * c.headDim)
+            if referenceLSE[row] == -.infinity {
+                if lse[row] != -.infinity || output[range].contains(where: { $0 != 0 }) { badEmptyRows += 1 }
+                continue
+            }
+            for i in range {
+                let d = output[i] - reference[i]
+                difference += d.isNaN ? .infinity : d * d
+                norm += reference[i] * reference[i]
+            }
+            let e = abs(Double(lse[row]) - referenceLSE[row])
+            lseError = max(lseError, e.isNaN ? .infinity : e)
+        }
+        return Outcome(
+            name: c.name, dtype: c.dtype, headDim: c.headDim, sequenceLength: c.layout.sequenceLength,
+            outputError: (difference / norm).squareRoot(), lseError: lseError, badEmptyRows: badEmptyRows,
+            tolerance: tolerance(c.dtype))
+    }
+}
