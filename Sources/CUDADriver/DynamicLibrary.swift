@@ -23,9 +23,13 @@ struct DynamicLibrary: @unchecked Sendable {
 
     /// Opens the first of `candidates` that loads. On failure returns one line per candidate with the
     /// loader's message.
-    static func openFirst(_ candidates: [String]) -> Result<DynamicLibrary, DynamicLibraryError> {
+    /// `prepare` runs before each attempt with the candidate about to be opened.
+    static func openFirst(
+        _ candidates: [String], prepare: (String) -> Void = { _ in }
+    ) -> Result<DynamicLibrary, DynamicLibraryError> {
         var tried: [String] = []
         for candidate in candidates {
+            prepare(candidate)
             switch open(candidate) {
             case .success(let library): return .success(library)
             case .failure(let error): tried.append("\(candidate) (\(error.message))")

@@ -49,7 +49,7 @@ public struct NVRTCCompiler: Sendable {
 
     /// Opens the first of `candidates` that loads.
     static func load(candidates: [String], origin: String?) throws(CUDAError) -> NVRTCCompiler {
-        switch DynamicLibrary.openFirst(candidates) {
+        switch DynamicLibrary.openFirst(candidates, prepare: preloadBuiltins(besides:)) {
         case .success(let library):
             return try NVRTCCompiler(api: NVRTCAPI(library: library))
         case .failure(let error):
@@ -61,6 +61,19 @@ public struct NVRTCCompiler: Sendable {
     }
 
     static let libraryNames = ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"]
+
+    /// NVRTC opens libnvrtc-builtins.so.<major>.<minor> by bare name when it compiles. For an NVRTC
+    /// opened by path from a directory the loader does not search (a pip wheel, a toolkit without
+    /// LD_LIBRARY_PATH), opening the builtins beside it first lets that later lookup find the
+    /// already-loaded library by its soname.
+    static func preloadBuiltins(besides candidate: String) {
+        guard let slash = candidate.lastIndex(of: "/") else { return }
+        let directory = String(candidate[..<slash])
+        guard FileIO.isDirectory(directory) else { return }
+        for builtins in globPaths(directory + "/libnvrtc-builtins.so.*").sorted(by: >) {
+            if case .success = DynamicLibrary.open(builtins) { return }
+        }
+    }
 
     static func candidates(forOverride path: String) -> [String] {
         var status = stat()
