@@ -26,17 +26,17 @@ public enum CUDAError: Error, Sendable, CustomStringConvertible {
             return "no usable CUDA device: \(reason)"
         case .nvrtcNotFound(let tried):
             return "NVRTC (the CUDA runtime compiler) could not be loaded: \(tried)"
-        case let .call(function, code, name, message):
+        case .call(let function, let code, let name, let message):
             return "\(function) failed with \(name) (\(code)): \(message)"
-        case let .nvrtc(function, code, message):
+        case .nvrtc(let function, let code, let message):
             return "\(function) failed with NVRTC error \(code): \(message)"
-        case let .compile(sourceName, log):
+        case .compile(let sourceName, let log):
             let trimmed = log.trimmingTrailingWhitespace
             return "NVRTC could not compile \(sourceName):\n"
                 + (trimmed.isEmpty ? "(NVRTC gave no log)" : trimmed)
-        case let .missingSymbol(library, symbol):
+        case .missingSymbol(let library, let symbol):
             return "\(library) does not export \(symbol); this CUDA driver or NVRTC is too old for the call"
-        case let .invalidArgument(function, message):
+        case .invalidArgument(let function, let message):
             return "\(function): \(message)"
         }
     }

@@ -21,7 +21,7 @@ public final class CUDAEvent: @unchecked Sendable {
     }
 
     /// Records the event after the work queued so far on `stream` (nil: the legacy default stream).
-    public func record(on stream: CUDAStream?) throws(CUDAError) {
+    public func record(on stream: CUDAStream? = nil) throws(CUDAError) {
         try context.makeCurrent()
         try context.driver.check(context.driver.cuEventRecord(handle, stream?.handle), "cuEventRecord")
     }

@@ -48,7 +48,8 @@ public struct CUDAFunction: @unchecked Sendable {
     public func setMaxDynamicSharedMemory(bytes: Int) throws(CUDAError) {
         guard bytes >= 0, bytes <= Int(Int32.max) else {
             throw .invalidArgument(
-                function: "CUDAFunction.setMaxDynamicSharedMemory", message: "\(bytes) bytes is outside 0...\(Int32.max)")
+                function: "CUDAFunction.setMaxDynamicSharedMemory",
+                message: "\(bytes) bytes is outside 0...\(Int32.max)")
         }
         try module.context.makeCurrent()
         try driver.check(
@@ -67,19 +68,23 @@ public struct CUDAFunction: @unchecked Sendable {
         func dimension(_ value: Int, _ what: String) throws(CUDAError) -> UInt32 {
             guard value >= 1, value <= Int(UInt32.max) else {
                 throw .invalidArgument(
-                    function: "CUDAFunction.launch(\(name))", message: "\(what) is \(value); it must be in 1...\(UInt32.max)")
+                    function: "CUDAFunction.launch(\(name))",
+                    message: "\(what) is \(value); it must be in 1...\(UInt32.max)")
             }
             return UInt32(value)
         }
-        let gx = try dimension(grid.x, "grid.x"), gy = try dimension(grid.y, "grid.y")
+        let gx = try dimension(grid.x, "grid.x")
+        let gy = try dimension(grid.y, "grid.y")
         let gz = try dimension(grid.z, "grid.z")
-        let bx = try dimension(block.x, "block.x"), by = try dimension(block.y, "block.y")
+        let bx = try dimension(block.x, "block.x")
+        let by = try dimension(block.y, "block.y")
         let bz = try dimension(block.z, "block.z")
         guard sharedMemoryBytes >= 0, sharedMemoryBytes <= Int(UInt32.max) else {
             throw .invalidArgument(
-                function: "CUDAFunction.launch(\(name))", message: "sharedMemoryBytes is \(sharedMemoryBytes); it must be 0 or more")
+                function: "CUDAFunction.launch(\(name))",
+                message: "sharedMemoryBytes is \(sharedMemoryBytes); it must be 0 or more")
         }
-        if let stream, stream.context !== module.context {
+        if let stream, stream.context.handle != module.context.handle {
             throw .invalidArgument(
                 function: "CUDAFunction.launch(\(name))", message: "the stream belongs to another context")
         }

@@ -36,7 +36,8 @@ public final class CUDAModule: @unchecked Sendable {
         var function: CUhandle? = nil
         try context.driver.check(context.driver.cuModuleGetFunction(&function, handle, name), "cuModuleGetFunction")
         guard let function else {
-            throw .invalidArgument(function: "cuModuleGetFunction", message: "the driver returned no function for \(name)")
+            throw .invalidArgument(
+                function: "cuModuleGetFunction", message: "the driver returned no function for \(name)")
         }
         return CUDAFunction(module: self, handle: function, name: name)
     }

@@ -14,7 +14,8 @@ public final class DeviceBuffer: @unchecked Sendable {
     /// `call` when the driver cannot allocate (CUDA_ERROR_OUT_OF_MEMORY).
     public init(context: CUDAContext, byteCount: Int) throws(CUDAError) {
         guard byteCount >= 0 else {
-            throw .invalidArgument(function: "DeviceBuffer.init", message: "byteCount is \(byteCount); it must be 0 or more")
+            throw .invalidArgument(
+                function: "DeviceBuffer.init", message: "byteCount is \(byteCount); it must be 0 or more")
         }
         self.context = context
         self.byteCount = byteCount
@@ -32,7 +33,8 @@ public final class DeviceBuffer: @unchecked Sendable {
     public convenience init<T: BitwiseCopyable>(context: CUDAContext, copying values: [T]) throws(CUDAError) {
         let (bytes, overflow) = values.count.multipliedReportingOverflow(by: MemoryLayout<T>.stride)
         guard !overflow else {
-            throw .invalidArgument(function: "DeviceBuffer.init", message: "\(values.count) elements overflow Int bytes")
+            throw .invalidArgument(
+                function: "DeviceBuffer.init", message: "\(values.count) elements overflow Int bytes")
         }
         try self.init(context: context, byteCount: bytes)
         try upload(values)
@@ -102,7 +104,8 @@ public final class DeviceBuffer: @unchecked Sendable {
     ) throws(CUDAError) -> [T] {
         let (bytes, overflow) = count.multipliedReportingOverflow(by: MemoryLayout<T>.stride)
         guard count >= 0, !overflow else {
-            throw .invalidArgument(function: "DeviceBuffer.download", message: "count \(count) is negative or too large")
+            throw .invalidArgument(
+                function: "DeviceBuffer.download", message: "count \(count) is negative or too large")
         }
         try checkRange("DeviceBuffer.download", offset: byteOffset, count: bytes)
         var failure: CUDAError? = nil

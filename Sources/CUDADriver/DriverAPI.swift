@@ -31,19 +31,21 @@ enum DriverSignature {
     typealias FuncSetAttribute = @convention(c) (CUhandle?, Int32, Int32) -> CUresult
     typealias FuncGetAttribute = @convention(c) (UnsafeMutablePointer<Int32>?, Int32, CUhandle?) -> CUresult
     /// (function, grid x y z, block x y z, shared bytes, stream, kernelParams, extra)
-    typealias LaunchKernel = @convention(c) (
-        CUhandle?, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, CUhandle?,
-        UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?
-    ) -> CUresult
+    typealias LaunchKernel =
+        @convention(c) (
+            CUhandle?, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, CUhandle?,
+            UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?
+        ) -> CUresult
     typealias EventRecord = @convention(c) (CUhandle?, CUhandle?) -> CUresult
     typealias EventElapsedTime = @convention(c) (UnsafeMutablePointer<Float>?, CUhandle?, CUhandle?) -> CUresult
     /// (tensorMap, dataType, rank, globalAddress, globalDim, globalStrides, boxDim, elementStrides,
     ///  interleave, swizzle, l2Promotion, oobFill)
-    typealias TensorMapEncodeTiled = @convention(c) (
-        UnsafeMutableRawPointer?, Int32, UInt32, UnsafeMutableRawPointer?,
-        UnsafePointer<UInt64>?, UnsafePointer<UInt64>?, UnsafePointer<UInt32>?, UnsafePointer<UInt32>?,
-        Int32, Int32, Int32, Int32
-    ) -> CUresult
+    typealias TensorMapEncodeTiled =
+        @convention(c) (
+            UnsafeMutableRawPointer?, Int32, UInt32, UnsafeMutableRawPointer?,
+            UnsafePointer<UInt64>?, UnsafePointer<UInt64>?, UnsafePointer<UInt32>?, UnsafePointer<UInt32>?,
+            Int32, Int32, Int32, Int32
+        ) -> CUresult
 }
 
 /// The driver functions this package uses, resolved from libcuda with dlsym. Where cuda.h maps a name
@@ -177,8 +179,11 @@ extension DriverAPI {
 
     /// The driver found from `defaultCandidates()`, loaded once per process.
     static let shared: Result<DriverAPI, CUDAError> = {
-        do throws(CUDAError) { return .success(try load(candidates: defaultCandidates())) }
-        catch { return .failure(error) }
+        do throws(CUDAError) {
+            return .success(try load(candidates: defaultCandidates()))
+        } catch {
+            return .failure(error)
+        }
     }()
 
     // CUdevice_attribute values (cuda.h).

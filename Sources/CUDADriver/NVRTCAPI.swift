@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 // The one place that declares and calls NVRTC's C functions.
@@ -13,10 +13,11 @@ enum NVRTCSignature {
     typealias GetErrorString = @convention(c) (NVRTCResult) -> UnsafePointer<CChar>?
     typealias Version = @convention(c) (UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> NVRTCResult
     /// (program out, source, name, header count, header sources, header include names)
-    typealias CreateProgram = @convention(c) (
-        UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, Int32,
-        UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<UnsafePointer<CChar>?>?
-    ) -> NVRTCResult
+    typealias CreateProgram =
+        @convention(c) (
+            UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, Int32,
+            UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<UnsafePointer<CChar>?>?
+        ) -> NVRTCResult
     typealias DestroyProgram = @convention(c) (UnsafeMutablePointer<OpaquePointer?>?) -> NVRTCResult
     typealias CompileProgram =
         @convention(c) (OpaquePointer?, Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> NVRTCResult

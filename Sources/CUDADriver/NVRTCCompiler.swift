@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// NVRTC, the CUDA C++ compiler library, opened at run time.
@@ -108,7 +108,8 @@ public struct NVRTCCompiler: Sendable {
         }
         if let home = environmentValue("HOME") {
             prefixes.append(home + "/.local/lib/python3*/site-packages")
-            prefixes.append((environmentValue("PYENV_ROOT") ?? home + "/.pyenv") + "/versions/*/lib/python3*/site-packages")
+            prefixes.append(
+                (environmentValue("PYENV_ROOT") ?? home + "/.pyenv") + "/versions/*/lib/python3*/site-packages")
         }
         prefixes += [
             "/usr/local/lib/python3*/dist-packages", "/usr/local/lib/python3*/site-packages",
@@ -165,10 +166,12 @@ public struct NVRTCCompiler: Sendable {
         let log = String(decoding: logBytes, as: UTF8.self)
         if compiled == NVRTCAPI.errorCompilation { throw .compile(sourceName: sourceName, log: log) }
         if compiled != 0 {
-            throw api.error(compiled, function: "nvrtcCompileProgram(\(sourceName))", detail: log.trimmingTrailingWhitespace)
+            throw api.error(
+                compiled, function: "nvrtcCompileProgram(\(sourceName))", detail: log.trimmingTrailingWhitespace)
         }
 
-        let format: CompiledKernel.Format = Self.targetArchitecture(in: options)?.hasPrefix("sm_") == true ? .cubin : .ptx
+        let format: CompiledKernel.Format =
+            Self.targetArchitecture(in: options)?.hasPrefix("sm_") == true ? .cubin : .ptx
         let image: [UInt8]
         switch format {
         case .cubin:

@@ -82,7 +82,8 @@ public struct TensorMap: Sendable, Equatable {
         let box = boxDimensions.map { UInt32($0) }
         let elementStrides = [UInt32](repeating: 1, count: dimensions.count)
         let result = encode(
-            storage, elementType.rawValue, UInt32(dimensions.count), UnsafeMutableRawPointer(bitPattern: UInt(globalAddress)),
+            storage, elementType.rawValue, UInt32(dimensions.count),
+            UnsafeMutableRawPointer(bitPattern: UInt(globalAddress)),
             globalDimensions, globalStrides.isEmpty ? nil : globalStrides, box, elementStrides,
             interleaveNone, swizzle.rawValue, l2Promotion.rawValue, outOfBoundsFillNone)
         try driver.check(result, "cuTensorMapEncodeTiled")

@@ -1,14 +1,15 @@
 import Testing
+
 @testable import CUDADriver
 
 @Suite struct KernelArgumentsTests {
     @Test func scalarsArePackedAtTheirNaturalAlignment() throws {
         var arguments = KernelArguments()
-        arguments.append(Int32(-7))      // 0..<4
+        arguments.append(Int32(-7))  // 0..<4
         arguments.append(UInt64(0x0102_0304_0506_0708))  // 8..<16 (4 bytes of padding)
-        arguments.append(Float(1.5))     // 16..<20
-        arguments.append(UInt32(9))      // 20..<24
-        arguments.append(Double(2.25))   // 24..<32
+        arguments.append(Float(1.5))  // 16..<20
+        arguments.append(UInt32(9))  // 20..<24
+        arguments.append(Double(2.25))  // 24..<32
         #expect(arguments.count == 5)
         #expect(arguments.offsets == [0, 8, 16, 20, 24])
         #expect(arguments.sizes == [4, 8, 4, 4, 8])

@@ -1,8 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Testing
+
 @testable import CUDADriver
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 private func key(options: [String], source: String = "k()") -> String {
     KernelCache.keyText(
@@ -26,7 +28,8 @@ private func key(options: [String], source: String = "k()") -> String {
         let second = try cache.lookupOrProduce(keyText: key(options: ["-O3"]), produce: produce)
         #expect(second.hit && second.image == image && calls == 1)
         // A fresh cache value over the same directory (a new process) also hits.
-        let third = try KernelCache(directory: directory).lookupOrProduce(keyText: key(options: ["-O3"]), produce: produce)
+        let third = try KernelCache(directory: directory).lookupOrProduce(
+            keyText: key(options: ["-O3"]), produce: produce)
         #expect(third.hit && calls == 1)
         // Only the entry remains; no temporary files are left behind.
         #expect(directoryEntries(directory).count == 1)
@@ -80,7 +83,8 @@ private func key(options: [String], source: String = "k()") -> String {
         let directory = makeTemporaryDirectory()
         defer { removeDirectory(directory) }
         let cache = KernelCache(directory: directory)
-        let keyA = key(options: ["-O3"]), keyB = key(options: ["-O1"])
+        let keyA = key(options: ["-O3"])
+        let keyB = key(options: ["-O1"])
         let pathA = try #require(cache.entryPath(keyText: keyA))
         writeFile(pathA, KernelCache.encodeEntry(keyText: keyB, image: [9, 9, 9]))
         #expect(cache.load(keyText: keyA) == nil)
@@ -167,7 +171,8 @@ private func key(options: [String], source: String = "k()") -> String {
         #expect(second.hit && second.image == first.image)
         #expect(try !lookup(["-lineinfo"]).hit)
         let viaPublic = try cache.image(
-            source: source, sourceName: "fill.cu", options: ["--use_fast_math"], architecture: "sm_80", driverVersion: 13000,
+            source: source, sourceName: "fill.cu", options: ["--use_fast_math"], architecture: "sm_80",
+            driverVersion: 13000,
             compiler: { () throws(CUDAError) in loadedNVRTC! })
         #expect(viaPublic == first.image)
     }

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import CUDADriver
 
 @Suite struct TensorMapTests {
@@ -35,7 +36,8 @@ import Testing
         #expect(reason { () throws(CUDAError) in try validate(strides: [250, 256 * 4096]) }.contains("multiple of 16"))
         #expect(reason { () throws(CUDAError) in try validate(box: [64, 512, 1]) }.contains("1...256"))
         #expect(reason { () throws(CUDAError) in try validate(box: [128, 64, 1]) }.contains("swizzle"))
-        #expect(reason { () throws(CUDAError) in try validate(box: [4, 64, 1], swizzle: .none) }.contains("multiple of 16"))
+        #expect(
+            reason { () throws(CUDAError) in try validate(box: [4, 64, 1], swizzle: .none) }.contains("multiple of 16"))
         #expect(reason { () throws(CUDAError) in try validate(strides: [256]) }.contains("strides"))
         #expect(reason { () throws(CUDAError) in try validate(dimensions: [1, 2, 3, 4, 5, 6]) }.contains("rank"))
         #expect(reason { () throws(CUDAError) in try validate(dimensions: [128, 0, 24]) }.contains("dimension 1"))

@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 @testable import CUDADriver
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// NVRTC as the default search finds it, or nil (then NVRTC tests are skipped).
 let loadedNVRTC: NVRTCCompiler? = try? NVRTCCompiler.load()
@@ -19,7 +20,9 @@ func makeTemporaryDirectory() -> String {
 func removeDirectory(_ directory: String) {
     if let stream = opendir(directory) {
         while let entry = readdir(stream) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
             if name != "." && name != ".." { unlink(directory + "/" + name) }
         }
         closedir(stream)
