@@ -68,6 +68,18 @@ struct PythonInteropTests {
             np.save(os.path.join(d, 'np_generated.npy'), np.asfortranarray(x).copy(order='C'))
             np.save(os.path.join(d, 'np_fortran.npy'), np.asfortranarray(x))
             np.save(os.path.join(d, 'np_bigendian.npy'), x.astype('>f4'))
+            # A .safetensors file laid out the way Python code writes one by hand (json.dumps spacing).
+            w = (np.arange(6, dtype=np.float32) - 2.5).reshape(2, 3)
+            h = np.array([1.0, -2.0, 3.5], dtype=np.float32).view(np.uint32) >> 16
+            blobs = [('w', 'F32', w.shape, w.tobytes()), ('h', 'BF16', (3,), h.astype('<u2').tobytes())]
+            meta, offset, body = {'__metadata__': {'source': 'numpy'}}, 0, b''
+            for name, dt, shape, blob in blobs:
+                meta[name] = {'dtype': dt, 'shape': list(shape), 'data_offsets': [offset, offset + len(blob)]}
+                offset += len(blob)
+                body += blob
+            text = json.dumps(meta).encode()
+            text += b' ' * (-len(text) % 8)
+            open(os.path.join(d, 'py.safetensors'), 'wb').write(len(text).to_bytes(8, 'little') + text + body)
             print('ok')
             """#
         let result = runPython(script, arguments: [directory])
@@ -81,6 +93,13 @@ struct PythonInteropTests {
             let expected = dtype == .bfloat16 ? try tensor.converted(to: .float32) : tensor
             #expect(back == expected, "dtype \(dtype)")
         }
+        let python = try SafetensorsFile(path: "\(directory)/py.safetensors")
+        #expect(python.metadata == ["source": "numpy"])
+        #expect(python.tensorNames == ["h", "w"])
+        #expect(try python.tensor("w").floats() == [-2.5, -1.5, -0.5, 0.5, 1.5, 2.5])
+        #expect(try python.tensor("w").shape == [2, 3])
+        #expect(try python.tensor("h").dtype == .bfloat16)
+        #expect(try python.tensor("h").floats() == [1, -2, 3.5])
         let generated = try NumpyFile.read(path: "\(directory)/np_generated.npy")
         #expect(generated.shape == [3, 4])
         #expect(try generated.floats() == (0..<12).map { Float($0) / 7 })
