@@ -1,3 +1,4 @@
+import Dispatch
 import Glibc
 import STAGeometry
 import STATensors
@@ -35,11 +36,15 @@ public enum ReferenceAttention {
         let problem = try Problem(
             q: q, k: k, v: v, batch: batch, heads: heads, keyValueHeads: keyValueHeads,
             sequenceLength: sequenceLength, headDim: headDim, scale: scale)
-        var keys = [Int]()
-        return problem.run { head, query in
-            keys.removeAll(keepingCapacity: true)
-            for key in 0..<sequenceLength where allows(head, query, key) { keys.append(key) }
-            return keys
+        return withoutActuallyEscaping(allows) { allows in
+            var keys = [Int]()
+            return problem.run(queryRows: nil, threads: 1) {
+                { head, query in
+                    keys.removeAll(keepingCapacity: true)
+                    for key in 0..<sequenceLength where allows(head, query, key) { keys.append(key) }
+                    return keys
+                }
+            }
         }
     }
 
@@ -62,38 +67,47 @@ public enum ReferenceAttention {
     /// query tile gathers the real tokens of its key tiles (plus the valid text keys) once, so the cost
     /// is 4 · D flops per attended pair rather than S² predicate calls. `sequenceLength` is
     /// `plan.layout.sequenceLength` and `heads` is `plan.heads`.
+    ///
+    /// With `queryRows` (ascending sequence indices), only those rows of every (batch, head) are computed;
+    /// the others are left as 0 and −∞ — a sampled check of a problem too large to reference whole.
+    /// (batch, head) pairs run in parallel on all cores.
     public static func forward(
         q: [Double], k: [Double], v: [Double],
-        batch: Int, headDim: Int, plan: AttentionPlan, keyValueHeads: Int? = nil, scale: Double? = nil
+        batch: Int, headDim: Int, plan: AttentionPlan, keyValueHeads: Int? = nil, scale: Double? = nil,
+        queryRows: [Int]? = nil
     ) throws(ReferenceError) -> Result {
         let layout = plan.layout
         let problem = try Problem(
             q: q, k: k, v: v, batch: batch, heads: plan.heads, keyValueHeads: keyValueHeads,
             sequenceLength: layout.sequenceLength, headDim: headDim, scale: scale)
         let keySets = PlanKeySets(plan: plan)
-        // Consecutive queries of one tile (or all text queries) share a key list under one window.
-        var cached: (window: Int32, tile: Int)? = nil
-        var keys = [Int]()
-        return problem.run { head, query in
-            guard keySets.isReal[query] else { return [] }
-            let window = plan.windowIndexByHead[head]
-            let tile = keySets.tile(ofQuery: query)
-            if cached?.window != window || cached?.tile != tile {
-                keySets.keys(head: head, tile: tile, into: &keys)
-                cached = (window, tile)
+        return problem.run(queryRows: queryRows, threads: nil) {
+            // Consecutive queries of one tile (or all text queries) share a key list under one window.
+            var cached: (window: Int32, tile: Int)? = nil
+            var keys = [Int]()
+            return { head, query in
+                guard keySets.isReal[query] else { return [] }
+                let window = plan.windowIndexByHead[head]
+                let tile = keySets.tile(ofQuery: query)
+                if cached?.window != window || cached?.tile != tile {
+                    keySets.keys(head: head, tile: tile, into: &keys)
+                    cached = (window, tile)
+                }
+                return keys
             }
-            return keys
         }
     }
 
     /// The plan form for storage-type inputs (converted to `Double` exactly).
     public static func forward<T: StorageScalar>(
         q: [T], k: [T], v: [T],
-        batch: Int, headDim: Int, plan: AttentionPlan, keyValueHeads: Int? = nil, scale: Double? = nil
+        batch: Int, headDim: Int, plan: AttentionPlan, keyValueHeads: Int? = nil, scale: Double? = nil,
+        queryRows: [Int]? = nil
     ) throws(ReferenceError) -> Result {
         try forward(
             q: q.map(\.doubleValue), k: k.map(\.doubleValue), v: v.map(\.doubleValue),
-            batch: batch, headDim: headDim, plan: plan, keyValueHeads: keyValueHeads, scale: scale)
+            batch: batch, headDim: headDim, plan: plan, keyValueHeads: keyValueHeads, scale: scale,
+            queryRows: queryRows)
     }
 
     /// The plan form for host tensors of any dtype: `q` is [B, H, S, D] and `k`, `v` are
@@ -173,29 +187,44 @@ private struct Problem {
         (self.sequenceLength, self.headDim, self.scale) = (sequenceLength, headDim, scale)
     }
 
-    /// Runs every (batch, head, query) row in order; `keys(head, query)` lists the attended keys.
-    func run(_ keys: (_ head: Int, _ query: Int) -> [Int]) -> ReferenceAttention.Result {
+    /// Runs the rows of every (batch, head), `threads` pairs at a time (nil: all cores); `makeKeys` makes
+    /// one key-list function per worker, which lists the attended keys of (head, query). Rows outside
+    /// `queryRows` (when given) stay 0 and −∞.
+    func run(
+        queryRows: [Int]?, threads: Int?, _ makeKeys: () -> (_ head: Int, _ query: Int) -> [Int]
+    ) -> ReferenceAttention.Result {
         let rows = batch * heads * sequenceLength
         var output = [Double](repeating: 0, count: rows * headDim)
         var lse = [Double](repeating: -.infinity, count: rows)
-        var scores = [Double]()
         let group = heads / keyValueHeads
+        let queries = queryRows ?? Array(0..<sequenceLength)
+        let pairs = batch * heads
+        let workers = max(1, min(pairs, threads ?? ProcessInfoLite.activeProcessorCount))
+        let workerKeys = (0..<workers).map { _ in makeKeys() }
         q.withUnsafeBufferPointer { q in
             k.withUnsafeBufferPointer { k in
                 v.withUnsafeBufferPointer { v in
                     output.withUnsafeMutableBufferPointer { output in
-                        for b in 0..<batch {
-                            for h in 0..<heads {
-                                let kvBase = (b * keyValueHeads + h / group) * sequenceLength * headDim
-                                for i in 0..<sequenceLength {
-                                    let row = (b * heads + h) * sequenceLength + i
-                                    let attended = keys(h, i)
-                                    if attended.isEmpty { continue }
-                                    lse[row] = attendRow(
-                                        query: q.baseAddress! + row * headDim,
-                                        keys: k.baseAddress! + kvBase, values: v.baseAddress! + kvBase,
-                                        attended: attended, output: output.baseAddress! + row * headDim,
-                                        scores: &scores)
+                        lse.withUnsafeMutableBufferPointer { lse in
+                            let (q, k, v) = (q.baseAddress!, k.baseAddress!, v.baseAddress!)
+                            let (output, lse) = (output.baseAddress!, lse.baseAddress!)
+                            // Each worker owns whole (batch, head) pairs: disjoint rows of output and lse.
+                            nonisolated(unsafe) let shared = (q, k, v, output, lse, workerKeys)
+                            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                                let (q, k, v, output, lse, workerKeys) = shared
+                                let keys = workerKeys[worker]
+                                var scores = [Double]()
+                                for pair in stride(from: worker, to: pairs, by: workers) {
+                                    let (b, h) = (pair / heads, pair % heads)
+                                    let kvBase = (b * keyValueHeads + h / group) * sequenceLength * headDim
+                                    for i in queries {
+                                        let row = (b * heads + h) * sequenceLength + i
+                                        let attended = keys(h, i)
+                                        if attended.isEmpty { continue }
+                                        lse[row] = attendRow(
+                                            query: q + row * headDim, keys: k + kvBase, values: v + kvBase,
+                                            attended: attended, output: output + row * headDim, scores: &scores)
+                                    }
                                 }
                             }
                         }
@@ -301,4 +330,9 @@ private func addScaled(_ x: UnsafePointer<Double>, _ weight: Double, to y: Unsaf
         y[i] += weight * x[i]
         i += 1
     }
+}
+
+/// The number of cores to use, without Foundation.
+enum ProcessInfoLite {
+    static var activeProcessorCount: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 }

@@ -83,8 +83,7 @@ public enum Verification {
         let k: [T] = random.values(attention.elementCount)
         let v: [T] = random.values(attention.elementCount)
         let result = try attention.forward(q: q, k: k, v: v, on: backend)
-        let reference = ReferenceAttention.forward(
-            plan: plan, batch: c.batch, headDim: c.headDim, q: q, k: k, v: v)
+        let reference = try ReferenceAttention.forward(q: q, k: k, v: v, batch: c.batch, headDim: c.headDim, plan: plan)
         return compare(
             c, output: result.output.map { Double($0.floatValue) }, lse: result.lse,
             reference: reference.output, referenceLSE: reference.lse)
