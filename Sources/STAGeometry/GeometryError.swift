@@ -12,6 +12,11 @@ public enum GeometryError: Error, Equatable, Sendable, CustomStringConvertible {
     case headCountMismatch(expected: Int, actual: Int)
     case noHeads
     case elementCountMismatch(what: String, expected: Int, actual: Int)
+    case negativeDimension(what: String, value: Int)
+    case windowLargerThanCanvas(axis: Int, windowTokens: Int, canvasTokens: Int)
+    case evenTokenWindow(axis: Int, windowTokens: Int, canvasTokens: Int)
+    case nonPositiveBlockSize(what: String, tokens: Int)
+    case blockGridTooLarge(rows: Int, columns: Int, limit: Int)
 
     public var description: String {
         switch self {
@@ -39,6 +44,19 @@ public enum GeometryError: Error, Equatable, Sendable, CustomStringConvertible {
             return "head count must be at least 1"
         case let .elementCountMismatch(what, expected, actual):
             return "\(what) has \(actual) elements; this layout needs \(expected)"
+        case let .negativeDimension(what, value):
+            return "\(what) is \(value); it must be 0 or more"
+        case let .windowLargerThanCanvas(axis, window, canvas):
+            return "window axis \(axis) is \(window) tokens but the canvas axis is only \(canvas); "
+                + "a token window must be 1...\(canvas) (\(canvas) means the whole axis)"
+        case let .evenTokenWindow(axis, window, canvas):
+            return "window axis \(axis) is \(window) tokens, even and smaller than the \(canvas) tokens of the axis; "
+                + "a neighbourhood window must be odd, or exactly the whole axis (\(canvas))"
+        case let .nonPositiveBlockSize(what, tokens):
+            return "\(what) is \(tokens) tokens; a kernel block must be at least 1 token"
+        case let .blockGridTooLarge(rows, columns, limit):
+            return "a block grid of \(rows)×\(columns) blocks is too large to classify; "
+                + "at most \(limit) blocks are allowed: use larger query or key blocks"
         }
     }
 }

@@ -29,9 +29,9 @@ extension STALayout {
         -> [Element]
     {
         let rasterLength = videoTokenCount + text.count
-        guard source.count == outer * rasterLength * inner else {
-            throw .elementCountMismatch(
-                what: "tensor to tile", expected: outer * rasterLength * inner, actual: source.count)
+        let expected = try Self.elementCount(outer: outer, tokens: rasterLength, inner: inner)
+        guard source.count == expected else {
+            throw .elementCountMismatch(what: "tensor to tile", expected: expected, actual: source.count)
         }
         let map = rasterIndexBySequenceIndex()
         var result = [Element](repeating: fill, count: outer * sequenceLength * inner)
@@ -53,9 +53,9 @@ extension STALayout {
     /// The exact inverse of `tile`: [outer, sequenceLength, inner] in tile order back to
     /// [outer, videoTokenCount + text.count, inner] in raster order; holes are dropped.
     public func untile<Element>(_ source: [Element], outer: Int, inner: Int) throws(GeometryError) -> [Element] {
-        guard source.count == outer * sequenceLength * inner else {
-            throw .elementCountMismatch(
-                what: "tensor to untile", expected: outer * sequenceLength * inner, actual: source.count)
+        let expected = try Self.elementCount(outer: outer, tokens: sequenceLength, inner: inner)
+        guard source.count == expected else {
+            throw .elementCountMismatch(what: "tensor to untile", expected: expected, actual: source.count)
         }
         let rasterLength = videoTokenCount + text.count
         guard rasterLength > 0, outer > 0, inner > 0 else { return [] }
@@ -77,5 +77,15 @@ extension STALayout {
             }
         }
         return result
+    }
+
+    /// outer · tokens · inner, rejecting negative factors; a product that overflows `Int` saturates to
+    /// `Int.max`, which no array count matches.
+    private static func elementCount(outer: Int, tokens: Int, inner: Int) throws(GeometryError) -> Int {
+        guard outer >= 0 else { throw .negativeDimension(what: "outer (batch/head) count", value: outer) }
+        guard inner >= 0 else { throw .negativeDimension(what: "inner (per-token) element count", value: inner) }
+        let (partial, overflow1) = outer.multipliedReportingOverflow(by: tokens)
+        let (count, overflow2) = partial.multipliedReportingOverflow(by: inner)
+        return overflow1 || overflow2 ? Int.max : count
     }
 }
