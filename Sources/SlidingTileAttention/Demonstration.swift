@@ -8,7 +8,7 @@ import Glibc
 
 /// The main job: one embedded STA problem run on the best backend and checked against the float64
 /// reference on sampled query rows.
-public enum Demo {
+public enum Demonstration {
     /// What one demo run did.
     public struct Report: Sendable {
         public let problem: AttentionProblem

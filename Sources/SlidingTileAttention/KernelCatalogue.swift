@@ -1,0 +1,36 @@
+import STACUDAKernels
+import STAGeometry
+import STATensors
+
+/// Every CUDA kernel specialisation the package uses: the suites' problems and the verification matrix,
+/// for each kernel that runs on an architecture. `sta kernels` compiles them all (CI does, without a GPU).
+public enum KernelCatalogue {
+    /// One kernel source and how it is specialised for a problem.
+    public struct Variant: Sendable {
+        public let name: String
+        public let source: String
+        public let sourceName: String
+        public let options: @Sendable (_ plan: AttentionPlan, _ headDim: Int, _ dtype: DType, _ architecture: String) -> [String]
+    }
+
+    /// The suites' problems and the verification cases, as problems.
+    public static func problems() throws -> [AttentionProblem] {
+        var problems = try BenchmarkSuite.allCases.flatMap { try $0.problems() }
+        for c in try Verification.gpuCases() {
+            problems.append(AttentionProblem(
+                name: "verify \(c.name)", layout: c.layout, headWindows: c.headWindows, batch: c.batch,
+                headDim: c.headDim, dtype: c.dtype))
+        }
+        problems.append(try Demonstration.problem(dtype: .bfloat16))
+        return problems
+    }
+
+    /// The kernels that run on `architecture`.
+    public static func variants(for architecture: String) -> [Variant] {
+        [
+            Variant(
+                name: "sm80", source: STAForwardKernel.source, sourceName: STAForwardKernel.sourceName,
+                options: { STAForwardKernel.compileOptions(plan: $0, headDim: $1, dtype: $2, architecture: $3) })
+        ]
+    }
+}
