@@ -19,10 +19,14 @@
 // blocks (they do the most work, so they start first); the rest are video query blocks, QBLOCKS_PER_TILE per
 // tile, in tile order. A query block never straddles two tiles; a key chunk never straddles two tiles.
 //
-// Structure: Q is loaded once into registers; the key chunks (BLOCK_N keys of one key tile, or of the text)
+// Structure: Q is loaded once (into registers at D 128; at D 64 it stays in shared memory so that two blocks
+// fit per SM within 128 registers); the key chunks (BLOCK_N keys of one key tile, or of the text)
 // are streamed through a double-buffered shared-memory ring with cp.async, the next chunk in flight while the
 // current one is computed: S = Q·Kᵀ, mask, online softmax (fp32, exp2 with log2(e) folded into the scale),
 // O += P·V. The epilogue normalises O, stages it through shared memory for 16-byte stores, and writes LSE.
+// Loads of hole keys, padding text keys and positions past a tile or the text are zero-filled without reading
+// global memory, so garbage (even NaN) in those rows never reaches a sum; chunks made only of holes are
+// skipped. Registers (ptxas, NVRTC 13): about 127 at D 64, 215-226 at D 128; no spills, no stack frame.
 
 typedef unsigned short uint16_t;
 typedef unsigned int uint32_t;
