@@ -1,0 +1,592 @@
+// Sliding Tile Attention forward pass for NVIDIA sm_80 and newer (mma.sync tensor cores), compiled at run
+// time by NVRTC. One file, no includes: NVRTC ships no CUDA headers beyond its built-ins.
+//
+// Semantics (spec §2-3). Q, K, V, O are [B, H, S, D] contiguous 16-bit tensors, S = NUM_TILES·TILE_VOL +
+// TEXT_COUNT: video tokens in tile-contiguous order (holes included), then text tokens. LSE is [B, H, S]
+// float32, natural log. A video query of tile q, head h, attends the real keys of the key tiles
+// key_tiles[key_tile_start[w·NUM_TILES + q] .. key_tile_start[w·NUM_TILES + q + 1]) with
+// w = window_of_head[h], plus the valid text keys [V, V + TEXT_VALID). A valid text query attends every real
+// video key and every valid text key. Rows that attend nothing (holes, padding text, rows with no key) get
+// O = 0 and LSE = -inf.
+//
+// Compile-time constants (NVRTC -D options): STA_HEAD_DIM (64 | 128), STA_BF16=1 or STA_FP16=1,
+// STA_CANVAS_T/H/W, STA_TILE_T/H/W, STA_GRID_T/H/W (rank < 3 pads the leading axes with 1),
+// STA_TEXT_COUNT, STA_TEXT_VALID.
+//
+// Launch: block = 256 threads (8 warps), grid = (TEXT_Q_BLOCKS + VIDEO_Q_BLOCKS, heads, batch),
+// dynamic shared memory = (BLOCK_M + 4·BLOCK_N)·HEAD_DIM·2 bytes, with BLOCK_M = 128 and BLOCK_N = 64 for both
+// head dims: 49,152 bytes for D = 64, 98,304 bytes for D = 128. blockIdx.x < TEXT_Q_BLOCKS are the text query
+// blocks (they do the most work, so they start first); the rest are video query blocks, QBLOCKS_PER_TILE per
+// tile, in tile order. A query block never straddles two tiles; a key chunk never straddles two tiles.
+//
+// Structure: Q is loaded once (into registers at D 128; at D 64 it stays in shared memory so that two blocks
+// fit per SM within 128 registers); the key chunks (BLOCK_N keys of one key tile, or of the text)
+// are streamed through a double-buffered shared-memory ring with cp.async, the next chunk in flight while the
+// current one is computed: S = Q·Kᵀ, mask, online softmax (fp32, exp2 with log2(e) folded into the scale),
+// O += P·V. The epilogue normalises O, stages it through shared memory for 16-byte stores, and writes LSE.
+// Loads of hole keys, padding text keys and positions past a tile or the text are zero-filled without reading
+// global memory, so garbage (even NaN) in those rows never reaches a sum; chunks made only of holes are
+// skipped. Registers (ptxas, NVRTC 13): about 127 at D 64, 215-226 at D 128; no spills, no stack frame.
+
+typedef unsigned short uint16_t;
+typedef unsigned int uint32_t;
+typedef unsigned long long uint64_t;
+
+#if !defined(STA_HEAD_DIM) || !defined(STA_CANVAS_T) || !defined(STA_CANVAS_H) || !defined(STA_CANVAS_W) \
+    || !defined(STA_TILE_T) || !defined(STA_TILE_H) || !defined(STA_TILE_W) || !defined(STA_GRID_T)      \
+    || !defined(STA_GRID_H) || !defined(STA_GRID_W) || !defined(STA_TEXT_COUNT) || !defined(STA_TEXT_VALID)
+#error "define STA_HEAD_DIM, STA_CANVAS_T/H/W, STA_TILE_T/H/W, STA_GRID_T/H/W, STA_TEXT_COUNT and STA_TEXT_VALID"
+#endif
+#if defined(STA_BF16) == defined(STA_FP16)
+#error "define exactly one of STA_BF16=1 and STA_FP16=1"
+#endif
+
+namespace sta {
+
+// ---------------------------------------------------------------------------------------------------------
+// Problem constants
+// ---------------------------------------------------------------------------------------------------------
+
+constexpr int HEAD_DIM = STA_HEAD_DIM;
+constexpr int CANVAS_T = STA_CANVAS_T, CANVAS_H = STA_CANVAS_H, CANVAS_W = STA_CANVAS_W;
+constexpr int TILE_T = STA_TILE_T, TILE_H = STA_TILE_H, TILE_W = STA_TILE_W;
+constexpr int GRID_T = STA_GRID_T, GRID_H = STA_GRID_H, GRID_W = STA_GRID_W;
+constexpr int TEXT_COUNT = STA_TEXT_COUNT, TEXT_VALID = STA_TEXT_VALID;
+
+constexpr int TILE_VOL = TILE_T * TILE_H * TILE_W;    // tokens per tile, holes included
+constexpr int NUM_TILES = GRID_T * GRID_H * GRID_W;   // tiles on the canvas
+constexpr int V = NUM_TILES * TILE_VOL;               // video positions in the sequence = first text index
+constexpr int S = V + TEXT_COUNT;                     // sequence length
+
+// An axis is padded when its tiles overhang the canvas; only then can a tile hold holes.
+constexpr bool PAD_T = GRID_T * TILE_T != CANVAS_T;
+constexpr bool PAD_H = GRID_H * TILE_H != CANVAS_H;
+constexpr bool PAD_W = GRID_W * TILE_W != CANVAS_W;
+constexpr bool HAS_HOLES = PAD_T || PAD_H || PAD_W;
+
+static_assert(HEAD_DIM == 64 || HEAD_DIM == 128, "STA_HEAD_DIM must be 64 or 128");
+static_assert(GRID_T == (CANVAS_T + TILE_T - 1) / TILE_T && GRID_H == (CANVAS_H + TILE_H - 1) / TILE_H
+                  && GRID_W == (CANVAS_W + TILE_W - 1) / TILE_W,
+              "STA_GRID_x must be ceil(STA_CANVAS_x / STA_TILE_x)");
+static_assert(TEXT_VALID >= 0 && TEXT_VALID <= TEXT_COUNT, "0 <= STA_TEXT_VALID <= STA_TEXT_COUNT");
+static_assert(NUM_TILES >= 1 && TILE_VOL >= 1, "empty canvas");
+
+// ---------------------------------------------------------------------------------------------------------
+// Kernel shape
+// ---------------------------------------------------------------------------------------------------------
+
+constexpr int WARPS = 8;
+constexpr int THREADS = WARPS * 32;
+constexpr int BLOCK_M = 16 * WARPS;   // query rows per block: 16 per warp (one m16 MMA row block)
+constexpr int BLOCK_N = 64;           // keys per chunk
+// D 64: two blocks per SM (≤ 128 registers), Q re-read from shared memory; D 128: one block per SM,
+// Q held in registers (about 220 registers).
+constexpr int MIN_BLOCKS_PER_SM = HEAD_DIM == 64 ? 2 : 1;
+constexpr bool Q_IN_REGISTERS = HEAD_DIM == 128;
+
+constexpr int QBLOCKS_PER_TILE = (TILE_VOL + BLOCK_M - 1) / BLOCK_M;
+constexpr int VIDEO_Q_BLOCKS = NUM_TILES * QBLOCKS_PER_TILE;
+constexpr int TEXT_Q_BLOCKS = (TEXT_COUNT + BLOCK_M - 1) / BLOCK_M;
+constexpr int CHUNKS_PER_TILE = (TILE_VOL + BLOCK_N - 1) / BLOCK_N;
+constexpr int TEXT_CHUNKS = (TEXT_VALID + BLOCK_N - 1) / BLOCK_N;
+
+constexpr int ROW_BYTES = HEAD_DIM * 2;          // one token's head vector in shared memory
+constexpr int ROW_UNITS = ROW_BYTES / 16;        // 16-byte units per row: 8 (D 64) or 16 (D 128)
+constexpr int Q_TILE_BYTES = BLOCK_M * ROW_BYTES;
+constexpr int KV_TILE_BYTES = BLOCK_N * ROW_BYTES;
+constexpr int SHARED_BYTES = Q_TILE_BYTES + 4 * KV_TILE_BYTES;   // Q | K[2] | V[2]
+
+static_assert(TEXT_Q_BLOCKS + VIDEO_Q_BLOCKS <= 0x7fffffff, "grid.x fits");
+static_assert(Q_TILE_BYTES % 1024 == 0 && KV_TILE_BYTES % 1024 == 0, "tile offsets keep bits 0-9 free");
+static_assert(SHARED_BYTES <= 227 * 1024, "shared memory fits an sm_80/sm_90 block");
+
+constexpr float LOG2E = 1.4426950408889634f;
+constexpr float LN2 = 0.6931471805599453f;
+
+// ---------------------------------------------------------------------------------------------------------
+// PTX wrappers
+// ---------------------------------------------------------------------------------------------------------
+
+// -inf (NVRTC has no <math.h>, hence no INFINITY).
+__device__ __forceinline__ float neg_inf() { return __uint_as_float(0xff800000u); }
+
+namespace ptx {
+
+__device__ __forceinline__ uint32_t shared_address(const void* pointer) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(pointer));
+}
+
+// 16-byte global → shared copy that bypasses L1. With valid == false the source size is 0: nothing is read
+// (the source address is still a valid one, the tensor base) and the 16 destination bytes are zero-filled.
+__device__ __forceinline__ void cp_async_16(uint32_t destination, const void* source, bool valid) {
+    const int source_bytes = valid ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(destination), "l"(source),
+                 "r"(source_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int PENDING> __device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING));
+}
+
+// ldmatrix .x4: lanes 8i..8i+7 give the row addresses (16 bytes each) of 8×8 matrix i; register i receives
+// matrix i, lane l holding row l/4, columns 2(l%4) and 2(l%4)+1 (non-transposed), or row-of-the-stored-
+// matrix 2(l%4) and 2(l%4)+1 at column l/4 (.trans).
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t address) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(address));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t address) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(address));
+}
+
+// D = A·B + D for a 16×8×16 block: A 16×16 row-major (4 registers), B 16×8 column-major (2), D 16×8 fp32 (4).
+__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#if defined(STA_BF16)
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+// Two floats → two 16-bit values in one register, `low` in bits 0-15, round to nearest even.
+// (cvt.rn.{bf16x2,f16x2}.f32 d, a, b puts a in the upper half and b in the lower half.)
+__device__ __forceinline__ uint32_t pack2(float low, float high) {
+    uint32_t result;
+#if defined(STA_BF16)
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(result) : "f"(high), "f"(low));
+#else
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(result) : "f"(high), "f"(low));
+#endif
+    return result;
+}
+
+__device__ __forceinline__ float exp2_approx(float x) {   // 2^x; ex2(-inf) = +0
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+__device__ __forceinline__ float log2_approx(float x) {
+    float y;
+    asm("lg2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
+}  // namespace ptx
+
+// ---------------------------------------------------------------------------------------------------------
+// Geometry
+// ---------------------------------------------------------------------------------------------------------
+
+// Whether some position of tile `tile` can be a hole: the tile is the last one along a padded axis.
+__device__ __forceinline__ bool tile_may_hold_holes(int tile) {
+    if constexpr (!HAS_HOLES) {
+        return false;
+    } else {
+        const int tt = tile / (GRID_H * GRID_W), th = (tile / GRID_W) % GRID_H, tw = tile % GRID_W;
+        return (PAD_T && tt == GRID_T - 1) || (PAD_H && th == GRID_H - 1) || (PAD_W && tw == GRID_W - 1);
+    }
+}
+
+// Whether offset `offset` (0 ..< TILE_VOL, row-major in the tile) of tile `tile` is a hole: its canvas
+// coordinate (tile coordinate · tile extent + offset in tile) is past the canvas on some axis.
+__device__ __forceinline__ bool is_hole(int tile, int offset) {
+    if constexpr (!HAS_HOLES) {
+        return false;
+    } else {
+        const int tt = tile / (GRID_H * GRID_W), th = (tile / GRID_W) % GRID_H, tw = tile % GRID_W;
+        const int ot = offset / (TILE_H * TILE_W), oh = (offset / TILE_W) % TILE_H, ow = offset % TILE_W;
+        return (PAD_T && tt * TILE_T + ot >= CANVAS_T) || (PAD_H && th * TILE_H + oh >= CANVAS_H)
+               || (PAD_W && tw * TILE_W + ow >= CANVAS_W);
+    }
+}
+
+// One chunk of keys: `length` consecutive sequence positions from `start` (length ≤ BLOCK_N), inside one key
+// tile (`tile` ≥ 0) or inside the valid text (`tile` = -1).
+struct KeyChunk {
+    int start;
+    int length;
+    int tile;
+};
+
+// The index-th key chunk of a query block: first CHUNKS_PER_TILE chunks for each of its `tile_count` key
+// tiles (tiles[i], or tile i itself when `tiles` is null), then TEXT_CHUNKS chunks of valid text.
+__device__ __forceinline__ KeyChunk key_chunk(int index, int tile_count, const int* tiles) {
+    KeyChunk chunk;
+    if (index < tile_count * CHUNKS_PER_TILE) {
+        const int tile_slot = index / CHUNKS_PER_TILE;
+        const int in_tile = (index - tile_slot * CHUNKS_PER_TILE) * BLOCK_N;
+        chunk.tile = tiles != nullptr ? __ldg(tiles + tile_slot) : tile_slot;
+        chunk.start = chunk.tile * TILE_VOL + in_tile;
+        chunk.length = min(BLOCK_N, TILE_VOL - in_tile);
+    } else {
+        const int in_text = (index - tile_count * CHUNKS_PER_TILE) * BLOCK_N;
+        chunk.tile = -1;
+        chunk.start = V + in_text;
+        chunk.length = min(BLOCK_N, TEXT_VALID - in_text);
+    }
+    return chunk;
+}
+
+// Whether some key of `chunk` must be masked: a short chunk, or one in a tile that may hold holes.
+__device__ __forceinline__ bool chunk_needs_mask(const KeyChunk& chunk) {
+    return chunk.length < BLOCK_N || (chunk.tile >= 0 && tile_may_hold_holes(chunk.tile));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Shared-memory tiles
+// ---------------------------------------------------------------------------------------------------------
+//
+// A tile of ROWS tokens × HEAD_DIM 16-bit values, row-major, ROW_BYTES per row, with the 16-byte units of
+// each row XOR-swizzled by (row mod 8): unit u of row r lives at r·ROW_BYTES + ((u ^ (r & 7)) · 16).
+// Rows are a multiple of 128 bytes apart, so without the swizzle the 8 row addresses of one ldmatrix
+// matrix (8 consecutive rows, same unit) would hit the same 4 banks; with it they cover 8 distinct 16-byte
+// bank groups = all 32 banks. ROW_UNITS ≥ 8, so u ^ (r & 7) stays inside the row.
+
+__device__ __forceinline__ uint32_t swizzled(int row, int unit) {
+    return static_cast<uint32_t>(row * ROW_BYTES + ((unit ^ (row & 7)) << 4));
+}
+
+// Cooperative cp.async load of `rows` (≤ ROWS) consecutive tokens from `source` (a head's [S, D] matrix,
+// first token `first`) into a swizzled tile; rows ≥ rows, or for which `keep(row)` is false, are zero-filled
+// without reading global memory. Returns whether this thread loaded at least one kept row.
+template <int ROWS, typename Keep>
+__device__ __forceinline__ bool load_tile_async(uint32_t tile, const uint16_t* source, int first, int rows,
+                                                Keep keep) {
+    static_assert((ROWS * ROW_UNITS) % THREADS == 0, "whole passes only");
+    bool any = false;
+#pragma unroll
+    for (int pass = 0; pass < ROWS * ROW_UNITS / THREADS; ++pass) {
+        const int index = pass * THREADS + static_cast<int>(threadIdx.x);
+        const int row = index / ROW_UNITS, unit = index % ROW_UNITS;
+        const bool valid = row < rows && keep(row);
+        const uint16_t* from = valid ? source + static_cast<size_t>(first + row) * HEAD_DIM + unit * 8 : source;
+        ptx::cp_async_16(tile + swizzled(row, unit), from, valid);
+        any |= valid;
+    }
+    return any;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Register tiles (per warp: 16 query rows)
+// ---------------------------------------------------------------------------------------------------------
+//
+// mma.m16n8k16 fragment layouts (PTX ISA), with g = lane / 4 (groupID) and c = lane % 4 (threadID_in_group):
+//   A 16×16 (row):  a0 = (row g,   cols 2c, 2c+1)   a1 = (row g+8, cols 2c, 2c+1)
+//                   a2 = (row g,   cols 2c+8, +9)   a3 = (row g+8, cols 2c+8, +9)
+//   B 16×8  (col):  b0 = (k 2c, 2c+1; n g)          b1 = (k 2c+8, 2c+9; n g)
+//   C/D 16×8 fp32:  d0, d1 = (row g, cols 2c, 2c+1) d2, d3 = (row g+8, cols 2c, 2c+1)
+// A thread therefore owns rows g and g+8 of its warp's 16 rows in every accumulator: row statistics live in
+// two registers per thread and are reduced over the 4 threads of a group (shuffle xor 1 and 2).
+
+// Fragment addressing. A warp-wide ldmatrix.x4 reads 16-byte unit u = 2k + h (h = 0 or 1, chosen by the lane)
+// of some row r: shared offset r·ROW_BYTES + ((u ^ (r & 7)) << 4). Because 2k and h share no bits, that equals
+// (r·ROW_BYTES + ((h ^ (r & 7)) << 4)) ^ (k << 5): row·ROW_BYTES has zero bits 0-6 (ROW_BYTES ≥ 128) and
+// k << 5 stays in bits 5-6 (D 64, k < 4) or 5-7 (D 128, k < 8, ROW_BYTES = 256). Tile offsets are multiples of
+// 1 KiB, so the XOR may be applied to tile offset + lane offset as well. Each lane thus keeps one offset
+// per tile and derives every fragment address with one XOR (head-dim step) and an immediate (16-row step),
+// instead of holding a register per fragment address.
+__device__ __forceinline__ uint32_t lane_offset(int row, int unit_half) {
+    return static_cast<uint32_t>(row * ROW_BYTES + ((unit_half ^ (row & 7)) << 4));
+}
+
+// Q fragments for the warp's 16 rows: fragment(k) is the A operand for head-dim columns 16k .. 16k+15.
+// ldmatrix.x4 matrix i ← rows (i & 1)·8 + 0..7, columns 16k + (i >> 1)·8 + 0..7, so registers 0..3 are
+// exactly a0..a3 above: lane l points at row (l >> 3 & 1)·8 + (l & 7), unit 2k + (l >> 4).
+// With Q_IN_REGISTERS the fragments are loaded once (HEAD_DIM / 4 registers); otherwise they are re-read
+// from the Q tile at every use, which costs shared-memory bandwidth (+1/8 at D 64) but keeps D 64 within
+// 128 registers, i.e. two blocks per SM.
+struct QFragments {
+    uint32_t a[Q_IN_REGISTERS ? HEAD_DIM / 16 : 1][4];
+    uint32_t base;     // shared address of the Q tile (its offset from the kernel's shared base is 0)
+    uint32_t offset;   // lane_offset of this lane's row and unit half
+
+    __device__ __forceinline__ void load(uint32_t q_tile, int warp_row, int lane) {
+        base = q_tile;
+        offset = lane_offset(warp_row + ((lane >> 3) & 1) * 8 + (lane & 7), lane >> 4);
+        if constexpr (Q_IN_REGISTERS) {
+#pragma unroll
+            for (int k = 0; k < HEAD_DIM / 16; ++k) ptx::ldmatrix_x4(a[k], base + (offset ^ (k << 5)));
+        }
+    }
+
+    __device__ __forceinline__ void fragment(int k, uint32_t (&out)[4]) const {
+        if constexpr (Q_IN_REGISTERS) {
+            out[0] = a[k][0], out[1] = a[k][1], out[2] = a[k][2], out[3] = a[k][3];
+        } else {
+            ptx::ldmatrix_x4(out, base + (offset ^ (k << 5)));
+        }
+    }
+};
+
+// S = Q·Kᵀ for one chunk: s[n] is the 16×8 accumulator of keys 8n .. 8n+7.
+// B(k = head dim d, n = key j) = K[j][d]: b0 holds K[j = g][d = 2c, 2c+1], two adjacent values of one K row,
+// i.e. a non-transposed ldmatrix of K rows. Matrix i of the x4 ← keys 16p + (i >> 1)·8 + 0..7, columns
+// 16k + (i & 1)·8 + 0..7: registers 0, 1 = b0, b1 of key block 2p; registers 2, 3 = b0, b1 of block 2p+1.
+// `k_offset` = K tile offset + lane_offset((lane >> 4)·8 + (lane & 7), (lane >> 3) & 1).
+__device__ __forceinline__ void multiply_qk(float (&s)[BLOCK_N / 8][4], const QFragments& q, uint32_t shared_base,
+                                            uint32_t k_offset) {
+#pragma unroll
+    for (int n = 0; n < BLOCK_N / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+    for (int k = 0; k < HEAD_DIM / 16; ++k) {
+        const uint32_t address = shared_base + (k_offset ^ (k << 5));
+        uint32_t a[4];
+        q.fragment(k, a);
+#pragma unroll
+        for (int p = 0; p < BLOCK_N / 16; ++p) {
+            uint32_t b[4];
+            ptx::ldmatrix_x4(b, address + p * 16 * ROW_BYTES);
+            ptx::mma_16816(s[2 * p], a, b[0], b[1]);
+            ptx::mma_16816(s[2 * p + 1], a, b[2], b[3]);
+        }
+    }
+}
+
+// O += P·V for one chunk. P comes straight from the S accumulators: the A operand for keys 16j .. 16j+15 is
+// a0 = (row g, keys 16j+2c, +1) = s[2j][0..1], a1 = (row g+8, same keys) = s[2j][2..3],
+// a2 = s[2j+1][0..1], a3 = s[2j+1][2..3], packed to 16 bits.
+// B(k = key j, n = head dim d) = V[j][d]: b0 holds V[j = 2c, 2c+1][d = g], two values of one V column,
+// i.e. a transposed ldmatrix of V rows. Matrix i of the x4.trans ← keys 16j + (i & 1)·8 + 0..7, columns
+// 16p + (i >> 1)·8 + 0..7: registers 0, 1 = b0, b1 of head-dim block 2p; registers 2, 3 = block 2p+1.
+// `v_offset` = V tile offset + lane_offset(((lane >> 3) & 1)·8 + (lane & 7), lane >> 4).
+__device__ __forceinline__ void multiply_pv(float (&o)[HEAD_DIM / 8][4], const float (&p)[BLOCK_N / 8][4],
+                                            uint32_t shared_base, uint32_t v_offset) {
+#pragma unroll
+    for (int j = 0; j < BLOCK_N / 16; ++j) {
+        uint32_t a[4];
+        a[0] = ptx::pack2(p[2 * j][0], p[2 * j][1]);
+        a[1] = ptx::pack2(p[2 * j][2], p[2 * j][3]);
+        a[2] = ptx::pack2(p[2 * j + 1][0], p[2 * j + 1][1]);
+        a[3] = ptx::pack2(p[2 * j + 1][2], p[2 * j + 1][3]);
+#pragma unroll
+        for (int d = 0; d < HEAD_DIM / 16; ++d) {
+            uint32_t b[4];
+            ptx::ldmatrix_x4_trans(b, shared_base + (v_offset ^ (d << 5)) + j * 16 * ROW_BYTES);
+            ptx::mma_16816(o[2 * d], a, b[0], b[1]);
+            ptx::mma_16816(o[2 * d + 1], a, b[2], b[3]);
+        }
+    }
+}
+
+// Online softmax state of the thread's two rows (g and g+8): running maximum of the scaled scores (log2
+// units) and the thread's partial sum of exp2(score − max) over the columns it owns.
+struct RowState {
+    float max[2];
+    float sum[2];
+
+    __device__ __forceinline__ void reset() {
+        max[0] = max[1] = neg_inf();
+        sum[0] = sum[1] = 0.0f;
+    }
+
+    // Turns raw scores s (already scaled to log2 units and masked with -inf) into probabilities relative to
+    // the new running maximum and rescales o and the running sums by exp2(old max − new max).
+    __device__ __forceinline__ void update(float (&s)[BLOCK_N / 8][4], float (&o)[HEAD_DIM / 8][4]) {
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            float chunk_max = neg_inf();
+#pragma unroll
+            for (int n = 0; n < BLOCK_N / 8; ++n) chunk_max = fmaxf(chunk_max, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
+            chunk_max = fmaxf(chunk_max, __shfl_xor_sync(0xffffffffu, chunk_max, 1));
+            chunk_max = fmaxf(chunk_max, __shfl_xor_sync(0xffffffffu, chunk_max, 2));
+            const float new_max = fmaxf(max[r], chunk_max);
+            // While every key so far is masked the maximum is -inf: subtract 0 instead, so that
+            // exp2(-inf − base) = 0 rather than NaN.
+            const float base = new_max == neg_inf() ? 0.0f : new_max;
+            const float correction = ptx::exp2_approx(max[r] - base);
+            max[r] = new_max;
+            float chunk_sum = 0.0f;
+#pragma unroll
+            for (int n = 0; n < BLOCK_N / 8; ++n) {
+                s[n][2 * r] = ptx::exp2_approx(s[n][2 * r] - base);
+                s[n][2 * r + 1] = ptx::exp2_approx(s[n][2 * r + 1] - base);
+                chunk_sum += s[n][2 * r] + s[n][2 * r + 1];
+            }
+            sum[r] = sum[r] * correction + chunk_sum;
+#pragma unroll
+            for (int d = 0; d < HEAD_DIM / 8; ++d) {
+                o[d][2 * r] *= correction;
+                o[d][2 * r + 1] *= correction;
+            }
+        }
+    }
+};
+
+}  // namespace sta
+
+// ---------------------------------------------------------------------------------------------------------
+// The kernel
+// ---------------------------------------------------------------------------------------------------------
+
+extern "C" __global__ void __launch_bounds__(sta::THREADS, sta::MIN_BLOCKS_PER_SM)
+sta_forward_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16_t* o, float* lse,
+                 const int* window_of_head, const int* key_tile_start, const int* key_tiles, int heads, float scale) {
+    using namespace sta;
+    extern __shared__ __align__(128) unsigned char shared[];
+    __shared__ unsigned char key_valid[2][BLOCK_N];   // per buffered chunk: key j is attended
+
+    const int thread = threadIdx.x, lane = thread & 31, warp = thread >> 5;
+    const int head = blockIdx.y, batch = blockIdx.z;
+    const size_t head_offset = (static_cast<size_t>(batch) * heads + head) * static_cast<size_t>(S);
+    const uint16_t* q_head = q + head_offset * HEAD_DIM;
+    const uint16_t* k_head = k + head_offset * HEAD_DIM;
+    const uint16_t* v_head = v + head_offset * HEAD_DIM;
+    uint16_t* o_head = o + head_offset * HEAD_DIM;
+    float* lse_head = lse + head_offset;
+
+    // ---- Which queries, which keys ----
+    int q_first;           // first query position of the block
+    int q_rows;            // query positions of the block inside S (the rest of BLOCK_M is padding)
+    int q_tile = -1;       // query tile, or -1 for a text block
+    int q_tile_offset = 0; // offset of the first query in its tile
+    int key_tile_count;
+    const int* key_tile_list = nullptr;   // null: every tile, in order
+    if (static_cast<int>(blockIdx.x) < TEXT_Q_BLOCKS) {
+        q_first = V + blockIdx.x * BLOCK_M;
+        q_rows = min(BLOCK_M, S - q_first);
+        key_tile_count = NUM_TILES;
+    } else {
+        const int video_block = blockIdx.x - TEXT_Q_BLOCKS;
+        q_tile = video_block / QBLOCKS_PER_TILE;
+        q_tile_offset = (video_block - q_tile * QBLOCKS_PER_TILE) * BLOCK_M;
+        q_first = q_tile * TILE_VOL + q_tile_offset;
+        q_rows = min(BLOCK_M, TILE_VOL - q_tile_offset);
+        const int row = __ldg(window_of_head + head) * NUM_TILES + q_tile;
+        const int begin = __ldg(key_tile_start + row);
+        key_tile_count = __ldg(key_tile_start + row + 1) - begin;
+        key_tile_list = key_tiles + begin;
+    }
+    // Whether row r of the block is a real query (inside S, not a hole, not padding text).
+    auto query_is_real = [&](int r) {
+        if (r >= q_rows) return false;
+        return q_tile >= 0 ? !is_hole(q_tile, q_tile_offset + r) : q_first - V + r < TEXT_VALID;
+    };
+
+    const uint32_t q_tile_smem = ptx::shared_address(shared);
+    const uint32_t k_tile_smem = q_tile_smem + Q_TILE_BYTES;                    // K[buffer] at + buffer·KV_TILE_BYTES
+    const uint32_t v_tile_smem = k_tile_smem + 2 * KV_TILE_BYTES;               // V[buffer] likewise
+
+    // ---- A block without real queries only writes O = 0, LSE = -inf ----
+    if (!__syncthreads_or(thread < BLOCK_M && query_is_real(thread))) {
+        const uint4 zero = make_uint4(0, 0, 0, 0);
+        for (int index = thread; index < q_rows * ROW_UNITS; index += THREADS) {
+            reinterpret_cast<uint4*>(o_head + static_cast<size_t>(q_first) * HEAD_DIM)[index] = zero;
+        }
+        if (thread < q_rows) lse_head[q_first + thread] = neg_inf();
+        return;
+    }
+
+    // ---- Prologue: Q, then the first key chunk, in two commit groups ----
+    load_tile_async<BLOCK_M>(q_tile_smem, q_head, q_first, q_rows, [](int) { return true; });
+    ptx::cp_async_commit();
+
+    const int chunk_count = key_tile_count * CHUNKS_PER_TILE + TEXT_CHUNKS;
+    // Issues the loads of chunk `index` into buffer `buffer`, records which keys it attends, and returns
+    // (through the references) whether this thread loaded an attended key and whether the chunk needs masking.
+    auto load_chunk = [&](int index, int buffer, bool& any_valid, bool& needs_mask) {
+        const KeyChunk chunk = key_chunk(index, key_tile_count, key_tile_list);
+        const bool holes = chunk.tile >= 0 && tile_may_hold_holes(chunk.tile);
+        const int tile_base = chunk.tile * TILE_VOL;
+        auto keep = [&](int row) { return !holes || !is_hole(chunk.tile, chunk.start - tile_base + row); };
+        load_tile_async<BLOCK_N>(k_tile_smem + buffer * KV_TILE_BYTES, k_head, chunk.start, chunk.length, keep);
+        any_valid =
+            load_tile_async<BLOCK_N>(v_tile_smem + buffer * KV_TILE_BYTES, v_head, chunk.start, chunk.length, keep);
+        needs_mask = chunk_needs_mask(chunk);
+        if (needs_mask && thread < BLOCK_N) key_valid[buffer][thread] = thread < chunk.length && keep(thread);
+    };
+    bool next_any_valid = false, next_needs_mask = false;
+    if (chunk_count > 0) load_chunk(0, 0, next_any_valid, next_needs_mask);
+    ptx::cp_async_commit();
+
+    // Q has landed once at most the chunk group is pending; every thread's part of it after the barrier.
+    ptx::cp_async_wait<1>();
+    __syncthreads();
+    QFragments q_fragments;
+    q_fragments.load(q_tile_smem, warp * 16, lane);
+
+    float acc[HEAD_DIM / 8][4];
+#pragma unroll
+    for (int d = 0; d < HEAD_DIM / 8; ++d) acc[d][0] = acc[d][1] = acc[d][2] = acc[d][3] = 0.0f;
+    RowState state;
+    state.reset();
+    const uint32_t shared_base = q_tile_smem;
+    const uint32_t k_lane_offset = Q_TILE_BYTES + lane_offset((lane >> 4) * 8 + (lane & 7), (lane >> 3) & 1);
+    const uint32_t v_lane_offset =
+        Q_TILE_BYTES + 2 * KV_TILE_BYTES + lane_offset(((lane >> 3) & 1) * 8 + (lane & 7), lane >> 4);
+    const float scale_log2 = scale * LOG2E;
+
+    // ---- Main loop: chunk i computes from buffer i % 2 while chunk i + 1 loads into the other ----
+    for (int index = 0; index < chunk_count; ++index) {
+        const int buffer = index & 1;
+        ptx::cp_async_wait<0>();
+        // After this barrier chunk `index` is in shared memory for every thread, and every warp has finished
+        // chunk index − 1, so its buffer may be refilled. A chunk made only of holes is skipped.
+        const bool any_valid = __syncthreads_or(next_any_valid);
+        const bool needs_mask = next_needs_mask;
+        if (index + 1 < chunk_count) load_chunk(index + 1, buffer ^ 1, next_any_valid, next_needs_mask);
+        ptx::cp_async_commit();
+        if (!any_valid) continue;
+
+        float s[BLOCK_N / 8][4];
+        multiply_qk(s, q_fragments, shared_base, k_lane_offset + buffer * KV_TILE_BYTES);
+#pragma unroll
+        for (int n = 0; n < BLOCK_N / 8; ++n) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) s[n][e] *= scale_log2;
+        }
+        if (needs_mask) {
+            // Column of s[n][e]: 8n + 2c + (e & 1), the same for rows g and g+8.
+            const int c = lane & 3;
+#pragma unroll
+            for (int n = 0; n < BLOCK_N / 8; ++n) {
+                if (!key_valid[buffer][8 * n + 2 * c]) s[n][0] = s[n][2] = neg_inf();
+                if (!key_valid[buffer][8 * n + 2 * c + 1]) s[n][1] = s[n][3] = neg_inf();
+            }
+        }
+        state.update(s, acc);
+        multiply_pv(acc, s, shared_base, v_lane_offset + buffer * KV_TILE_BYTES);
+    }
+    ptx::cp_async_wait<0>();
+    __syncthreads();   // every warp is done with the Q tile (and the K/V tiles) before O is staged there
+
+    // ---- Epilogue: normalise, stage O through the Q tile (swizzled), 16-byte stores, LSE ----
+    const int g = lane >> 2, c = lane & 3;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        float total = state.sum[r];
+        total += __shfl_xor_sync(0xffffffffu, total, 1);
+        total += __shfl_xor_sync(0xffffffffu, total, 2);
+        const int row = warp * 16 + g + 8 * r;
+        const bool attended = query_is_real(row) && total > 0.0f;
+        const float inverse = attended ? 1.0f / total : 0.0f;
+#pragma unroll
+        for (int d = 0; d < HEAD_DIM / 8; ++d) {
+            const uint32_t packed =
+                attended ? ptx::pack2(acc[d][2 * r] * inverse, acc[d][2 * r + 1] * inverse) : 0u;
+            // Element (row, 8d + 2c): unit d of the row, byte 4c inside the unit.
+            *reinterpret_cast<uint32_t*>(shared + swizzled(row, d) + 4 * c) = packed;
+        }
+        if (c == 0 && row < q_rows) {
+            lse_head[q_first + row] = attended ? (state.max[r] + ptx::log2_approx(total)) * LN2 : neg_inf();
+        }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int pass = 0; pass < BLOCK_M * ROW_UNITS / THREADS; ++pass) {
+        const int index = pass * THREADS + thread;
+        const int row = index / ROW_UNITS, unit = index % ROW_UNITS;
+        if (row < q_rows) {
+            const uint4 value = *reinterpret_cast<const uint4*>(shared + swizzled(row, unit));
+            *reinterpret_cast<uint4*>(o_head + static_cast<size_t>(q_first + row) * HEAD_DIM + unit * 8) = value;
+        }
+    }
+}

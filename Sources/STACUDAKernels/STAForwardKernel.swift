@@ -1,0 +1,173 @@
+import CUDADriver
+import STAGeometry
+import STATensors
+
+/// The Sliding Tile Attention forward pass on an NVIDIA GPU of compute capability 8.0 or newer
+/// (`Kernels/sta_forward_sm80.cu`: mma.sync tensor cores, bf16/fp16 inputs, fp32 accumulation).
+///
+/// One instance is the kernel specialised for one layout (canvas, tile, text), head dimension and dtype,
+/// compiled by NVRTC (through `KernelCache`, so once per machine), loaded into a context, with the plan's
+/// window tables uploaded. The windows themselves are arguments, so every plan of the same layout and head
+/// count could share the compiled image; each instance uploads its own plan.
+///
+/// Tensors are [batch, heads, S, headDim] contiguous in `dtype`, S = `plan.layout.sequenceLength` (video
+/// tokens in tile order, holes included, then text); LSE is [batch, heads, S] float32 (natural log). Rows
+/// that attend no key (holes, padding text) get O = 0 and LSE = -inf.
+///
+/// Launch shape: `threadsPerBlock` threads; grid (`queryBlocks`, heads, batch) with `blockQueries` query
+/// rows per block (text query blocks first, then `queryBlocksPerTile` blocks per video tile); keys
+/// streamed in chunks of `blockKeys`; `sharedMemoryBytes(headDim:)` of dynamic shared memory.
+public struct STAForwardKernel: Sendable {
+    /// Query rows per block (16 per warp).
+    public static let blockQueries = 128
+    /// Keys per chunk of the inner loop.
+    public static let blockKeys = 64
+    /// Threads per block (8 warps).
+    public static let threadsPerBlock = 256
+    /// The kernel's entry point.
+    public static let functionName = "sta_forward_sm80"
+    /// Head dimensions the kernel is written for.
+    public static let supportedHeadDims = [64, 128]
+    /// Storage dtypes the kernel reads and writes.
+    public static let supportedDTypes: [DType] = [.bfloat16, .float16]
+
+    /// Dynamic shared memory per block: the Q tile plus double-buffered K and V chunks, 16-bit values.
+    /// 49,152 bytes for head dim 64, 98,304 for 128.
+    public static func sharedMemoryBytes(headDim: Int) -> Int {
+        (blockQueries + 4 * blockKeys) * headDim * 2
+    }
+
+    /// Query blocks per video tile: ⌈tileVolume / blockQueries⌉ (a block never straddles two tiles).
+    public static func queryBlocksPerTile(layout: STALayout) -> Int {
+        (layout.tileVolume + blockQueries - 1) / blockQueries
+    }
+
+    /// Query blocks of one (batch, head): text blocks ⌈textCount / blockQueries⌉ plus
+    /// tileCount · queryBlocksPerTile video blocks.
+    public static func queryBlocks(layout: STALayout) -> Int {
+        (layout.text.count + blockQueries - 1) / blockQueries + layout.tileCount * queryBlocksPerTile(layout: layout)
+    }
+
+    public let context: CUDAContext
+    public let plan: AttentionPlan
+    public let headDim: Int
+    public let dtype: DType
+    /// The loaded kernel (registers, local bytes and so on can be queried from it).
+    public let function: CUDAFunction
+    let module: CUDAModule
+    let windowOfHead: DeviceBuffer
+    let keyTileStart: DeviceBuffer
+    let keyTiles: DeviceBuffer
+
+    /// Validates the parameters, compiles the kernel for `context.architecture` (or takes it from `cache`),
+    /// loads it, allows its shared memory, and uploads the plan's tables as Int32.
+    ///
+    /// Throws `unsupportedHeadDim` unless `headDim` is 64 or 128, `unsupportedDType` unless `dtype` is
+    /// bf16 or f16, `unsupportedDevice` below compute capability 8.0, `sharedMemoryTooSmall` when the device's
+    /// opt-in limit is below `sharedMemoryBytes(headDim:)`, and `driver` when NVRTC or the driver fail.
+    /// Cost: one NVRTC compile (seconds) on a cache miss, a module load, three small uploads.
+    public init(
+        context: CUDAContext, plan: AttentionPlan, headDim: Int, dtype: DType, cache: KernelCache = KernelCache()
+    ) throws(STAKernelError) {
+        try Self.validate(headDim: headDim, dtype: dtype)
+        guard context.computeCapability.major >= 8 else {
+            throw .unsupportedDevice(architecture: context.architecture, minimum: "sm_80")
+        }
+        let shared = Self.sharedMemoryBytes(headDim: headDim)
+        guard shared <= context.maxSharedMemoryPerBlockOptin else {
+            throw .sharedMemoryTooSmall(needed: shared, available: context.maxSharedMemoryPerBlockOptin)
+        }
+        self.context = context
+        self.plan = plan
+        self.headDim = headDim
+        self.dtype = dtype
+        do throws(CUDAError) {
+            let architecture = context.architecture
+            let image = try cache.image(
+                source: Self.source, sourceName: Self.sourceName,
+                options: Self.compileOptions(plan: plan, headDim: headDim, dtype: dtype, architecture: architecture),
+                architecture: architecture, driverVersion: context.driverVersion,
+                compiler: { () throws(CUDAError) -> NVRTCCompiler in try NVRTCCompiler.load() })
+            module = try CUDAModule(context: context, image: image)
+            function = try module.function(named: Self.functionName)
+            try function.setMaxDynamicSharedMemory(bytes: shared)
+            windowOfHead = try DeviceBuffer(context: context, copying: plan.windowIndexByHead)
+            keyTileStart = try DeviceBuffer(context: context, copying: plan.keyTileStart)
+            keyTiles = try DeviceBuffer(context: context, copying: plan.keyTiles)
+        } catch {
+            throw .driver(error)
+        }
+    }
+
+    /// Throws `unsupportedHeadDim` unless `headDim` is in `supportedHeadDims`, `unsupportedDType` unless
+    /// `dtype` is in `supportedDTypes`.
+    public static func validate(headDim: Int, dtype: DType) throws(STAKernelError) {
+        guard supportedHeadDims.contains(headDim) else {
+            throw .unsupportedHeadDim(headDim, allowed: supportedHeadDims)
+        }
+        guard supportedDTypes.contains(dtype) else {
+            throw .unsupportedDType(dtype, allowed: supportedDTypes)
+        }
+    }
+
+    /// Bytes of one of q, k, v, output for `batch`: batch · heads · S · headDim · 2.
+    public func tensorByteCount(batch: Int) -> Int {
+        batch * plan.heads * plan.layout.sequenceLength * headDim * dtype.byteCount
+    }
+
+    /// Bytes of the LSE tensor for `batch`: batch · heads · S · 4.
+    public func lseByteCount(batch: Int) -> Int {
+        batch * plan.heads * plan.layout.sequenceLength * 4
+    }
+
+    /// Queues O = softmax(scale · Q Kᵀ + M) V and its log-sum-exp on `stream` (nil: the default stream).
+    ///
+    /// Every buffer must live on the kernel's device and hold at least `tensorByteCount(batch:)`
+    /// (q, k, v, output) or `lseByteCount(batch:)` (lse) bytes; `batch` and the head count must be in
+    /// 1...65535 (grid limits) and `scale` finite. Returns once queued; the kernel reads q, k, v and
+    /// overwrites every row of output and lse. Cost: about 4 · headDim · (attended pairs) FLOPs on the GPU.
+    public func launch(
+        q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, output: DeviceBuffer, lse: DeviceBuffer, batch: Int,
+        scale: Float, stream: CUDAStream?
+    ) throws(STAKernelError) {
+        guard (1...65535).contains(batch) else {
+            throw .invalidParameter(what: "batch", value: "\(batch)", allowed: "1...65535")
+        }
+        guard plan.heads <= 65535 else {
+            throw .invalidParameter(what: "head count", value: "\(plan.heads)", allowed: "1...65535")
+        }
+        guard scale.isFinite else {
+            throw .invalidParameter(what: "scale", value: "\(scale)", allowed: "a finite number (usually 1/√headDim)")
+        }
+        let tensorBytes = tensorByteCount(batch: batch)
+        for (name, buffer) in [("q", q), ("k", k), ("v", v), ("output", output)] {
+            guard buffer.context.deviceOrdinal == context.deviceOrdinal else { throw .foreignBuffer(name: name) }
+            guard buffer.byteCount >= tensorBytes else {
+                throw .bufferTooSmall(name: name, byteCount: buffer.byteCount, needed: tensorBytes)
+            }
+        }
+        guard lse.context.deviceOrdinal == context.deviceOrdinal else { throw .foreignBuffer(name: "lse") }
+        guard lse.byteCount >= lseByteCount(batch: batch) else {
+            throw .bufferTooSmall(name: "lse", byteCount: lse.byteCount, needed: lseByteCount(batch: batch))
+        }
+        var arguments = KernelArguments()
+        arguments.append(q)
+        arguments.append(k)
+        arguments.append(v)
+        arguments.append(output)
+        arguments.append(lse)
+        arguments.append(windowOfHead)
+        arguments.append(keyTileStart)
+        arguments.append(keyTiles)
+        arguments.append(Int32(plan.heads))
+        arguments.append(scale)
+        do throws(CUDAError) {
+            try function.launch(
+                grid: (x: Self.queryBlocks(layout: plan.layout), y: plan.heads, z: batch),
+                block: (x: Self.threadsPerBlock, y: 1, z: 1), sharedMemoryBytes: Self.sharedMemoryBytes(headDim: headDim),
+                stream: stream, arguments: arguments)
+        } catch {
+            throw .driver(error)
+        }
+    }
+}
