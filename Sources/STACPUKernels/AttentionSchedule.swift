@@ -15,14 +15,15 @@ struct WorkItem: Sendable {
     var cost: Int
 }
 
-/// Everything the workers of one call share, built once per call in O(B · H · S / 64 + S + plan size).
+/// Everything the workers of one call share, built once per call in O(B · H · S / 128 + S + plan size).
 ///
 /// Rows are split into work items that never span two query tiles, so all rows of an item have the same
 /// keys. Hole rows and padding text rows attend nothing; they are listed in `silentRows` and written as
 /// zeros with log-sum-exp −∞ before the parallel part runs.
 struct AttentionSchedule: Sendable {
-    /// Query rows per work item (a multiple of 16, the rows of one micro-kernel).
-    static let queryBlockRows = 64
+    /// Query rows per work item (a multiple of 16, the rows of one micro-kernel). Each chunk of keys and
+    /// values is loaded once per item, so more rows amortise it better; 128 rows keep Qᵀ and Oᵀ in L2.
+    static let queryBlockRows = 128
 
     /// Sequence indices of every row that attends something: the real video tokens in tile order, then
     /// the valid text tokens. Doubles as the key list of text queries.
@@ -99,7 +100,10 @@ struct AttentionSchedule: Sendable {
                 start += rows
             }
         }
-        items.sort { $0.cost > $1.cost }
+        // Most expensive first; equal costs keep their (batch, head, tile) order, so that the threads work
+        // on neighbouring query blocks of one head at a time and share its keys and values in cache.
+        items = items.enumerated().sorted { ($0.element.cost, $1.offset) > ($1.element.cost, $0.offset) }
+            .map(\.element)
 
         self.attendingRows = attendingRows
         self.tileRealStart = tileRealStart

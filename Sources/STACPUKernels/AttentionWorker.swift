@@ -33,11 +33,12 @@ struct AttentionJob: @unchecked Sendable {
 
 /// Per-thread scratch and the flash-attention loop over one work item.
 ///
-/// Layouts (all `Float`, `rowStride` = 64 = rows of an item): Qᵀ [headDim][rows] pre-scaled by
+/// Layouts (all `Float`, `rowStride` = `AttentionSchedule.queryBlockRows`): Qᵀ [headDim][rows] pre-scaled by
 /// scale · log2 e; Sᵀ/Pᵀ [keyChunk][rows]; Oᵀ [headDim][rows] unnormalised; a K and a V chunk
-/// [keyChunk][headDim] when keys must be gathered or converted. Lanes of every vector are query rows, so
+/// [keyChunk][headDim], gathered and converted. Lanes of every vector are query rows, so
 /// the softmax needs no horizontal reductions and V is read in its natural layout.
-/// Scratch per worker: about 4 · (3 · 64 · headDim + 2 · keyChunk · headDim + 64 · keyChunk + keys) bytes.
+/// Scratch per worker: 4 · (2 · rows · headDim + 2 · keyChunk · headDim + rows · keyChunk + keys) bytes,
+/// about 300 KiB for headDim 128 (it lives in L2).
 struct AttentionWorker {
     let job: AttentionJob
     let rowStride = AttentionSchedule.queryBlockRows
@@ -122,7 +123,7 @@ struct AttentionWorker {
         while chunkStart < keyCount {
             let n = min(job.keyChunk, keyCount - chunkStart)
             let chunkKeys = keys + chunkStart
-            let (kRows, vRows) = keyValueRows(keys: chunkKeys, count: n, headBase: headBase)
+            gatherKeysAndValues(keys: chunkKeys, count: n, headBase: headBase)
 
             // Sᵀ = (Q Kᵀ)ᵀ for this chunk.
             for group in 0..<rowGroups16 {
@@ -130,7 +131,7 @@ struct AttentionWorker {
                 while column < n {
                     multiplyAccumulate16x6(
                         depth: d, x: queryT + group * 16, xStride: rowStride,
-                        y: kRows, yStride: 1, yColumnStride: d,
+                        y: keyChunk, yStride: 1, yColumnStride: d,
                         firstColumn: column, columnCount: n,
                         out: scores + group * 16, outColumnStride: rowStride, rescale: nil)
                     column += 6
@@ -147,7 +148,7 @@ struct AttentionWorker {
                 while column < d {
                     multiplyAccumulate16x6(
                         depth: n, x: scores + group * 16, xStride: rowStride,
-                        y: vRows, yStride: d, yColumnStride: 1,
+                        y: valueChunk, yStride: d, yColumnStride: 1,
                         firstColumn: column, columnCount: d,
                         out: outputT + group * 16, outColumnStride: rowStride, rescale: rescale)
                     column += 6
@@ -172,26 +173,31 @@ struct AttentionWorker {
         }
     }
 
-    /// Pointers to `count` K and V rows (row stride headDim) for the keys `keys`: straight into the
-    /// caller's fp32 buffers when the keys are consecutive, otherwise gathered and converted into the
-    /// worker's chunks (one vectorised row conversion per key).
+    /// Gathers the K and V rows of `keys` into the worker's chunks as `Float` (row stride headDim):
+    /// one copy per run of consecutive fp32 keys, one vectorised row conversion per 16-bit key. Copying
+    /// even contiguous fp32 keys pays: the sequential copy streams from L3 at full speed, while the
+    /// micro-kernel's six interleaved row streams would each wait on cache misses.
     @inline(__always)
-    private func keyValueRows(keys: UnsafePointer<Int32>, count n: Int, headBase: Int)
-        -> (UnsafePointer<Float>, UnsafePointer<Float>)
-    {
+    private func gatherKeysAndValues(keys: UnsafePointer<Int32>, count n: Int, headBase: Int) {
         let d = job.headDim
-        if job.kind == .float32, Int(keys[n - 1]) - Int(keys[0]) == n - 1 {
-            let offset = (headBase + Int(keys[0])) * d
-            return (
-                job.k.assumingMemoryBound(to: Float.self) + offset,
-                job.v.assumingMemoryBound(to: Float.self) + offset
-            )
+        if job.kind == .float32 {
+            let kSource = job.k.assumingMemoryBound(to: Float.self)
+            let vSource = job.v.assumingMemoryBound(to: Float.self)
+            var j = 0
+            while j < n {
+                var run = 1
+                while j + run < n, keys[j + run] == keys[j] + Int32(run) { run += 1 }
+                let offset = (headBase + Int(keys[j])) * d
+                (keyChunk + j * d).update(from: kSource + offset, count: run * d)
+                (valueChunk + j * d).update(from: vSource + offset, count: run * d)
+                j += run
+            }
+            return
         }
         for j in 0..<n {
             let offset = (headBase + Int(keys[j])) * d
             job.kind.loadRow(from: job.k, offset: offset, count: d, into: keyChunk + j * d)
             job.kind.loadRow(from: job.v, offset: offset, count: d, into: valueChunk + j * d)
         }
-        return (UnsafePointer(keyChunk), UnsafePointer(valueChunk))
     }
 }

@@ -193,8 +193,8 @@ func check(_ result: Comparison, tolerance: Double, lseTolerance: Double) {
     }
 
     @Test func tilesLargerThanOneQueryBlock() throws {
-        // Tiles of 128 tokens (two query blocks each) and a 3D canvas with 100-token text.
-        let layout = try STALayout(canvas: [4, 8, 24], tile: [2, 8, 8], textCount: 100, textValid: 100)
+        // Tiles of 256 tokens (two query blocks each) and 150 text tokens (two text blocks).
+        let layout = try STALayout(canvas: [4, 8, 24], tile: [4, 8, 8], textCount: 150, textValid: 150)
         let plan = try AttentionPlan(layout: layout, window: Window(tiles: [1, 1, 1]), heads: 1)
         check(try compare(plan: plan, batch: 1, headDim: 64, as: Float.self, seed: 4), tolerance: 1e-5, lseTolerance: 1e-4)
     }
