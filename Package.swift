@@ -46,6 +46,8 @@ let package = Package(
         .testTarget(name: "STACPUKernelsTests", dependencies: ["STACPUKernels", "STAReference"]),
         .testTarget(name: "CUDADriverTests", dependencies: ["CUDADriver"]),
         .testTarget(name: "STACUDAKernelsTests", dependencies: ["STACUDAKernels"]),
+        .testTarget(name: "SlidingTileAttentionTests", dependencies: ["SlidingTileAttention"]),
+        .testTarget(name: "STACommandTests", dependencies: ["STACommand"]),
     ],
     swiftLanguageModes: [.v6]
 )

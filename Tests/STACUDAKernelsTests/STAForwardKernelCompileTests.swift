@@ -72,8 +72,8 @@ struct STAForwardKernelCompileTests {
         #expect(!usage.spills, "\(compiled.log)")
         #expect(usage.stackFrameBytes == 0, "\(compiled.log)")
         #expect(usage.registers > 0 && usage.registers <= 255)
-        // Head dim 64 is built for two blocks of 256 threads per SM: at most 128 registers.
-        if test.headDim == 64 { #expect(usage.registers <= 128) }
+        // Head dim 64 without holes is built for two blocks of 256 threads per SM: at most 128 registers.
+        if test.headDim == 64 && !layout.hasHoles { #expect(usage.registers <= 128) }
         // The static shared memory is only the two chunks' key-validity flags.
         #expect(usage.sharedBytes == 2 * STAForwardKernel.blockKeys)
     }

@@ -80,8 +80,9 @@ constexpr int THREADS = WARPS * 32;
 constexpr int BLOCK_M = 16 * WARPS;   // query rows per block: 16 per warp (one m16 MMA row block)
 constexpr int BLOCK_N = 64;           // keys per chunk
 // D 64: two blocks per SM (≤ 128 registers), Q re-read from shared memory; D 128: one block per SM,
-// Q held in registers (about 220 registers).
-constexpr int MIN_BLOCKS_PER_SM = HEAD_DIM == 64 ? 2 : 1;
+// Q held in registers (about 220 registers). A padded canvas at D 64 needs the hole arithmetic on top and
+// spilled under the 128-register cap, so it runs one block per SM.
+constexpr int MIN_BLOCKS_PER_SM = HEAD_DIM == 64 && !HAS_HOLES ? 2 : 1;
 constexpr bool Q_IN_REGISTERS = HEAD_DIM == 128;
 
 constexpr int QBLOCKS_PER_TILE = (TILE_VOL + BLOCK_M - 1) / BLOCK_M;

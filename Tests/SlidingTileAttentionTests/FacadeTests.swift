@@ -1,0 +1,59 @@
+import STAGeometry
+import STATensors
+import Testing
+
+@testable import SlidingTileAttention
+
+@Suite struct ShapeSyntaxTests {
+    @Test func parsesWindowsInTilesTokensAndFull() throws {
+        let layout = try STALayout(canvas: [30, 48, 80], tile: [6, 8, 8])
+        #expect(try ShapeSyntax.window("3x3x3", layout: layout).tiles == [3, 3, 3])
+        #expect(try ShapeSyntax.window("18x24x24t", layout: layout).tiles == [3, 3, 3])
+        #expect(try ShapeSyntax.window("full", layout: layout).tiles == [5, 6, 10])
+        let heads = try ShapeSyntax.headWindows("5x3x3*2,1x6x10", layout: layout, heads: 3)
+        #expect(heads.map(\.tiles) == [[5, 3, 3], [5, 3, 3], [1, 6, 10]])
+        #expect(try ShapeSyntax.headWindows("3x3x3", layout: layout, heads: 4).count == 4)
+    }
+
+    @Test func suitesMatchTheSpecification() throws {
+        let hunyuan = try BenchmarkSuite.hunyuan.problems()
+        #expect(hunyuan.map(\.layout.sequenceLength) == [115_456, 115_456, 115_456, 115_456])
+        #expect(abs(try hunyuan[0].plan().videoSparsity - 0.91) < 1e-12)
+        let mixed = try hunyuan[2].plan()
+        #expect(mixed.heads == 24 && mixed.windows.count == 5)
+        let wan = try BenchmarkSuite.wan.problems()
+        #expect(wan[0].layout.tileGrid == [4, 6, 10] && wan[0].layout.hasHoles && wan[0].heads == 40)
+        let image = try BenchmarkSuite.image.problems()
+        #expect(image.map(\.layout.sequenceLength) == [16_384, 65_536])
+    }
+}
+
+@Suite struct CPUBackendThroughTheFacadeTests {
+    /// The façade's CPU path against the float64 reference, with the verification harness (poisoned output).
+    @Test(arguments: [DType.float32, .float16, .bfloat16])
+    func verificationPassesOnTheCPU(_ dtype: DType) throws {
+        let layout = try STALayout(canvas: [6, 10, 12], tile: [3, 4, 4], textCount: 8, textValid: 5)
+        let windows = try ShapeSyntax.headWindows("1x3x1,full", layout: layout, heads: 2)
+        let testCase = Verification.Case(
+            name: "small 3D", layout: layout, headWindows: windows, batch: 2, headDim: 40, dtype: dtype)
+        let outcome = try Verification.run(testCase, on: .cpu(threads: 2), seed: 7)
+        #expect(outcome.passed, "rel err \(outcome.outputError), lse err \(outcome.lseError), bad rows \(outcome.badEmptyRows)")
+    }
+
+    @Test func rejectsWrongTensorSizes() throws {
+        let plan = try AttentionPlan(layout: STALayout(canvas: [64], tile: [16]), window: Window(tiles: [1]), heads: 1)
+        let attention = try SlidingTileAttention(plan: plan, batch: 1, headDim: 8)
+        let short = [Float](repeating: 1, count: 10)
+        #expect(throws: SlidingTileAttention.InputError.self) {
+            try attention.forward(q: short, k: short, v: short, on: .cpu(threads: 1))
+        }
+    }
+
+    @Test func cudaBackendOnAMachineWithoutAGPUIsAClearError() throws {
+        // This machine class has no GPU: `best()` must fall back to the CPU with a reason, never crash.
+        let (backend, reason) = AttentionBackend.best()
+        if case .cpu = backend {
+            #expect(reason?.isEmpty == false)
+        }
+    }
+}
