@@ -17,6 +17,8 @@ public enum CUDAError: Error, Sendable, CustomStringConvertible {
     case missingSymbol(library: String, symbol: String)
     /// An argument was outside what the operation allows; checked before any driver call.
     case invalidArgument(function: String, message: String)
+    /// An optional CUDA library (cuBLAS) could not be opened; the text lists the paths tried.
+    case libraryNotFound(library: String, tried: String)
 
     public var description: String {
         switch self {
@@ -38,6 +40,8 @@ public enum CUDAError: Error, Sendable, CustomStringConvertible {
             return "\(library) does not export \(symbol); this CUDA driver or NVRTC is too old for the call"
         case .invalidArgument(let function, let message):
             return "\(function): \(message)"
+        case .libraryNotFound(let library, let tried):
+            return "\(library) could not be loaded: \(tried)"
         }
     }
 }

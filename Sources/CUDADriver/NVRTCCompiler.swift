@@ -95,13 +95,14 @@ public struct NVRTCCompiler: Sendable {
             for name in libraryNames { result.append(directory + "/" + name) }
         }
         result += libraryNames
-        result += pythonWheelCandidates()
+        result += pythonWheelCandidates(["nvidia/cu13/lib/libnvrtc.so.*", "nvidia/cuda_nvrtc/lib/libnvrtc.so.*"])
         var seen = Set<String>()
         return result.filter { seen.insert($0).inserted }
     }
 
-    /// libnvrtc files of pip's nvidia wheels under the usual Python prefixes (found with glob(3)).
-    static func pythonWheelCandidates() -> [String] {
+    /// Files of pip's nvidia wheels matching `wheelPatterns` (relative to site-packages) under the usual
+    /// Python prefixes, found with glob(3).
+    static func pythonWheelCandidates(_ wheelPatterns: [String]) -> [String] {
         var prefixes: [String] = []
         for variable in ["VIRTUAL_ENV", "CONDA_PREFIX"] {
             if let root = environmentValue(variable) { prefixes.append(root + "/lib/python3*/site-packages") }
@@ -118,14 +119,14 @@ public struct NVRTCCompiler: Sendable {
         ]
         var result: [String] = []
         for prefix in prefixes {
-            for wheel in ["nvidia/cu13/lib/libnvrtc.so.*", "nvidia/cuda_nvrtc/lib/libnvrtc.so.*"] {
+            for wheel in wheelPatterns {
                 result += globPaths(prefix + "/" + wheel).sorted(by: >)
             }
         }
         return result
     }
 
-    private static func globPaths(_ pattern: String) -> [String] {
+    static func globPaths(_ pattern: String) -> [String] {
         var matches = glob_t()
         defer { globfree(&matches) }
         guard glob(pattern, 0, nil, &matches) == 0 else { return [] }

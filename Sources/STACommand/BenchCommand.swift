@@ -26,13 +26,22 @@ struct Bench: ParsableCommand {
         guard repetitions >= 1, warmups >= 0 else { throw ValidationError("--repetitions must be ≥ 1 and --warmups ≥ 0") }
         let gpu = try CUDABackend(ordinal: 0)
         print("bench on \(gpu.context.deviceName) (\(gpu.context.architecture), \(gpu.context.multiprocessorCount) SMs)")
+        var matrixRate: Double? = nil
+        do {
+            let rate = try GPUBenchmark.matrixProductRate(on: gpu)
+            matrixRate = rate.teraFLOPsPerSecond
+            print("  bf16 matrix product 8192³ (cuBLAS): \(fixed(rate.milliseconds, 3)) ms, \(fixed(rate.teraFLOPsPerSecond, 1)) TFLOP/s")
+        } catch {
+            print("  bf16 matrix-product rate not measured: \(error)")
+        }
         let measurements = try GPUBenchmark.run(
             problems: problems, on: gpu, warmups: warmups, repetitions: repetitions, progress: { print("  \($0)") })
-        var table = TextTable("problem", "S", "sparsity", "median ms", "min ms", "eff. TFLOP/s")
+        var table = TextTable("problem", "S", "sparsity", "median ms", "min ms", "eff. TFLOP/s", "of matmul")
         for m in measurements {
             table.append(
                 m.problem, "\(m.sequenceLength)", fixed(m.videoSparsity * 100, 1) + "%", fixed(m.medianMilliseconds, 2),
-                fixed(m.minMilliseconds, 2), fixed(m.teraFLOPsPerSecond, 1))
+                fixed(m.minMilliseconds, 2), fixed(m.teraFLOPsPerSecond, 1),
+                matrixRate.map { fixed(m.teraFLOPsPerSecond / $0 * 100, 1) + "%" } ?? "-")
         }
         print(table.rendered)
         if let json {
@@ -44,7 +53,11 @@ struct Bench: ParsableCommand {
                     ("tflops", .number(m.teraFLOPsPerSecond)),
                 ])
             }
-            try writeText(JSONValue.object([("device", .string(gpu.context.deviceName)), ("results", .array(records))]).text + "\n", to: json)
+            try writeText(JSONValue.object([
+                ("device", .string(gpu.context.deviceName)),
+                ("matmul_bf16_tflops", matrixRate.map { .number($0) } ?? .string("not measured")),
+                ("results", .array(records)),
+            ]).text + "\n", to: json)
         }
     }
 }
