@@ -6,7 +6,9 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 OUTDIR=${1:-$HERE/lib}
 mkdir -p "$OUTDIR"
 LIBDIR=${CUDA_LIBDIR:+-L$CUDA_LIBDIR}
-names=$(python3 -c "import sys; sys.path.insert(0, '$HERE'); import check; print(' '.join(check.CONFIGS))")
+# ONLY: space-separated configuration names (default: all); SUFFIX: appended to the library names;
+# EXTRA_FLAGS: more nvcc flags (e.g. -DSTA_PINGPONG=0 for a variant).
+names=${ONLY:-$(python3 -c "import sys; sys.path.insert(0, '$HERE'); import check; print(' '.join(check.CONFIGS))")}
 pids=()
 for n in $names; do
   defs=$(python3 -c "
@@ -19,7 +21,7 @@ for a, cv, t in zip('THW', canvas, tile):
 d += ['-DSTA_TEXT_COUNT=%d' % text, '-DSTA_TEXT_VALID=%d' % valid]
 print(' '.join(d))")
   nvcc -gencode=arch=compute_90a,code=sm_90a -std=c++17 -O3 -shared -Xcompiler -fPIC $LIBDIR $defs $EXTRA_FLAGS \
-    -o "$OUTDIR/libsta_$n.so" "$HERE/harness.cu" &
+    -o "$OUTDIR/libsta_$n$SUFFIX.so" "$HERE/harness.cu" &
   pids+=($!)
 done
 for p in "${pids[@]}"; do wait $p; done

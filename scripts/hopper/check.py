@@ -166,6 +166,9 @@ def reference(q, k, v, mask, scale):
 
 # ---- GPU side ----------------------------------------------------------------------------------------
 
+VARIANTS = ["", "_nopp", "_s3"]  # library suffixes of large-problem variants (see NOTES.md), when present
+
+
 def load_lib(lib_dir, name):
     lib = ctypes.CDLL(os.path.join(lib_dir, f"libsta_{name}.so"))
     lib.sta_launch.restype = ctypes.c_int
@@ -367,12 +370,18 @@ def main():
     rng = np.random.default_rng(12345)
     results = {}
     table = []
+    runs = []
     for n in names:
+        runs.append(n)
+        if n in LARGE:
+            runs += [n + v for v in VARIANTS[1:] if os.path.exists(os.path.join(a.lib_dir, f"libsta_{n}{v}.so"))]
+    for n in runs:
         lib = load_lib(a.lib_dir, n)
+        base = next(c for c in CONFIGS if n.startswith(c))
         t0 = time.time()
         try:
-            if n in LARGE:
-                r = large(torch, lib, n, rng, not a.skip_timing)
+            if base in LARGE:
+                r = large(torch, lib, base, rng, not a.skip_timing)
             else:
                 cfg = CONFIGS[n]
                 r = run_probes(torch, lib, cfg[7], cfg[6], rng)
@@ -389,11 +398,11 @@ def main():
     for n, r in results.items():
         if "error" in r:
             print(f"{n:18s} ERROR {r['error'][:200]}")
-        elif n in LARGE:
+        elif any(n.startswith(c) for c in LARGE):
             for label, e in r.items():
                 if not isinstance(e, dict):
                     continue
-                print(f"{n:18s} {label:6s} rel {e['rel_err_sampled']:.2e} lse {e['lse_abs_err_sampled']:.1e} nan {e['nan_total']}"
+                print(f"{n:23s} {label:6s} rel {e['rel_err_sampled']:.2e} lse {e['lse_abs_err_sampled']:.1e} nan {e['nan_total']}"
                       + (f" | {e['median_ms']:.2f} ms ({e['min_ms']:.2f}-{e['max_ms']:.2f}) {e['effective_tflops']:.0f} TFLOP/s  [{e['peer']}]" if 'median_ms' in e else ""))
         else:
             print(f"{n:18s} {'OK ' if r.get('ok') else 'BAD'} qk {r.get('probe_qk')} pv {r.get('probe_pv')} rel {r.get('rel_err'):.2e} "

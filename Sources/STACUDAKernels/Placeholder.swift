@@ -1,1 +1,0 @@
-func _probe() { _ = PackageResources.placeholder_cu }
