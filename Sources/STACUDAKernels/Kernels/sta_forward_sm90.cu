@@ -8,7 +8,11 @@
 //   warpgroups 1 and 2, the consumers: each owns 64 query rows. Per chunk it computes S = Q·Kᵀ with
 //     wgmma (both operands in shared memory), applies the mask where a chunk needs one, does the online
 //     softmax in registers, and accumulates O += P·V with wgmma, P taken from registers. The Q·Kᵀ of
-//     chunk i is in flight while P·V of chunk i − 1 runs and while the softmax of chunk i waits.
+//     chunk i is in flight while P·V of chunk i − 1 runs and while the softmax of chunk i waits. The two
+//     consumers take turns issuing their wgmmas (named barriers 3 and 4, STA_PINGPONG), so that one's
+//     softmax overlaps the other's products.
+// Query blocks made only of holes write O = 0 and LSE = −∞ without loading anything; trailing key chunks
+// of a padded tile that hold only holes are not loaded (compile-time tables per padded-axis combination).
 //
 // Semantics (docs: spec §2–3): Q, K, V, O are [B, H, S, D] contiguous, S = NUM_TILES · TILE_VOL +
 // TEXT_COUNT, video tokens in tile-contiguous order with holes, then text. A video query of tile q in head
@@ -23,7 +27,7 @@
 //
 // Compile-time constants (-D): STA_HEAD_DIM (64 or 128); STA_BF16=1 or STA_FP16=1; STA_CANVAS_T/H/W,
 // STA_TILE_T/H/W, STA_GRID_T/H/W (rank < 3: leading axes 1); STA_TEXT_COUNT, STA_TEXT_VALID; optional
-// STA_STAGES (K/V ring depth; default 2 for D = 128, 4 for D = 64).
+// STA_STAGES (K/V ring depth; default 2 for D = 128, 4 for D = 64), STA_PINGPONG (default 1).
 //
 // Kernel parameters (sta_forward_sm90):
 //   q_map, k_map, v_map: CUtensorMaps (128 bytes, by value) over the 3D view [B·H][S][D] of Q, K, V:
