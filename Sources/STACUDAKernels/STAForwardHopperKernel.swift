@@ -1,0 +1,213 @@
+import CUDADriver
+import STAGeometry
+import STATensors
+
+/// The Sliding Tile Attention forward pass for Hopper GPUs (compute capability 9.0: H100, H200, GH200),
+/// `Kernels/sta_forward_sm90.cu`: TMA copies of K/V chunks into a shared-memory ring, wgmma tensor-core
+/// products (bf16/fp16 in, fp32 accumulate), a producer warpgroup and two consumer warpgroups.
+///
+/// Interchangeable with the portable `STAForwardKernel`: the same tensors, the same semantics, the same
+/// plan tables. One instance is the kernel specialised for one layout (canvas, tile, text), head dimension
+/// and dtype, compiled by NVRTC for sm_90a (through `KernelCache`, so once per machine), loaded into a
+/// context, with the plan's window tables uploaded.
+///
+/// Tensors are [batch, heads, S, headDim] contiguous in `dtype`, S = `plan.layout.sequenceLength` (video
+/// tokens in tile order, holes included, then text); LSE is [batch, heads, S] float32 (natural log). Rows
+/// that attend no key (holes, padding text) get O = 0 and LSE = −∞. K and V must hold finite values at
+/// holes and padding text rows (the tile permutation writes zeros there).
+///
+/// Launch shape: a one-dimensional grid of `queryBlocks(layout:)` blocks per (batch, head), text query
+/// blocks of every (batch, head) first, then `queryBlocksPerTile` blocks of `blockQueries` rows per video
+/// tile; `threadsPerBlock` threads; `sharedMemoryBytes(headDim:)` of dynamic shared memory.
+public struct STAForwardHopperKernel: Sendable {
+    /// Query rows per block (two consumer warpgroups of 64).
+    public static let blockQueries = 128
+    /// Keys per chunk of the inner loop (one TMA box and one wgmma N).
+    public static let blockKeys = 128
+    /// Threads per block: one producer and two consumer warpgroups.
+    public static let threadsPerBlock = 384
+    /// The kernel's entry point.
+    public static let functionName = "sta_forward_sm90"
+    /// The NVRTC target: sm_90a, which wgmma and setmaxnreg need.
+    public static let architecture = "sm_90a"
+    /// Head dimensions the kernel is written for.
+    public static let supportedHeadDims = [64, 128]
+    /// Storage dtypes the kernel reads and writes.
+    public static let supportedDTypes: [DType] = [.bfloat16, .float16]
+
+    /// K/V ring stages in shared memory: 2 for head dim 128, 4 for 64.
+    public static func stages(headDim: Int) -> Int { headDim >= 128 ? 2 : 4 }
+
+    /// Dynamic shared memory per block: the 128-row Q block and `stages` K and V chunks (each
+    /// 128 · headDim 16-bit values), plus 1024 bytes to align the 128-byte swizzle atoms.
+    /// 164,864 bytes for head dim 128, 148,480 for 64.
+    public static func sharedMemoryBytes(headDim: Int) -> Int {
+        1024 + (1 + 2 * stages(headDim: headDim)) * blockQueries * headDim * 2
+    }
+
+    /// Query blocks per video tile: ⌈tileVolume / blockQueries⌉ (a block never straddles two tiles).
+    public static func queryBlocksPerTile(layout: STALayout) -> Int {
+        (layout.tileVolume + blockQueries - 1) / blockQueries
+    }
+
+    /// Query blocks of one (batch, head): ⌈textCount / blockQueries⌉ text blocks plus
+    /// tileCount · queryBlocksPerTile video blocks.
+    public static func queryBlocks(layout: STALayout) -> Int {
+        (layout.text.count + blockQueries - 1) / blockQueries + layout.tileCount * queryBlocksPerTile(layout: layout)
+    }
+
+    public let context: CUDAContext
+    public let plan: AttentionPlan
+    public let headDim: Int
+    public let dtype: DType
+    /// The batch size the instance was made for (the default of `launch`'s checks; any batch in range
+    /// may be launched).
+    public let batch: Int
+    /// The loaded kernel (registers, local bytes and so on can be queried from it).
+    public let function: CUDAFunction
+    let module: CUDAModule
+    let windowOfHead: DeviceBuffer
+    let keyTileStart: DeviceBuffer
+    let keyTiles: DeviceBuffer
+
+    /// Validates the parameters, compiles the kernel for sm_90a (or takes it from `cache`), loads it,
+    /// allows its shared memory, and uploads the plan's tables as Int32.
+    ///
+    /// Throws `requiresHopper` unless the device is compute capability 9.x (use `STAForwardKernel`
+    /// elsewhere), `unsupportedHeadDim` unless `headDim` is 64 or 128, `unsupportedDType` unless `dtype`
+    /// is bf16 or f16, `invalidParameter` for a batch outside 1...65535, `sharedMemoryTooSmall` when the
+    /// device's opt-in limit is below `sharedMemoryBytes(headDim:)`, and `driver` when NVRTC or the
+    /// driver fail. Cost: one NVRTC compile (about a second) on a cache miss, a module load, three small
+    /// uploads.
+    public init(
+        context: CUDAContext, plan: AttentionPlan, headDim: Int, dtype: DType, batch: Int,
+        cache: KernelCache = KernelCache()
+    ) throws(STAHopperKernelError) {
+        guard context.computeCapability.major == 9 else {
+            throw .requiresHopper(architecture: context.architecture)
+        }
+        try Self.validate(headDim: headDim, dtype: dtype)
+        try Self.validate(batch: batch, heads: plan.heads, layout: plan.layout)
+        let shared = Self.sharedMemoryBytes(headDim: headDim)
+        guard shared <= context.maxSharedMemoryPerBlockOptin else {
+            throw .sharedMemoryTooSmall(needed: shared, available: context.maxSharedMemoryPerBlockOptin)
+        }
+        self.context = context
+        self.plan = plan
+        self.headDim = headDim
+        self.dtype = dtype
+        self.batch = batch
+        do throws(CUDAError) {
+            let image = try cache.image(
+                source: Self.source, sourceName: Self.sourceName,
+                options: Self.compileOptions(plan: plan, headDim: headDim, dtype: dtype),
+                architecture: Self.architecture, driverVersion: context.driverVersion,
+                compiler: { () throws(CUDAError) -> NVRTCCompiler in try NVRTCCompiler.load() })
+            module = try CUDAModule(context: context, image: image)
+            function = try module.function(named: Self.functionName)
+            try function.setMaxDynamicSharedMemory(bytes: shared)
+            windowOfHead = try DeviceBuffer(context: context, copying: plan.windowIndexByHead)
+            keyTileStart = try DeviceBuffer(context: context, copying: plan.keyTileStart)
+            keyTiles = try DeviceBuffer(context: context, copying: plan.keyTiles)
+        } catch {
+            throw .driver(error)
+        }
+    }
+
+    /// Throws `unsupportedHeadDim` unless `headDim` is in `supportedHeadDims`, `unsupportedDType` unless
+    /// `dtype` is in `supportedDTypes`.
+    public static func validate(headDim: Int, dtype: DType) throws(STAHopperKernelError) {
+        guard supportedHeadDims.contains(headDim) else {
+            throw .unsupportedHeadDim(headDim, allowed: supportedHeadDims)
+        }
+        guard supportedDTypes.contains(dtype) else {
+            throw .unsupportedDType(dtype, allowed: supportedDTypes)
+        }
+    }
+
+    /// Throws `invalidParameter` unless `batch` is in 1...65535 and the grid
+    /// (batch · heads · `queryBlocks(layout:)` blocks) fits in 2³¹ − 1.
+    public static func validate(batch: Int, heads: Int, layout: STALayout) throws(STAHopperKernelError) {
+        guard (1...65535).contains(batch) else {
+            throw .invalidParameter(what: "batch", value: "\(batch)", allowed: "1...65535")
+        }
+        let blocks = batch.multipliedReportingOverflow(by: heads * queryBlocks(layout: layout))
+        guard !blocks.overflow, blocks.partialValue <= Int(Int32.max) else {
+            throw .invalidParameter(
+                what: "batch · heads · query blocks", value: "\(batch) · \(heads) · \(queryBlocks(layout: layout))",
+                allowed: "at most \(Int32.max) blocks")
+        }
+    }
+
+    /// Bytes of one of q, k, v, output for `batch`: batch · heads · S · headDim · 2.
+    public func tensorByteCount(batch: Int) -> Int {
+        batch * plan.heads * plan.layout.sequenceLength * headDim * dtype.byteCount
+    }
+
+    /// Bytes of the LSE tensor for `batch`: batch · heads · S · 4.
+    public func lseByteCount(batch: Int) -> Int {
+        batch * plan.heads * plan.layout.sequenceLength * 4
+    }
+
+    /// The TMA descriptor the kernel reads `buffer` through: the 3D view [batch · heads][S][headDim],
+    /// boxes of 64 columns × 128 rows × 1 slice, 128-byte swizzle; rows past S read as zeros.
+    func tensorMap(_ buffer: DeviceBuffer, batch: Int) throws(CUDAError) -> TensorMap {
+        let rows = plan.layout.sequenceLength
+        return try TensorMap.tiled(
+            buffer: buffer, elementType: dtype == .bfloat16 ? .bfloat16 : .float16,
+            dimensions: [headDim, rows, batch * plan.heads],
+            strideBytes: [headDim * 2, rows * headDim * 2], boxDimensions: [64, Self.blockKeys, 1],
+            swizzle: .bytes128, l2Promotion: .bytes128)
+    }
+
+    /// Queues O = softmax(scale · Q Kᵀ + M) V and its log-sum-exp on `stream` (nil: the default stream).
+    ///
+    /// Every buffer must live on the kernel's device and hold at least `tensorByteCount(batch:)`
+    /// (q, k, v, output) or `lseByteCount(batch:)` (lse) bytes; q, k and v must be 16-byte aligned (any
+    /// allocation is). `batch` must pass `validate(batch:heads:layout:)` and `scale` be positive and
+    /// finite. Builds three tensor maps (host-side encodings of a few microseconds each), then returns
+    /// once queued; the kernel reads q, k, v and overwrites every row of output and lse. Cost on the GPU:
+    /// about 4 · headDim · (attended pairs) FLOPs.
+    public func launch(
+        q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, output: DeviceBuffer, lse: DeviceBuffer, batch: Int,
+        scale: Float, stream: CUDAStream?
+    ) throws(STAHopperKernelError) {
+        try Self.validate(batch: batch, heads: plan.heads, layout: plan.layout)
+        guard scale.isFinite, scale > 0 else {
+            throw .invalidParameter(
+                what: "scale", value: "\(scale)", allowed: "a positive finite number (usually 1/√headDim)")
+        }
+        let tensorBytes = tensorByteCount(batch: batch)
+        for (name, buffer) in [("q", q), ("k", k), ("v", v), ("output", output)] {
+            guard buffer.context.deviceOrdinal == context.deviceOrdinal else { throw .foreignBuffer(name: name) }
+            guard buffer.byteCount >= tensorBytes else {
+                throw .bufferTooSmall(name: name, byteCount: buffer.byteCount, needed: tensorBytes)
+            }
+        }
+        guard lse.context.deviceOrdinal == context.deviceOrdinal else { throw .foreignBuffer(name: "lse") }
+        guard lse.byteCount >= lseByteCount(batch: batch) else {
+            throw .bufferTooSmall(name: "lse", byteCount: lse.byteCount, needed: lseByteCount(batch: batch))
+        }
+        do throws(CUDAError) {
+            var arguments = KernelArguments()
+            arguments.append(try tensorMap(q, batch: batch))
+            arguments.append(try tensorMap(k, batch: batch))
+            arguments.append(try tensorMap(v, batch: batch))
+            arguments.append(output)
+            arguments.append(lse)
+            arguments.append(windowOfHead)
+            arguments.append(keyTileStart)
+            arguments.append(keyTiles)
+            arguments.append(Int32(plan.heads))
+            arguments.append(Int32(batch))
+            arguments.append(scale)
+            // The maps hold raw addresses of q, k and v: like output, those buffers must outlive the work.
+            try function.launch(
+                grid: (x: batch * plan.heads * Self.queryBlocks(layout: plan.layout), y: 1, z: 1),
+                block: (x: Self.threadsPerBlock, y: 1, z: 1),
+                sharedMemoryBytes: Self.sharedMemoryBytes(headDim: headDim), stream: stream, arguments: arguments)
+        } catch {
+            throw .driver(error)
+        }
+    }
+}
