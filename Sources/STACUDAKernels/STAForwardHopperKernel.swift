@@ -19,7 +19,7 @@ import STATensors
 /// Launch shape: a one-dimensional grid of `queryBlocks(layout:)` blocks per (batch, head), text query
 /// blocks of every (batch, head) first, then `queryBlocksPerTile` blocks of `blockQueries` rows per video
 /// tile; `threadsPerBlock` threads; `sharedMemoryBytes(headDim:)` of dynamic shared memory.
-public struct STAForwardHopperKernel: Sendable {
+public struct STAForwardHopperKernel: AttentionForwardKernel {
     /// Query rows per block (two consumer warpgroups of 64).
     public static let blockQueries = 128
     /// Keys per chunk of the inner loop (one TMA box and one wgmma N).
@@ -60,9 +60,6 @@ public struct STAForwardHopperKernel: Sendable {
     public let plan: AttentionPlan
     public let headDim: Int
     public let dtype: DType
-    /// The batch size the instance was made for (the default of `launch`'s checks; any batch in range
-    /// may be launched).
-    public let batch: Int
     /// The loaded kernel (registers, local bytes and so on can be queried from it).
     public let function: CUDAFunction
     let module: CUDAModule
@@ -75,19 +72,17 @@ public struct STAForwardHopperKernel: Sendable {
     ///
     /// Throws `requiresHopper` unless the device is compute capability 9.x (use `STAForwardKernel`
     /// elsewhere), `unsupportedHeadDim` unless `headDim` is 64 or 128, `unsupportedDType` unless `dtype`
-    /// is bf16 or f16, `invalidParameter` for a batch outside 1...65535, `sharedMemoryTooSmall` when the
+    /// is bf16 or f16, `sharedMemoryTooSmall` when the
     /// device's opt-in limit is below `sharedMemoryBytes(headDim:)`, and `driver` when NVRTC or the
     /// driver fail. Cost: one NVRTC compile (about a second) on a cache miss, a module load, three small
     /// uploads.
     public init(
-        context: CUDAContext, plan: AttentionPlan, headDim: Int, dtype: DType, batch: Int,
-        cache: KernelCache = KernelCache()
-    ) throws(STAHopperKernelError) {
+        context: CUDAContext, plan: AttentionPlan, headDim: Int, dtype: DType, cache: KernelCache = KernelCache()
+    ) throws(STAKernelError) {
         guard context.computeCapability.major == 9 else {
             throw .requiresHopper(architecture: context.architecture)
         }
         try Self.validate(headDim: headDim, dtype: dtype)
-        try Self.validate(batch: batch, heads: plan.heads, layout: plan.layout)
         let shared = Self.sharedMemoryBytes(headDim: headDim)
         guard shared <= context.maxSharedMemoryPerBlockOptin else {
             throw .sharedMemoryTooSmall(needed: shared, available: context.maxSharedMemoryPerBlockOptin)
@@ -96,7 +91,6 @@ public struct STAForwardHopperKernel: Sendable {
         self.plan = plan
         self.headDim = headDim
         self.dtype = dtype
-        self.batch = batch
         do throws(CUDAError) {
             let image = try cache.image(
                 source: Self.source, sourceName: Self.sourceName,
@@ -116,7 +110,7 @@ public struct STAForwardHopperKernel: Sendable {
 
     /// Throws `unsupportedHeadDim` unless `headDim` is in `supportedHeadDims`, `unsupportedDType` unless
     /// `dtype` is in `supportedDTypes`.
-    public static func validate(headDim: Int, dtype: DType) throws(STAHopperKernelError) {
+    public static func validate(headDim: Int, dtype: DType) throws(STAKernelError) {
         guard supportedHeadDims.contains(headDim) else {
             throw .unsupportedHeadDim(headDim, allowed: supportedHeadDims)
         }
@@ -127,7 +121,7 @@ public struct STAForwardHopperKernel: Sendable {
 
     /// Throws `invalidParameter` unless `batch` is in 1...65535 and the grid
     /// (batch · heads · `queryBlocks(layout:)` blocks) fits in 2³¹ − 1.
-    public static func validate(batch: Int, heads: Int, layout: STALayout) throws(STAHopperKernelError) {
+    public static func validate(batch: Int, heads: Int, layout: STALayout) throws(STAKernelError) {
         guard (1...65535).contains(batch) else {
             throw .invalidParameter(what: "batch", value: "\(batch)", allowed: "1...65535")
         }
@@ -171,7 +165,7 @@ public struct STAForwardHopperKernel: Sendable {
     public func launch(
         q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, output: DeviceBuffer, lse: DeviceBuffer, batch: Int,
         scale: Float, stream: CUDAStream?
-    ) throws(STAHopperKernelError) {
+    ) throws(STAKernelError) {
         try Self.validate(batch: batch, heads: plan.heads, layout: plan.layout)
         guard scale.isFinite, scale > 0 else {
             throw .invalidParameter(

@@ -17,7 +17,7 @@ import STATensors
 /// Launch shape: `threadsPerBlock` threads; grid (`queryBlocks`, heads, batch) with `blockQueries` query
 /// rows per block (text query blocks first, then `queryBlocksPerTile` blocks per video tile); keys
 /// streamed in chunks of `blockKeys`; `sharedMemoryBytes(headDim:)` of dynamic shared memory.
-public struct STAForwardKernel: Sendable {
+public struct STAForwardKernel: AttentionForwardKernel {
     /// Query rows per block (16 per warp).
     public static let blockQueries = 128
     /// Keys per chunk of the inner loop.

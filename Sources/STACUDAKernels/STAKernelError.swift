@@ -10,6 +10,8 @@ public enum STAKernelError: Error, Sendable, CustomStringConvertible {
     case unsupportedDType(DType, allowed: [DType])
     /// The device is older than the kernel's minimum compute capability.
     case unsupportedDevice(architecture: String, minimum: String)
+    /// The Hopper kernel runs only on compute capability 9.0 (wgmma, TMA and setmaxnreg exist only there).
+    case requiresHopper(architecture: String)
     /// The kernel needs more shared memory per block than the device allows.
     case sharedMemoryTooSmall(needed: Int, available: Int)
     /// A launch parameter is outside its range (`what` names it, `allowed` says the range).
@@ -30,6 +32,9 @@ public enum STAKernelError: Error, Sendable, CustomStringConvertible {
                 + allowed.map(\.description).joined(separator: ", ")
         case let .unsupportedDevice(architecture, minimum):
             return "the device is \(architecture); the kernel needs \(minimum) or newer"
+        case let .requiresHopper(architecture):
+            return "the Hopper STA kernel needs an sm_90 GPU (H100, H200, GH200); this device is \(architecture). "
+                + "Use the portable kernel (STAForwardKernel, sm_80 and newer) instead"
         case let .sharedMemoryTooSmall(needed, available):
             return "the kernel needs \(needed) bytes of shared memory per block; the device allows \(available)"
         case let .invalidParameter(what, value, allowed):

@@ -1,4 +1,6 @@
 import ArgumentParser
+import CUDADriver
+import STACUDAKernels
 import SlidingTileAttention
 
 struct Bench: ParsableCommand {
@@ -19,6 +21,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Also write the results as JSON to this file.")
     var json: String?
 
+    @Option(help: "Kernels to time: all (every kernel this GPU runs), automatic, portable or hopper.")
+    var kernel: String = "all"
+
     func run() throws {
         var problems = try problem.problems()
         if let only { problems = problems.filter { $0.name.contains(only) } }
@@ -35,11 +40,11 @@ struct Bench: ParsableCommand {
             print("  bf16 matrix-product rate not measured: \(error)")
         }
         let measurements = try GPUBenchmark.run(
-            problems: problems, on: gpu, warmups: warmups, repetitions: repetitions, progress: { print("  \($0)") })
-        var table = TextTable("problem", "S", "sparsity", "median ms", "min ms", "eff. TFLOP/s", "of matmul")
+            problems: problems, kernels: try kernelChoices(kernel, context: gpu.context), on: gpu, warmups: warmups, repetitions: repetitions, progress: { print("  \($0)") })
+        var table = TextTable("problem", "kernel", "S", "sparsity", "median ms", "min ms", "eff. TFLOP/s", "of matmul")
         for m in measurements {
             table.append(
-                m.problem, "\(m.sequenceLength)", fixed(m.videoSparsity * 100, 1) + "%", fixed(m.medianMilliseconds, 2),
+                m.problem, "\(m.kernel)", "\(m.sequenceLength)", fixed(m.videoSparsity * 100, 1) + "%", fixed(m.medianMilliseconds, 2),
                 fixed(m.minMilliseconds, 2), fixed(m.teraFLOPsPerSecond, 1),
                 matrixRate.map { fixed(m.teraFLOPsPerSecond / $0 * 100, 1) + "%" } ?? "-")
         }
@@ -47,7 +52,7 @@ struct Bench: ParsableCommand {
         if let json {
             let records = measurements.map { m in
                 JSONValue.object([
-                    ("problem", .string(m.problem)), ("sequence_length", .integer(m.sequenceLength)),
+                    ("problem", .string(m.problem)), ("kernel", .string("\(m.kernel)")), ("sequence_length", .integer(m.sequenceLength)),
                     ("video_sparsity", .number(m.videoSparsity)), ("median_ms", .number(m.medianMilliseconds)),
                     ("min_ms", .number(m.minMilliseconds)), ("effective_flops", .number(m.effectiveFLOPs)),
                     ("tflops", .number(m.teraFLOPsPerSecond)),
@@ -60,4 +65,13 @@ struct Bench: ParsableCommand {
             ]).text + "\n", to: json)
         }
     }
+}
+
+/// The kernels `--kernel` names: `all` is every kernel that runs on `context`.
+func kernelChoices(_ name: String, context: CUDAContext) throws -> [ForwardKernelChoice] {
+    if name == "all" { return context.computeCapability.major == 9 ? [.portable, .hopper] : [.portable] }
+    guard let choice = ForwardKernelChoice(rawValue: name) else {
+        throw ValidationError("unknown kernel '\(name)'; kernels are all, \(ForwardKernelChoice.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+    return [choice.resolved(for: context)]
 }

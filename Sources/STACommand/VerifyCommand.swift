@@ -15,37 +15,42 @@ struct Verify: ParsableCommand {
     @Option(help: "Also write the results as JSON to this file.")
     var json: String?
 
+    @Option(help: "GPU kernels to check: all (every kernel this GPU runs), automatic, portable or hopper.")
+    var kernel: String = "all"
+
     func run() throws {
-        let backend: AttentionBackend
-        if cpu {
-            backend = .cpu(threads: nil)
-        } else {
-            backend = .cuda(try CUDABackend(ordinal: 0))
+        var backends: [AttentionBackend] = [.cpu(threads: nil)]
+        if !cpu {
+            let probe = try CUDABackend(ordinal: 0)
+            backends = try kernelChoices(kernel, context: probe.context).map { .cuda(try CUDABackend(ordinal: 0, kernel: $0)) }
         }
         let seed = self.seed ?? UInt64(Clock.now * 1e6)
-        print("verify on \(backend), seed \(seed)")
-        var table = TextTable("case", "dtype", "D", "S", "rel err", "tolerance", "lse err", "empty rows", "result")
+        print("verify on \(backends.map(\.description).joined(separator: "; ")), seed \(seed)")
+        var table = TextTable("backend", "case", "dtype", "D", "S", "rel err", "tolerance", "lse err", "empty rows", "result")
         var records = [JSONValue]()
         var failures = 0
+        for backend in backends {
+        let backendName = backend.shortName
         for (index, testCase) in try Verification.gpuCases().enumerated() {
             let outcome = try Verification.run(testCase, on: backend, seed: seed &+ UInt64(index))
             if !outcome.passed { failures += 1 }
             table.append(
-                outcome.name, "\(outcome.dtype)", "\(outcome.headDim)", "\(outcome.sequenceLength)",
+                backendName, outcome.name, "\(outcome.dtype)", "\(outcome.headDim)", "\(outcome.sequenceLength)",
                 scientific(outcome.outputError), scientific(outcome.tolerance), scientific(outcome.lseError),
                 outcome.badEmptyRows == 0 ? "ok" : "\(outcome.badEmptyRows) bad", outcome.passed ? "PASS" : "FAIL")
             records.append(.object([
-                ("case", .string(outcome.name)), ("dtype", .string("\(outcome.dtype)")), ("head_dim", .integer(outcome.headDim)),
+                ("backend", .string(backendName)), ("case", .string(outcome.name)), ("dtype", .string("\(outcome.dtype)")), ("head_dim", .integer(outcome.headDim)),
                 ("sequence_length", .integer(outcome.sequenceLength)), ("rel_err", .number(outcome.outputError)),
                 ("lse_err", .number(outcome.lseError)), ("bad_empty_rows", .integer(outcome.badEmptyRows)),
                 ("passed", .bool(outcome.passed)),
             ]))
         }
+        }
         print(table.rendered)
         let total = records.count
         print("\(total - failures) passed, \(failures) failed")
         if let json {
-            try writeText(JSONValue.object([("backend", .string("\(backend)")), ("seed", .integer(Int(truncatingIfNeeded: seed))), ("cases", .array(records))]).text + "\n", to: json)
+            try writeText(JSONValue.object([("backends", .array(backends.map { .string($0.description) })), ("seed", .integer(Int(truncatingIfNeeded: seed))), ("cases", .array(records))]).text + "\n", to: json)
         }
         if failures > 0 { throw ExitCode.failure }
     }

@@ -21,10 +21,19 @@ public enum AttentionBackend: Sendable, CustomStringConvertible {
         }
     }
 
+    /// `cpu`, or the CUDA kernel that runs (`portable`, `hopper`).
+    public var shortName: String {
+        switch self {
+        case .cpu: return "cpu"
+        case .cuda(let backend): return "\(backend.kernelChoice.resolved(for: backend.context))"
+        }
+    }
+
     public var description: String {
         switch self {
         case .cpu(let threads): return "CPU (\(threads.map { "\($0) threads" } ?? "all cores"))"
-        case .cuda(let backend): return "CUDA \(backend.context.deviceName) (\(backend.context.architecture))"
+        case .cuda(let backend):
+            return "CUDA \(backend.context.deviceName) (\(backend.context.architecture), \(backend.kernelChoice.resolved(for: backend.context)) kernel)"
         }
     }
 }
@@ -36,24 +45,30 @@ public enum AttentionBackend: Sendable, CustomStringConvertible {
 public final class CUDABackend: @unchecked Sendable {
     public let context: CUDAContext
     public let cache: KernelCache
-    private var kernels: [KernelKey: STAForwardKernel] = [:]
+    /// Which kernel `forwardKernel` builds: by default the Hopper kernel on sm_90, else the portable one.
+    public let kernelChoice: ForwardKernelChoice
+    private var kernels: [KernelKey: any AttentionForwardKernel] = [:]
 
     private struct KernelKey: Hashable {
         let plan: AttentionPlan
         let headDim: Int
         let dtype: DType
+        let choice: ForwardKernelChoice
     }
 
-    public init(ordinal: Int, cache: KernelCache = KernelCache()) throws {
+    public init(ordinal: Int, kernel: ForwardKernelChoice = .automatic, cache: KernelCache = KernelCache()) throws {
         self.context = try CUDAContext.open(device: ordinal)
+        self.kernelChoice = kernel
         self.cache = cache
     }
 
-    /// The forward kernel for `plan`, compiled or loaded on first use.
-    public func forwardKernel(plan: AttentionPlan, headDim: Int, dtype: DType) throws -> STAForwardKernel {
-        let key = KernelKey(plan: plan, headDim: headDim, dtype: dtype)
+    /// The forward kernel for `plan` (`choice` defaults to `kernelChoice`), compiled or loaded on first use.
+    public func forwardKernel(
+        plan: AttentionPlan, headDim: Int, dtype: DType, choice: ForwardKernelChoice? = nil
+    ) throws -> any AttentionForwardKernel {
+        let key = KernelKey(plan: plan, headDim: headDim, dtype: dtype, choice: choice ?? kernelChoice)
         if let kernel = kernels[key] { return kernel }
-        let kernel = try STAForwardKernel(context: context, plan: plan, headDim: headDim, dtype: dtype, cache: cache)
+        let kernel = try key.choice.make(context: context, plan: plan, headDim: headDim, dtype: dtype, cache: cache)
         kernels[key] = kernel
         return kernel
     }

@@ -8,6 +8,7 @@ import STATensors
 public enum GPUBenchmark {
     public struct Measurement: Sendable {
         public let problem: String
+        public let kernel: ForwardKernelChoice
         public let sequenceLength: Int
         public let videoSparsity: Double
         public let medianMilliseconds: Double
@@ -16,11 +17,11 @@ public enum GPUBenchmark {
         public var teraFLOPsPerSecond: Double { effectiveFLOPs / (medianMilliseconds * 1e-3) / 1e12 }
     }
 
-    /// Runs each problem `repetitions` times after `warmups` launches. Inputs are random in [-1, 1),
-    /// drawn once per distinct layout and shape, and kept on the device.
+    /// Runs each problem with each kernel of `kernels`, `repetitions` times after `warmups` launches.
+    /// Inputs are random in [-1, 1), drawn once per distinct shape, and kept on the device.
     public static func run(
-        problems: [AttentionProblem], on gpu: CUDABackend, warmups: Int = 3, repetitions: Int = 10,
-        progress: (String) -> Void = { _ in }
+        problems: [AttentionProblem], kernels: [ForwardKernelChoice], on gpu: CUDABackend, warmups: Int = 3,
+        repetitions: Int = 10, progress: (String) -> Void = { _ in }
     ) throws -> [Measurement] {
         var measurements = [Measurement]()
         var inputs: (key: String, q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer)?
@@ -40,8 +41,9 @@ public enum GPUBenchmark {
                 inputs = (shapeKey, try draw(), try draw(), try draw())
             }
             guard let (_, q, k, v) = inputs else { continue }
-            progress("compiling \(problem.name)")
-            let kernel = try gpu.forwardKernel(plan: plan, headDim: problem.headDim, dtype: problem.dtype)
+            for choice in kernels {
+            progress("compiling \(problem.name), \(choice) kernel")
+            let kernel = try gpu.forwardKernel(plan: plan, headDim: problem.headDim, dtype: problem.dtype, choice: choice)
             let output = try DeviceBuffer(context: gpu.context, byteCount: attention.elementCount * 2)
             let lse = try DeviceBuffer(context: gpu.context, byteCount: attention.rowCount * 4)
             let stream = try CUDAStream(context: gpu.context)
@@ -63,11 +65,12 @@ public enum GPUBenchmark {
             }
             times.sort()
             let measurement = Measurement(
-                problem: problem.name, sequenceLength: problem.layout.sequenceLength,
+                problem: problem.name, kernel: choice, sequenceLength: problem.layout.sequenceLength,
                 videoSparsity: plan.videoSparsity, medianMilliseconds: times[times.count / 2],
                 minMilliseconds: times[0], effectiveFLOPs: plan.effectiveFLOPs(batch: problem.batch, headDim: problem.headDim))
-            progress("\(problem.name): \(measurement.medianMilliseconds) ms")
+            progress("\(problem.name), \(choice): \(measurement.medianMilliseconds) ms")
             measurements.append(measurement)
+            }
         }
         return measurements
     }

@@ -27,10 +27,16 @@ public enum KernelCatalogue {
 
     /// The kernels that run on `architecture`.
     public static func variants(for architecture: String) -> [Variant] {
-        [
+        var variants = [
             Variant(
-                name: "sm80", source: STAForwardKernel.source, sourceName: STAForwardKernel.sourceName,
+                name: "portable", source: STAForwardKernel.source, sourceName: STAForwardKernel.sourceName,
                 options: { STAForwardKernel.compileOptions(plan: $0, headDim: $1, dtype: $2, architecture: $3) })
         ]
+        if architecture == STAForwardHopperKernel.architecture {
+            variants.append(Variant(
+                name: "hopper", source: STAForwardHopperKernel.source, sourceName: STAForwardHopperKernel.sourceName,
+                options: { plan, headDim, dtype, _ in STAForwardHopperKernel.compileOptions(plan: plan, headDim: headDim, dtype: dtype) }))
+        }
+        return variants
     }
 }

@@ -108,21 +108,21 @@ struct HopperCompileCase: Sendable, CustomTestStringConvertible {
     }
 
     @Test func validationRejectsWhatTheKernelCannotRun() throws {
-        #expect(throws: STAHopperKernelError.self) { try STAForwardHopperKernel.validate(headDim: 96, dtype: .bfloat16) }
-        #expect(throws: STAHopperKernelError.self) { try STAForwardHopperKernel.validate(headDim: 128, dtype: .float32) }
+        #expect(throws: STAKernelError.self) { try STAForwardHopperKernel.validate(headDim: 96, dtype: .bfloat16) }
+        #expect(throws: STAKernelError.self) { try STAForwardHopperKernel.validate(headDim: 128, dtype: .float32) }
         try STAForwardHopperKernel.validate(headDim: 64, dtype: .float16)
         let layout = try HopperLayoutCase.hunyuan.plan().layout
-        #expect(throws: STAHopperKernelError.self) {
+        #expect(throws: STAKernelError.self) {
             try STAForwardHopperKernel.validate(batch: 0, heads: 24, layout: layout)
         }
-        #expect(throws: STAHopperKernelError.self) {
+        #expect(throws: STAKernelError.self) {
             try STAForwardHopperKernel.validate(batch: 65_536, heads: 24, layout: layout)
         }
         try STAForwardHopperKernel.validate(batch: 2, heads: 24, layout: layout)
     }
 
     @Test func theArchitectureErrorPointsToThePortableKernel() {
-        let text = STAHopperKernelError.requiresHopper(architecture: "sm_80").description
+        let text = STAKernelError.requiresHopper(architecture: "sm_80").description
         #expect(text.contains("sm_90"))
         #expect(text.contains("sm_80"))
         #expect(text.contains("STAForwardKernel"))
