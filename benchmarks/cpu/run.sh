@@ -8,7 +8,8 @@ echo "== machine"
 lscpu | grep -E "Model name|^CPU\(s\)|Thread|Core|MHz|L2|L3" || true
 echo "load: $(uptime)"
 echo "== swift (release)"
-if swift build -c release --product sta 2>/dev/null && .build/release/sta bench --help 2>/dev/null | grep -q -- "--cpu"; then
+if grep -rqs "CPUBenchmark" Sources/STACommand Sources/SlidingTileAttention; then
+    swift build -c release --product sta
     .build/release/sta bench --cpu "$@"
 elif grep -q '"sta-cpu-bench"' Package.swift; then
     swift build -c release --product sta-cpu-bench
