@@ -53,8 +53,8 @@ let package = Package(
 )
 
 /// The CPU kernels are written with SIMD8<Float> vectors and fused multiply-adds. Without these flags
-/// the x86_64 baseline (SSE2) splits every vector in two, turns each FMA into a separate multiply and add
-/// and converts Float16 with a library call per element. x86-64-v3 (AVX2, FMA, F16C) is the level of
+/// the x86_64 baseline (SSE2) splits every vector in two, has no FMA instruction and converts Float16
+/// with a library call per element. x86-64-v3 (AVX2, FMA, F16C) is the level of
 /// every x86 server CPU since about 2015; a binary built this way does not start on older CPUs.
 var cpuKernelSettings: [SwiftSetting] {
     #if arch(x86_64)

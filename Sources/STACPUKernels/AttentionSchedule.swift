@@ -6,7 +6,7 @@ struct WorkItem: Sendable {
     /// batch · heads + head.
     var batchHead: Int32
     /// Row of the plan's CSR (window · tileCount + query tile) whose key tiles (plus the valid text) are
-    /// the keys, or -1 for every real key (the key set of text queries).
+    /// the keys of every row of the item, or -1 for every real key (the key set of text queries).
     var keySet: Int32
     /// First row in `AttentionSchedule.attendingRows`.
     var rowStart: Int32
@@ -17,8 +17,8 @@ struct WorkItem: Sendable {
 
 /// Everything the workers of one call share, built once per call in O(B · H · S / 128 + S + plan size).
 ///
-/// Rows are split into work items that never span two query tiles, so all rows of an item have the same
-/// keys. Hole rows and padding text rows attend nothing; they are listed in `silentRows` and written as
+/// Rows are split into work items whose rows all have the same keys: one query tile, or a run of
+/// consecutive query tiles with identical key tiles. Hole rows and padding text rows attend nothing; they are listed in `silentRows` and written as
 /// zeros with log-sum-exp −∞ before the parallel part runs.
 struct AttentionSchedule: Sendable {
     /// Query rows per work item (a multiple of 16, the rows of one micro-kernel). Each chunk of keys and
@@ -74,13 +74,35 @@ struct AttentionSchedule: Sendable {
         let blockRows = Self.queryBlockRows
         func paddedRows(_ rows: Int) -> Int { (rows + 15) / 16 * 16 }
         var items = [WorkItem]()
+        // Consecutive query tiles with the same key tiles (the windows clamped at a border) share items,
+        // so that small tiles still fill 128-row blocks.
+        func sameKeys(_ a: Int, _ b: Int) -> Bool {
+            let aStart = Int(plan.keyTileStart[a]), bStart = Int(plan.keyTileStart[b])
+            let count = Int(plan.keyTileStart[a + 1]) - aStart
+            guard count == Int(plan.keyTileStart[b + 1]) - bStart else { return false }
+            for i in 0..<count where plan.keyTiles[aStart + i] != plan.keyTiles[bStart + i] { return false }
+            return true
+        }
+        var tileRunsByWindow = [[Range<Int>]]()
+        for window in 0..<plan.windows.count {
+            var runs = [Range<Int>]()
+            var first = 0
+            while first < tileCount {
+                var end = first + 1
+                while end < tileCount, sameKeys(window * tileCount + first, window * tileCount + end) { end += 1 }
+                runs.append(first..<end)
+                first = end
+            }
+            tileRunsByWindow.append(runs)
+        }
+
         for batchHead in 0..<(batch * plan.heads) {
             let window = Int(plan.windowIndexByHead[batchHead % plan.heads])
-            for tile in 0..<tileCount {
-                let keySet = window * tileCount + tile
+            for run in tileRunsByWindow[window] {
+                let keySet = window * tileCount + run.lowerBound
                 let keys = keyCountByKeySet[keySet]
-                var start = Int(tileRealStart[tile])
-                let end = Int(tileRealStart[tile + 1])
+                var start = Int(tileRealStart[run.lowerBound])
+                let end = Int(tileRealStart[run.upperBound])
                 while start < end {
                     let rows = min(blockRows, end - start)
                     items.append(

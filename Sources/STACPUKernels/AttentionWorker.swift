@@ -38,7 +38,7 @@ struct AttentionJob: @unchecked Sendable {
 /// [keyChunk][headDim], gathered and converted. Lanes of every vector are query rows, so
 /// the softmax needs no horizontal reductions and V is read in its natural layout.
 /// Scratch per worker: 4 · (2 · rows · headDim + 2 · keyChunk · headDim + rows · keyChunk + keys) bytes,
-/// about 300 KiB for headDim 128 (it lives in L2).
+/// about 320 KiB for headDim 128 and 128-key chunks (it lives in L2).
 struct AttentionWorker {
     let job: AttentionJob
     let rowStride = AttentionSchedule.queryBlockRows

@@ -16,17 +16,19 @@ import Darwin
 /// (`plan.layout.sequenceLength` tokens); log-sum-exp is [batch, heads, sequenceLength], natural log.
 /// Rows that attend no key (holes and padding text rows) get output 0 and log-sum-exp −∞.
 ///
-/// Cost: 4 · headDim multiply-adds... precisely `plan.effectiveFLOPs(batch:headDim:)` floating-point
-/// operations plus about 2 % for packing, spread over `threads` cores; the key chunks of hole tiles are
-/// gathered so holes cost nothing. Scratch: about 100 KiB per thread plus one key index list.
+/// Cost: `plan.effectiveFLOPs(batch:headDim:)` floating-point operations (holes and skipped tiles cost
+/// nothing) plus a few per cent for the softmax and for gathering key/value chunks, spread over `threads`
+/// cores; about 55 % of the fp32 FMA peak on an AVX2 core (benchmarks/cpu/REPORT.md). Scratch: about
+/// 320 KiB per thread for headDim 128, plus one key index list; nothing is allocated inside the loops.
 public enum CPUAttention {
     /// Online processors, the default thread count.
     public static var defaultThreadCount: Int {
         max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     }
 
-    /// Keys per chunk of the online softmax (chosen by measurement, see benchmarks/cpu/REPORT.md).
-    static let defaultKeyChunk = 64
+    /// Keys per chunk of the online softmax (128 measured a little faster than 64, see
+    /// benchmarks/cpu/REPORT.md).
+    static let defaultKeyChunk = 128
 
     /// Attention under `plan` for `batch` sequences.
     ///

@@ -199,6 +199,15 @@ func check(_ result: Comparison, tolerance: Double, lseTolerance: Double) {
         check(try compare(plan: plan, batch: 1, headDim: 64, as: Float.self, seed: 4), tolerance: 1e-5, lseTolerance: 1e-4)
     }
 
+    @Test func borderTilesWithSharedKeysSpanSeveralBlocks() throws {
+        // Window 7 of 10 tiles: tiles 0...3 (and 6...9) have the same keys, 256 rows run together.
+        let layout = try STALayout(canvas: [630], tile: [64])
+        let plan = try AttentionPlan(layout: layout, window: Window(tiles: [7]), heads: 1)
+        let schedule = AttentionSchedule(plan: plan, batch: 1)
+        #expect(schedule.items.count < layout.tileCount)
+        check(try compare(plan: plan, batch: 1, headDim: 32, as: Float.self, seed: 17), tolerance: 1e-5, lseTolerance: 1e-4)
+    }
+
     @Test(arguments: [1, 5, 6, 7, 64, 200])
     func keyChunkSizesAgree(keyChunk: Int) throws {
         let layout = try STALayout(canvas: [3, 9, 7], tile: [2, 4, 4], textCount: 9, textValid: 5)
