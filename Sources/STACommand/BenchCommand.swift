@@ -1,4 +1,5 @@
 import ArgumentParser
+import STACPUKernels
 import CUDADriver
 import STACUDAKernels
 import SlidingTileAttention
@@ -21,10 +22,20 @@ struct Bench: ParsableCommand {
     @Option(help: "Also write the results as JSON to this file.")
     var json: String?
 
+    @Flag(help: "Run the CPU benchmark instead: the FMA peak, dense fp32 attention (S 4096, D 128, 8 heads) and STA at 91% sparsity against dense on the same tokens.")
+    var cpu = false
+
+    @Flag(help: "With --cpu: fewer repetitions, no half-precision runs.")
+    var quick = false
+
+    @Option(help: "With --cpu: threads to use (default: all cores).")
+    var threads: Int?
+
     @Option(help: "Kernels to time: all (every kernel this GPU runs), automatic, portable or hopper.")
     var kernel: String = "all"
 
     func run() throws {
+        if cpu { return try runCPU() }
         var problems = try problem.problems()
         if let only { problems = problems.filter { $0.name.contains(only) } }
         guard !problems.isEmpty else { throw ValidationError("no problem matches --only \(only ?? "")") }
@@ -62,6 +73,29 @@ struct Bench: ParsableCommand {
                 ("device", .string(gpu.context.deviceName)),
                 ("matmul_bf16_tflops", matrixRate.map { .number($0) } ?? .string("not measured")),
                 ("results", .array(records)),
+            ]).text + "\n", to: json)
+        }
+    }
+}
+
+extension Bench {
+    func runCPU() throws {
+        guard threads.map({ $0 >= 1 }) ?? true else { throw ValidationError("--threads must be at least 1") }
+        var configuration = CPUBenchmark.SuiteConfiguration()
+        configuration.threads = threads
+        if quick {
+            configuration.repetitions = 3
+            configuration.denseOverCanvasRepetitions = 1
+            configuration.includeHalfPrecision = false
+        }
+        let report = try CPUBenchmark.runSuite(configuration, log: { print("  \($0)") })
+        print(report)
+        if let json {
+            try writeText(JSONValue.object([
+                ("peak_fma_flops", .number(report.peak.flopsPerSecond)),
+                ("dense_fp32_flops", .number(report.dense.flopsPerSecond)),
+                ("dense_fraction_of_peak", .number(report.denseFractionOfPeak)),
+                ("sta_density", .number(report.staDensity)), ("sta_speedup_over_dense", .number(report.staSpeedup)),
             ]).text + "\n", to: json)
         }
     }
