@@ -1,4 +1,5 @@
 import ArgumentParser
+import STATensors
 import SlidingTileAttention
 import STAGeometry
 
@@ -76,8 +77,8 @@ struct Analyze: ParsableCommand {
                 fixed(analysis.emptyFraction * 100, 2) + "%", "\(analysis.attendedPairs)")
             records.append(.object([
                 ("family", .string(name)), ("dense", .integer(analysis.dense)), ("mixed", .integer(analysis.mixed)),
-                ("empty", .integer(analysis.empty)), ("dense_fraction", .number(analysis.denseFraction)),
-                ("mixed_fraction", .number(analysis.mixedFraction)), ("empty_fraction", .number(analysis.emptyFraction)),
+                ("empty", .integer(analysis.empty)), ("dense_fraction", .real(analysis.denseFraction)),
+                ("mixed_fraction", .real(analysis.mixedFraction)), ("empty_fraction", .real(analysis.emptyFraction)),
                 ("attended_pairs", .integer(analysis.attendedPairs)),
             ]))
         }
@@ -85,7 +86,7 @@ struct Analyze: ParsableCommand {
             print(JSONValue.object([
                 ("layout", .string("\(layout)")), ("query_block", .integer(blocks.query)),
                 ("key_block", .integer(blocks.key)), ("families", .array(records)),
-            ]).text)
+            ]).serialized)
         } else {
             print("\(layout); blocks \(blocks.query)×\(blocks.key) tokens")
             print(table.rendered)

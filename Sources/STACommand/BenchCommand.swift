@@ -1,4 +1,5 @@
 import ArgumentParser
+import STATensors
 import STACPUKernels
 import CUDADriver
 import STACUDAKernels
@@ -64,16 +65,16 @@ struct Bench: ParsableCommand {
             let records = measurements.map { m in
                 JSONValue.object([
                     ("problem", .string(m.problem)), ("kernel", .string("\(m.kernel)")), ("sequence_length", .integer(m.sequenceLength)),
-                    ("video_sparsity", .number(m.videoSparsity)), ("median_ms", .number(m.medianMilliseconds)),
-                    ("min_ms", .number(m.minMilliseconds)), ("effective_flops", .number(m.effectiveFLOPs)),
-                    ("tflops", .number(m.teraFLOPsPerSecond)),
+                    ("video_sparsity", .real(m.videoSparsity)), ("median_ms", .real(m.medianMilliseconds)),
+                    ("min_ms", .real(m.minMilliseconds)), ("effective_flops", .real(m.effectiveFLOPs)),
+                    ("tflops", .real(m.teraFLOPsPerSecond)),
                 ])
             }
             try writeText(JSONValue.object([
                 ("device", .string(gpu.context.deviceName)),
-                ("matmul_bf16_tflops", matrixRate.map { .number($0) } ?? .string("not measured")),
+                ("matmul_bf16_tflops", matrixRate.map { .real($0) } ?? .string("not measured")),
                 ("results", .array(records)),
-            ]).text + "\n", to: json)
+            ]).serialized + "\n", to: json)
         }
     }
 }
@@ -92,11 +93,11 @@ extension Bench {
         print(report)
         if let json {
             try writeText(JSONValue.object([
-                ("peak_fma_flops", .number(report.peak.flopsPerSecond)),
-                ("dense_fp32_flops", .number(report.dense.flopsPerSecond)),
-                ("dense_fraction_of_peak", .number(report.denseFractionOfPeak)),
-                ("sta_density", .number(report.staDensity)), ("sta_speedup_over_dense", .number(report.staSpeedup)),
-            ]).text + "\n", to: json)
+                ("peak_fma_flops", .real(report.peak.flopsPerSecond)),
+                ("dense_fp32_flops", .real(report.dense.flopsPerSecond)),
+                ("dense_fraction_of_peak", .real(report.denseFractionOfPeak)),
+                ("sta_density", .real(report.staDensity)), ("sta_speedup_over_dense", .real(report.staSpeedup)),
+            ]).serialized + "\n", to: json)
         }
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import STATensors
 import SlidingTileAttention
 import STAGeometry
 
@@ -35,10 +36,10 @@ struct Plan: ParsableCommand {
                 ("text", .integer(layout.text.count)), ("text_valid", .integer(layout.text.valid)),
                 ("sequence_length", .integer(layout.sequenceLength)), ("heads", .integer(plan.heads)),
                 ("windows", .array((0..<plan.heads).map { .array(plan.window(head: $0).tiles.map { .integer($0) }) })),
-                ("video_sparsity", .number(plan.videoSparsity)), ("effective_flops", .number(flops)),
-                ("dense_flops", .number(dense)), ("build_ms", .number(buildMilliseconds)),
+                ("video_sparsity", .real(plan.videoSparsity)), ("effective_flops", .real(flops)),
+                ("dense_flops", .real(dense)), ("build_ms", .real(buildMilliseconds)),
             ]))
         }
-        print(json ? JSONValue.array(records).text : table.rendered)
+        print(json ? JSONValue.array(records).serialized : table.rendered)
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import STATensors
 import SlidingTileAttention
 
 struct Verify: ParsableCommand {
@@ -40,8 +41,8 @@ struct Verify: ParsableCommand {
                 outcome.badEmptyRows == 0 ? "ok" : "\(outcome.badEmptyRows) bad", outcome.passed ? "PASS" : "FAIL")
             records.append(.object([
                 ("backend", .string(backendName)), ("case", .string(outcome.name)), ("dtype", .string("\(outcome.dtype)")), ("head_dim", .integer(outcome.headDim)),
-                ("sequence_length", .integer(outcome.sequenceLength)), ("rel_err", .number(outcome.outputError)),
-                ("lse_err", .number(outcome.lseError)), ("bad_empty_rows", .integer(outcome.badEmptyRows)),
+                ("sequence_length", .integer(outcome.sequenceLength)), ("rel_err", .real(outcome.outputError)),
+                ("lse_err", .real(outcome.lseError)), ("bad_empty_rows", .integer(outcome.badEmptyRows)),
                 ("passed", .bool(outcome.passed)),
             ]))
         }
@@ -50,7 +51,7 @@ struct Verify: ParsableCommand {
         let total = records.count
         print("\(total - failures) passed, \(failures) failed")
         if let json {
-            try writeText(JSONValue.object([("backends", .array(backends.map { .string($0.description) })), ("seed", .integer(Int(truncatingIfNeeded: seed))), ("cases", .array(records))]).text + "\n", to: json)
+            try writeText(JSONValue.object([("backends", .array(backends.map { .string($0.description) })), ("seed", .integer(Int(truncatingIfNeeded: seed))), ("cases", .array(records))]).serialized + "\n", to: json)
         }
         if failures > 0 { throw ExitCode.failure }
     }

@@ -1,8 +1,9 @@
-/// A JSON value, as strict RFC 8259 text: the `.safetensors` header format.
+/// A JSON value, as strict RFC 8259 text: the `.safetensors` header format, and the machine-readable
+/// output of the tools.
 ///
 /// Numbers keep their text so that 64-bit offsets convert exactly; objects keep their key order and
 /// reject repeated keys.
-enum JSONValue: Equatable {
+public enum JSONValue: Equatable, Sendable {
     case null
     case bool(Bool)
     case number(String)
@@ -10,7 +11,22 @@ enum JSONValue: Equatable {
     case array([JSONValue])
     case object([(key: String, value: JSONValue)])
 
-    static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
+    /// A number from a `Double`; non-finite values become `null` (JSON has no NaN or infinity).
+    public static func real(_ value: Double) -> JSONValue { value.isFinite ? .number("\(value)") : .null }
+
+    /// A number from an integer.
+    public static func integer<I: BinaryInteger>(_ value: I) -> JSONValue { .number("\(value)") }
+
+    /// Parses one JSON value from `text`. Cost: O(text length).
+    public static func parse(_ text: String) throws(JSONError) -> JSONValue {
+        let bytes = Array(text.utf8)
+        let result: Result<JSONValue, JSONError> = bytes.withUnsafeBytes { buffer in
+            do throws(JSONError) { return .success(try JSONParser.parse(buffer)) } catch { return .failure(error) }
+        }
+        return try result.get()
+    }
+
+    public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
         switch (lhs, rhs) {
         case (.null, .null): return true
         case let (.bool(a), .bool(b)): return a == b
@@ -25,7 +41,7 @@ enum JSONValue: Equatable {
 
     /// The value of a number written as a non-negative integer (no sign, fraction or exponent) that fits
     /// in `UInt64`; nil otherwise.
-    var unsignedInteger: UInt64? {
+    public var unsignedInteger: UInt64? {
         guard case let .number(text) = self, !text.isEmpty, text.utf8.allSatisfy({ (48...57).contains($0) }) else {
             return nil
         }
@@ -33,7 +49,7 @@ enum JSONValue: Equatable {
     }
 
     /// The value of `key` in an object, nil for other values or a missing key.
-    subscript(key: String) -> JSONValue? {
+    public subscript(key: String) -> JSONValue? {
         guard case let .object(entries) = self else { return nil }
         return entries.first { $0.key == key }?.value
     }
@@ -41,7 +57,7 @@ enum JSONValue: Equatable {
     // MARK: Writing
 
     /// Compact JSON text (no spaces), object keys in their stored order.
-    var serialized: String {
+    public var serialized: String {
         var output = ""
         write(to: &output)
         return output
@@ -92,10 +108,10 @@ enum JSONValue: Equatable {
 }
 
 /// Why JSON text was rejected, with the byte offset.
-struct JSONError: Error, CustomStringConvertible {
-    var message: String
-    var offset: Int
-    var description: String { "\(message) at byte \(offset) of the header" }
+public struct JSONError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public var offset: Int
+    public var description: String { "\(message) at byte \(offset)" }
 }
 
 /// A strict recursive-descent JSON parser over UTF-8 bytes.

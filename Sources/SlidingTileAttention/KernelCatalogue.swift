@@ -16,11 +16,7 @@ public enum KernelCatalogue {
     /// The suites' problems and the verification cases, as problems.
     public static func problems() throws -> [AttentionProblem] {
         var problems = try BenchmarkSuite.allCases.flatMap { try $0.problems() }
-        for c in try Verification.gpuCases() {
-            problems.append(AttentionProblem(
-                name: "verify \(c.name)", layout: c.layout, headWindows: c.headWindows, batch: c.batch,
-                headDim: c.headDim, dtype: c.dtype))
-        }
+        problems += try Verification.gpuCases()
         problems.append(try Demonstration.problem(dtype: .bfloat16))
         return problems
     }

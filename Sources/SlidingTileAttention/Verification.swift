@@ -4,16 +4,6 @@ import STATensors
 
 /// Checks a backend against the float64 reference (spec §4) on fresh random inputs, output poisoned.
 public enum Verification {
-    /// One checked problem.
-    public struct Case: Sendable {
-        public let name: String
-        public let layout: STALayout
-        public let headWindows: [Window]
-        public let batch: Int
-        public let headDim: Int
-        public let dtype: DType
-    }
-
     /// The outcome of one case.
     public struct Outcome: Sendable {
         public let name: String
@@ -42,7 +32,7 @@ public enum Verification {
 
     /// The GPU matrix: 1D/2D/3D, padded canvases, text with padding, per-head windows, batch > 1, each
     /// geometry in bf16 and fp16 at head dims 64 and 128.
-    public static func gpuCases() throws -> [Case] {
+    public static func gpuCases() throws -> [AttentionProblem] {
         let geometries: [(String, STALayout, String, Int)] = [
             ("1D 1000 tile 64 (holes) w5", try STALayout(canvas: [1000], tile: [64]), "5", 2),
             ("2D 48x40 tile 8x16 (holes) w3x1,full", try STALayout(canvas: [48, 40], tile: [8, 16]), "3x1,full", 1),
@@ -51,7 +41,7 @@ public enum Verification {
             ("3D 10x20x20 tile 4x8x8 (holes) text 16 w1x3x1",
              try STALayout(canvas: [10, 20, 20], tile: [4, 8, 8], textCount: 16), "1x3x1*2", 2),
         ]
-        var cases = [Case]()
+        var cases = [AttentionProblem]()
         for (name, layout, windows, batch) in geometries {
             let heads = windows.split(separator: ",").reduce(0) { count, entry in
                 count + (entry.split(separator: "*").dropFirst().first.flatMap { Int($0) } ?? 1)
@@ -59,7 +49,7 @@ public enum Verification {
             let headWindows = try ShapeSyntax.headWindows(windows, layout: layout, heads: heads)
             for dtype in [DType.bfloat16, .float16] {
                 for headDim in [64, 128] {
-                    cases.append(Case(name: name, layout: layout, headWindows: headWindows, batch: batch, headDim: headDim, dtype: dtype))
+                    cases.append(AttentionProblem(name: name, layout: layout, headWindows: headWindows, batch: batch, headDim: headDim, dtype: dtype))
                 }
             }
         }
@@ -67,7 +57,7 @@ public enum Verification {
     }
 
     /// Runs one case on `backend` with inputs drawn from `seed`.
-    public static func run(_ testCase: Case, on backend: AttentionBackend, seed: UInt64) throws -> Outcome {
+    public static func run(_ testCase: AttentionProblem, on backend: AttentionBackend, seed: UInt64) throws -> Outcome {
         switch testCase.dtype {
         case .bfloat16: return try run(testCase, as: BFloat16.self, on: backend, seed: seed)
         case .float16: return try run(testCase, as: Float16.self, on: backend, seed: seed)
@@ -75,7 +65,7 @@ public enum Verification {
         }
     }
 
-    static func run<T: StorageScalar>(_ c: Case, as: T.Type, on backend: AttentionBackend, seed: UInt64) throws -> Outcome {
+    static func run<T: StorageScalar>(_ c: AttentionProblem, as: T.Type, on backend: AttentionBackend, seed: UInt64) throws -> Outcome {
         let plan = try AttentionPlan(layout: c.layout, headWindows: c.headWindows)
         let attention = try SlidingTileAttention(plan: plan, batch: c.batch, headDim: c.headDim)
         var random = RandomInputs(seed: seed)
@@ -89,7 +79,7 @@ public enum Verification {
             reference: reference.output, referenceLSE: reference.lse)
     }
 
-    static func compare(_ c: Case, output: [Double], lse: [Float], reference: [Double], referenceLSE: [Double]) -> Outcome {
+    static func compare(_ c: AttentionProblem, output: [Double], lse: [Float], reference: [Double], referenceLSE: [Double]) -> Outcome {
         var difference = 0.0, norm = 0.0, lseError = 0.0
         var badEmptyRows = 0
         for row in 0..<referenceLSE.count {

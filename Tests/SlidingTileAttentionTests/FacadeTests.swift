@@ -34,7 +34,7 @@ import Testing
     func verificationPassesOnTheCPU(_ dtype: DType) throws {
         let layout = try STALayout(canvas: [6, 10, 12], tile: [3, 4, 4], textCount: 8, textValid: 5)
         let windows = try ShapeSyntax.headWindows("1x3x1,full", layout: layout, heads: 2)
-        let testCase = Verification.Case(
+        let testCase = AttentionProblem(
             name: "small 3D", layout: layout, headWindows: windows, batch: 2, headDim: 40, dtype: dtype)
         let outcome = try Verification.run(testCase, on: .cpu(threads: 2), seed: 7)
         #expect(outcome.passed, "rel err \(outcome.outputError), lse err \(outcome.lseError), bad rows \(outcome.badEmptyRows)")
