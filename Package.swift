@@ -6,6 +6,8 @@ let package = Package(
     products: [
         .library(name: "SlidingTileAttention", targets: ["SlidingTileAttention"]),
         .executable(name: "sta", targets: ["STACommand"]),
+        // The C interface (include/sta.h) as libsta_c.so, for Python (ctypes) and other languages.
+        .library(name: "sta_c", type: .dynamic, targets: ["STACInterface"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -32,6 +34,12 @@ let package = Package(
             name: "SlidingTileAttention",
             dependencies: ["STAGeometry", "STATensors", "STAReference", "STACPUKernels", "STACUDAKernels"]
         ),
+        // The C ABI: @_cdecl functions over plans, permutations and both backends; header in include/.
+        .target(
+            name: "STACInterface",
+            dependencies: ["CUDADriver", "STAGeometry", "STATensors", "STACPUKernels", "STACUDAKernels"],
+            exclude: ["include"]
+        ),
         // The `sta` command-line tool.
         .executableTarget(
             name: "STACommand",
@@ -48,6 +56,7 @@ let package = Package(
         .testTarget(name: "STACUDAKernelsTests", dependencies: ["STACUDAKernels"]),
         .testTarget(name: "SlidingTileAttentionTests", dependencies: ["SlidingTileAttention"]),
         .testTarget(name: "STACommandTests", dependencies: ["STACommand"]),
+        .testTarget(name: "STACInterfaceTests", dependencies: ["STACInterface", "STACPUKernels", "STAReference"]),
     ],
     swiftLanguageModes: [.v6]
 )
