@@ -38,7 +38,11 @@ let package = Package(
         .target(
             name: "STACInterface",
             dependencies: ["CUDADriver", "STAGeometry", "STATensors", "STACPUKernels", "STACUDAKernels"],
-            exclude: ["include"]
+            exclude: ["include"],
+            // SwiftPM's --static-swift-stdlib links the Swift runtime statically into executables only; this
+            // makes the release libsta_c.so self-contained too, so Python loads it on machines with no
+            // Swift toolchain (the runtime's symbols stay hidden: static-stdlib-args.lnk excludes them).
+            linkerSettings: [.unsafeFlags(["-static-stdlib"], .when(platforms: [.linux], configuration: .release))]
         ),
         // The `sta` command-line tool.
         .executableTarget(

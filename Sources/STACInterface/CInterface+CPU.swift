@@ -75,10 +75,10 @@ public func sta_forward_cpu(
         let shape = try ForwardShape(handle: handle, batch: batch, headDim: headDim)
         let q = try required(q, "q"), k = try required(k, "k"), v = try required(v, "v")
         let out = try required(out, "out"), lse = try required(lse, "lse")
-        for (name, pointer) in [("q", UInt(bitPattern: q)), ("k", UInt(bitPattern: k)), ("v", UInt(bitPattern: v)),
-                                ("out", UInt(bitPattern: out))] {
-            try checkAlignment(pointer, name, dtype.byteCount)
-        }
+        try checkAlignment(UInt(bitPattern: q), "q", dtype.byteCount)
+        try checkAlignment(UInt(bitPattern: k), "k", dtype.byteCount)
+        try checkAlignment(UInt(bitPattern: v), "v", dtype.byteCount)
+        try checkAlignment(UInt(bitPattern: out), "out", dtype.byteCount)
         try checkAlignment(UInt(bitPattern: lse), "lse", 4)
         guard threads >= 0 else {
             throw .invalidArgument("threads is \(threads); give 0 for every core or a positive count")

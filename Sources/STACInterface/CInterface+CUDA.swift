@@ -62,13 +62,11 @@ public func sta_forward_cuda(
         }
         let shape = try ForwardShape(handle: handle, batch: batch, headDim: headDim)
         let choice = try kernelChoice(kernel)
-        for (name, address) in [("q", q), ("k", k), ("v", v), ("out", out), ("lse", lse)] where address == 0 {
-            throw .invalidArgument("\(name) is a NULL device address; pass tensor.data_ptr() of a CUDA tensor")
-        }
-        for (name, address) in [("q", q), ("k", k), ("v", v), ("out", out)] {
-            try checkAlignment(UInt(address), name, 16)
-        }
-        try checkAlignment(UInt(lse), "lse", 4)
+        try checkDeviceAddress(q, "q", alignment: 16)
+        try checkDeviceAddress(k, "k", alignment: 16)
+        try checkDeviceAddress(v, "v", alignment: 16)
+        try checkDeviceAddress(out, "out", alignment: 16)
+        try checkDeviceAddress(lse, "lse", alignment: 4)
         guard device >= 0 else { throw .invalidArgument("device is \(device); give a CUDA device ordinal (0, 1, …)") }
         let scale = try resolvedScale(scale, headDim: shape.headDim)
         let tensorBytes = try product([shape.elements, dtype.byteCount], "tensor bytes")
@@ -111,4 +109,12 @@ private func cuda<T>(_ body: () throws(CUDAError) -> T) throws(CInterfaceError) 
     } catch {
         throw CInterfaceError(.cuda, error.description)
     }
+}
+
+/// Throws unless `address` is non-zero and a multiple of `alignment`.
+private func checkDeviceAddress(_ address: UInt64, _ name: String, alignment: Int) throws(CInterfaceError) {
+    guard address != 0 else {
+        throw .invalidArgument("\(name) is a NULL device address; pass tensor.data_ptr() of a CUDA tensor")
+    }
+    try checkAlignment(UInt(address), name, alignment)
 }
