@@ -46,6 +46,7 @@ def _candidates() -> list[str]:
     result = []
     override = os.environ.get("STA_LIBRARY")
     if override:
+        override = os.path.abspath(os.path.expanduser(override))
         if os.path.isdir(override):
             override = os.path.join(override, "libsta_c.so")
         return [override]
