@@ -60,7 +60,7 @@ let package = Package(
         .testTarget(name: "STACUDAKernelsTests", dependencies: ["STACUDAKernels"]),
         .testTarget(name: "SlidingTileAttentionTests", dependencies: ["SlidingTileAttention"]),
         .testTarget(name: "STACommandTests", dependencies: ["STACommand"]),
-        .testTarget(name: "STACInterfaceTests", dependencies: ["STACInterface", "STACPUKernels", "STAReference"]),
+        .testTarget(name: "STACInterfaceTests", dependencies: ["STACInterface", "STACPUKernels", "STAReference", "CUDADriver"]),
     ],
     swiftLanguageModes: [.v6]
 )
