@@ -7,7 +7,7 @@ let package = Package(
         .library(name: "SlidingTileAttention", targets: ["SlidingTileAttention"]),
         .executable(name: "sta", targets: ["STACommand"]),
         // The C interface (include/sta.h) as libsta_c.so, for Python (ctypes) and other languages.
-        .library(name: "sta_c", type: .dynamic, targets: ["STACInterface"]),
+        .library(name: "sta_c", type: .dynamic, targets: ["STACInterface", "STACLibraryLinkage"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -38,10 +38,14 @@ let package = Package(
         .target(
             name: "STACInterface",
             dependencies: ["CUDADriver", "STAGeometry", "STATensors", "STACPUKernels", "STACUDAKernels"],
-            exclude: ["include"],
-            // SwiftPM's --static-swift-stdlib links the Swift runtime statically into executables only; this
-            // makes the release libsta_c.so self-contained too, so Python loads it on machines with no
-            // Swift toolchain (the runtime's symbols stay hidden: static-stdlib-args.lnk excludes them).
+            exclude: ["include"]
+        ),
+        // Link settings of libsta_c.so only (a target, not a product setting, is all SwiftPM offers; tests
+        // link STACInterface without it). SwiftPM's --static-swift-stdlib links the Swift runtime statically
+        // into executables only; this makes the release libsta_c.so self-contained too, so Python loads it
+        // on machines without a Swift toolchain (static-stdlib-args.lnk keeps the runtime's symbols hidden).
+        .target(
+            name: "STACLibraryLinkage",
             linkerSettings: [.unsafeFlags(["-static-stdlib"], .when(platforms: [.linux], configuration: .release))]
         ),
         // The `sta` command-line tool.
