@@ -22,6 +22,8 @@ def attention(q, k, v, plan: Plan, scale: float | None = None, *, kernel: str = 
       * CUDA torch tensors: bfloat16 or float16, D = 64 or 128; runs on the tensors' device on
         ``torch.cuda.current_stream()`` and returns at once (stream-ordered, like any torch op).
         ``kernel`` picks "auto" (Hopper kernel on sm_90, else portable), "portable" or "hopper".
+        The first call per (plan, dtype, D, kernel, device) compiles the kernel and uploads the plan's
+        tables synchronously: make it before capturing a CUDA graph.
       * CPU (numpy arrays or CPU torch tensors): float32, float16 or bfloat16, any D; blocks, on
         ``threads`` cores (None: all).
     scale: None means 1/sqrt(D).
