@@ -6,6 +6,8 @@ let package = Package(
     products: [
         .library(name: "SlidingTileAttention", targets: ["SlidingTileAttention"]),
         .executable(name: "sta", targets: ["STACommand"]),
+        // The C interface (include/sta.h) as libsta_c.so, for Python (ctypes) and other languages.
+        .library(name: "sta_c", type: .dynamic, targets: ["STACInterface", "STACLibraryLinkage"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -32,6 +34,20 @@ let package = Package(
             name: "SlidingTileAttention",
             dependencies: ["STAGeometry", "STATensors", "STAReference", "STACPUKernels", "STACUDAKernels"]
         ),
+        // The C ABI: @_cdecl functions over plans, permutations and both backends; header in include/.
+        .target(
+            name: "STACInterface",
+            dependencies: ["CUDADriver", "STAGeometry", "STATensors", "STACPUKernels", "STACUDAKernels"],
+            exclude: ["include"]
+        ),
+        // Link settings of libsta_c.so only (a target, not a product setting, is all SwiftPM offers; tests
+        // link STACInterface without it). SwiftPM's --static-swift-stdlib links the Swift runtime statically
+        // into executables only; this makes the release libsta_c.so self-contained too, so Python loads it
+        // on machines without a Swift toolchain (static-stdlib-args.lnk keeps the runtime's symbols hidden).
+        .target(
+            name: "STACLibraryLinkage",
+            linkerSettings: [.unsafeFlags(["-static-stdlib"], .when(platforms: [.linux], configuration: .release))]
+        ),
         // The `sta` command-line tool.
         .executableTarget(
             name: "STACommand",
@@ -48,6 +64,7 @@ let package = Package(
         .testTarget(name: "STACUDAKernelsTests", dependencies: ["STACUDAKernels"]),
         .testTarget(name: "SlidingTileAttentionTests", dependencies: ["SlidingTileAttention"]),
         .testTarget(name: "STACommandTests", dependencies: ["STACommand"]),
+        .testTarget(name: "STACInterfaceTests", dependencies: ["STACInterface", "STACPUKernels", "STAReference", "CUDADriver"]),
     ],
     swiftLanguageModes: [.v6]
 )

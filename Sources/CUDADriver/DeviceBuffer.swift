@@ -1,4 +1,5 @@
-/// Global memory on one device (cuMemAlloc_v2), freed in `deinit` (cuMemFree_v2).
+/// Global memory on one device (cuMemAlloc_v2), freed in `deinit` (cuMemFree_v2) unless it was
+/// borrowed from another owner (`init(borrowing:byteCount:context:)`).
 ///
 /// Copies are synchronous with respect to the host and run on the legacy default stream, which waits
 /// for work on every `CUDAStream` of the context (they are created blocking), so a download after a
@@ -9,6 +10,8 @@ public final class DeviceBuffer: @unchecked Sendable {
     public let byteCount: Int
     /// The device address of the first byte (a CUdeviceptr).
     public let address: UInt64
+    /// Whether `deinit` frees the memory: true for allocations, false for borrowed addresses.
+    public let ownsMemory: Bool
 
     /// Allocates `byteCount` bytes (uninitialised). Throws `invalidArgument` for a negative size and
     /// `call` when the driver cannot allocate (CUDA_ERROR_OUT_OF_MEMORY).
@@ -19,6 +22,7 @@ public final class DeviceBuffer: @unchecked Sendable {
         }
         self.context = context
         self.byteCount = byteCount
+        self.ownsMemory = true
         if byteCount == 0 {
             address = 0
             return
@@ -40,8 +44,30 @@ public final class DeviceBuffer: @unchecked Sendable {
         try upload(values)
     }
 
+    /// Wraps `byteCount` bytes at device address `address`, owned by someone else (another library's
+    /// allocator, e.g. PyTorch's, in the same primary context): nothing is allocated, and `deinit` does
+    /// not free it. The owner must keep the memory alive while work queued on it runs.
+    ///
+    /// Throws `invalidArgument` for a negative size, or a zero address with a non-zero size. The
+    /// address is not checked against the driver. Cost: none.
+    public init(borrowing address: UInt64, byteCount: Int, context: CUDAContext) throws(CUDAError) {
+        guard byteCount >= 0 else {
+            throw .invalidArgument(
+                function: "DeviceBuffer.init(borrowing:)", message: "byteCount is \(byteCount); it must be 0 or more")
+        }
+        guard address != 0 || byteCount == 0 else {
+            throw .invalidArgument(
+                function: "DeviceBuffer.init(borrowing:)",
+                message: "the device address is 0 (null) for \(byteCount) bytes; give the address of live device memory")
+        }
+        self.context = context
+        self.byteCount = byteCount
+        self.address = address
+        self.ownsMemory = false
+    }
+
     deinit {
-        guard address != 0 else { return }
+        guard ownsMemory, address != 0 else { return }
         _ = context.driver.cuCtxSetCurrent(context.handle)
         _ = context.driver.cuMemFree(address)
     }
