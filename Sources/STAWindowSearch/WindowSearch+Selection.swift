@@ -8,7 +8,7 @@ public enum SelectionRule: Hashable, Sendable, CustomStringConvertible {
     case smallestError
     /// Per (step, layer), minimise the sum over heads of the mean squared error subject to
     /// mean over heads of key-tile density ≤ `budget`. Options: the candidates and the full window.
-    /// See `DensityBudget` for the method.
+    /// Solved exactly by dynamic programming over key tiles; see `DensityBudget`.
     case densityBudget(Double)
     /// Per head, the sparsest option whose relative error ‖sparse − full‖/‖full‖ (over all measured
     /// prompts) is at most `tolerance` (ties: the smaller error); the full window when no candidate is.
@@ -148,8 +148,13 @@ extension WindowSearch {
                 } ?? fullIndex)
             }
         case let .densityBudget(budget):
-            let costs = (0..<heads).map { head in windows.indices.map { optionErrors[$0][head].meanSquaredError } }
-            guard let allocation = DensityBudget.allocate(errors: costs, densities: densities, budget: budget) else {
+            let errors = (0..<heads).map { head in windows.indices.map { optionErrors[$0][head].meanSquaredError } }
+            // Mean density ≤ budget ⇔ Σ key tiles ≤ budget · heads · tileCount (rounded down, with room
+            // for the last bit of a budget met exactly).
+            let capacity = Int((budget * Double(heads * layout.tileCount) * (1 + 1e-12)).rounded(.down))
+            guard let allocation = DensityBudget.allocate(
+                errors: errors, costs: windows.map(\.tileCount), capacity: capacity)
+            else {
                 throw .densityBudgetInfeasible(
                     step: key.step, layer: key.layer, budget: budget, minimum: densities.min() ?? 1)
             }
