@@ -13,9 +13,10 @@ func smallLayout() throws -> STALayout {
 let localAndGlobal: [HeadKind] = [.positional([4, 4, 4]), .random]
 
 @Suite struct WindowSearchTests {
-    /// A search over two prompts of one (step, layer) of the local/global heads.
-    func localGlobalSearch(fullSteps: Int = 0) throws -> WindowSearch {
-        var search = try WindowSearch(layout: smallLayout(), fullSteps: fullSteps, threads: 2)
+    /// A search over two prompts of one (step, layer) of the local/global heads, measured once for
+    /// every test that reads it.
+    static let localGlobal = Result { () throws -> WindowSearch in
+        var search = try WindowSearch(layout: smallLayout(), fullSteps: 0, threads: 2)
         for prompt in 0..<2 {
             try search.add(syntheticCapture(
                 layout: smallLayout(), kinds: localAndGlobal, step: 3, layer: 1, prompt: "\(prompt)",
@@ -23,6 +24,8 @@ let localAndGlobal: [HeadKind] = [.positional([4, 4, 4]), .random]
         }
         return search
     }
+
+    func localGlobalSearch() throws -> WindowSearch { try Self.localGlobal.get() }
 
     @Test func defaultCandidatesAreOddOrWholeAxisAndExcludeFull() throws {
         let layout = try smallLayout()
