@@ -1,6 +1,7 @@
 import ArgumentParser
 import SlidingTileAttention
 import STAGeometry
+import STATensors
 import STAWindowSearch
 
 #if canImport(Glibc)
@@ -25,7 +26,7 @@ struct Search: ParsableCommand {
                                   "prompt": str(prompt)})
 
             For every capture of a step >= --full-steps, every candidate window runs on all heads next \
-            to full attention (CPU, fp32); the errors of the video query rows are averaged over prompts. \
+            to full attention (CPU, fp32; or --gpu); the errors of the video query rows are averaged over prompts. \
             Per head: the smallest mean squared error (default, FastVideo's rule); or, with \
             --max-density, the least total error with a mean key-tile density per (step, layer) at most \
             the budget (solved exactly); or, with --tolerance, the sparsest window whose relative error \
@@ -67,6 +68,9 @@ struct Search: ParsableCommand {
     @Option(help: "CPU threads for attention; default every core.")
     var threads: Int?
 
+    @Flag(help: "Run the attention on the first CUDA GPU (inputs rounded to bf16, fp32 accumulation) instead of the CPU.")
+    var gpu = false
+
     @Flag(help: "Print JSON instead of a table.")
     var json = false
 
@@ -92,7 +96,8 @@ struct Search: ParsableCommand {
         let windows = try candidates.map { list in
             try list.split(separator: ",").map { try ShapeSyntax.window(String($0), layout: layout) }
         }
-        var search = try WindowSearch(layout: layout, candidates: windows, fullSteps: fullSteps, threads: threads)
+        var search = try WindowSearch(
+            layout: layout, candidates: windows, fullSteps: fullSteps, threads: threads, runner: gpu ? try gpuRunner() : nil)
         let rule: SelectionRule = maxDensity.map { .densityBudget($0) } ?? tolerance.map { .errorTolerance($0) } ?? .smallestError
 
         let files = try ActivationCapture.files(in: captures)
@@ -155,6 +160,20 @@ struct Search: ParsableCommand {
         print(table.rendered)
         print("wrote \(output): \(result.strategy.count) entries; steps 0..<\(fullSteps) full; "
             + "mean density with the full steps \(fixed(result.overallDensity, 4))")
+    }
+
+    /// Attention on the first CUDA GPU through the façade: q, k, v rounded to bf16 for each call (the
+    /// CUDA kernels take bf16 or fp16), the bf16 output widened back to fp32.
+    private func gpuRunner() throws -> WindowSearch.AttentionRunner {
+        let backend = try CUDABackend(ordinal: 0)
+        progress("search on \(AttentionBackend.cuda(backend))")
+        return { plan, batch, headDim, q, k, v in
+            let attention = try SlidingTileAttention(plan: plan, batch: batch, headDim: headDim)
+            let output = try attention.forward(
+                q: q.map(BFloat16.init), k: k.map(BFloat16.init), v: v.map(BFloat16.init), on: .cuda(backend)
+            ).output
+            return output.map(\.floatValue)
+        }
     }
 
     /// A progress line on standard error, so that standard output stays the summary.

@@ -30,6 +30,13 @@ public struct StepLayer: Hashable, Comparable, Sendable, CustomStringConvertible
 /// 4·B·H·D·(real tokens)² · (1 + Σ candidate densities) FLOPs on the CPU, plus O(B·H·S·D) per candidate
 /// to compare; memory: q, k, v and two outputs as fp32.
 public struct WindowSearch: Sendable {
+    /// Computes one attention output for the search: `q`, `k`, `v` and the result are
+    /// [batch, plan.heads, S, headDim] fp32. Lets a caller run the search on another backend (a GPU);
+    /// the default is `CPUAttention` with `threads`.
+    public typealias AttentionRunner = @Sendable (
+        _ plan: AttentionPlan, _ batch: Int, _ headDim: Int, _ q: [Float], _ k: [Float], _ v: [Float]
+    ) throws -> [Float]
+
     public let layout: STALayout
     /// Distinct resolved candidate windows, in the order given.
     public let candidates: [Window]
@@ -45,14 +52,17 @@ public struct WindowSearch: Sendable {
     public private(set) var headsByLayer: [Int: Int] = [:]
     /// Sequence indices of the real video tokens (the compared query rows).
     private let comparedRows: [Int]
+    /// Runs attention instead of `CPUAttention` when set.
+    private let runner: AttentionRunner?
 
     /// The full window of the layout: every tile on every axis.
     public var fullWindow: Window { Window(tiles: layout.tileGrid) }
 
     /// Validates and resolves `candidates` (nil: `defaultCandidates(for:)`); duplicates after resolving
-    /// are dropped.
+    /// are dropped. `runner` replaces the CPU kernel (then `threads` is unused).
     public init(
-        layout: STALayout, candidates: [Window]? = nil, fullSteps: Int = 15, threads: Int? = nil
+        layout: STALayout, candidates: [Window]? = nil, fullSteps: Int = 15, threads: Int? = nil,
+        runner: AttentionRunner? = nil
     ) throws(WindowSearchError) {
         guard fullSteps >= 0 else { throw .negativeFullSteps(fullSteps) }
         if let threads, threads < 1 { throw .attention(.invalidThreadCount(threads)) }
@@ -70,6 +80,7 @@ public struct WindowSearch: Sendable {
         self.candidates = resolved
         self.fullSteps = fullSteps
         self.threads = threads
+        self.runner = runner
         self.comparedRows = (0..<layout.paddedVideoTokenCount).filter { layout.canvasPosition(ofSequenceIndex: $0) != nil }
     }
 
@@ -133,6 +144,14 @@ public struct WindowSearch: Sendable {
         let plan: AttentionPlan
         do throws(GeometryError) { plan = try AttentionPlan(layout: layout, window: window, heads: heads) } catch {
             throw .geometry(error)
+        }
+        if let runner {
+            let output: [Float]
+            do { output = try runner(plan, batch, headDim, q, k, v) } catch { throw .backend("\(error)") }
+            guard output.count == q.count else {
+                throw .backend("the attention runner returned \(output.count) elements; \(q.count) are needed")
+            }
+            return output
         }
         do throws(CPUAttentionError) {
             return try CPUAttention.forward(

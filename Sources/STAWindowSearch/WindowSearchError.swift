@@ -44,6 +44,8 @@ public enum WindowSearchError: Error, Equatable, Sendable, CustomStringConvertib
     case tensor(TensorError)
     /// The CPU attention kernel rejected a call.
     case attention(CPUAttentionError)
+    /// A caller-supplied attention runner failed or returned the wrong number of elements.
+    case backend(String)
     /// A layout or window was rejected.
     case geometry(GeometryError)
     /// A system call on a file or directory failed with `errno`.
@@ -89,6 +91,8 @@ public enum WindowSearchError: Error, Equatable, Sendable, CustomStringConvertib
             return error.description
         case let .attention(error):
             return error.description
+        case let .backend(reason):
+            return "attention backend: \(reason)"
         case let .geometry(error):
             return error.description
         case let .io(path, operation, errno):

@@ -118,6 +118,22 @@ let localAndGlobal: [HeadKind] = [.positional([4, 4, 4]), .random]
         #expect(throws: WindowSearchError.toleranceOutOfRange(-1)) { try search.result(.errorTolerance(-1)) }
     }
 
+    @Test func aRunnerReplacesTheCPUKernel() throws {
+        let layout = try smallLayout()
+        let (q, k, v) = syntheticActivations(layout: layout, kinds: localAndGlobal, seed: 7)
+        let full = Window(tiles: layout.tileGrid)
+        // A runner that gives the full output ones and every sparse output zeros.
+        let search = try WindowSearch(layout: layout, candidates: [Window(tiles: [1, 1, 1])]) { plan, _, _, q, _, _ in
+            [Float](repeating: plan.window(head: 0) == full ? 1 : 0, count: q.count)
+        }
+        let errors = try search.measure(q: q, k: k, v: v, batch: 1, heads: 2, headDim: 16)
+        #expect(errors[0][1].meanSquaredError == 1 && errors[0][1].relativeError == 1)
+        let short = try WindowSearch(layout: layout, candidates: [Window(tiles: [1, 1, 1])]) { _, _, _, _, _, _ in [] }
+        #expect(throws: WindowSearchError.backend("the attention runner returned 0 elements; 8192 are needed")) {
+            try short.measure(q: q, k: k, v: v, batch: 1, heads: 2, headDim: 16)
+        }
+    }
+
     @Test func smallestErrorPicksTheWindowAlongTheAxesAHeadIgnores() throws {
         // Head 0 depends only on h distance: it needs all of t and w and little of h; head 1 the reverse
         // along w. Both candidates cost 8 of 32 tiles.
