@@ -20,8 +20,9 @@ public struct StepLayer: Hashable, Comparable, Sendable, CustomStringConvertible
 /// For every capture of a step at or after `fullSteps`, every candidate window is run on all heads next
 /// to full attention on the same q, k, v (both with `CPUAttention`, fp32), and the error of the sparse
 /// output against the full one is summed per (step, layer, candidate, head) over prompts and batch
-/// entries. Captures of earlier steps are not run: those steps keep full attention. `result(_:)` then
-/// picks one window per head by a `SelectionRule`.
+/// entries, and divided by the number of compared elements at the end: the mean over prompts when every
+/// capture of a (step, layer) has the same shape. Captures of earlier steps are not run: those steps
+/// keep full attention. `result(_:)` then picks one window per head by a `SelectionRule`.
 ///
 /// Errors are measured over the real video query rows only (not holes, not text rows): a text query
 /// attends every key under any window, so its output never differs from full attention.
