@@ -123,10 +123,10 @@ struct Search: ParsableCommand {
             let layers: [JSONValue] = summaries.map { summary in
                 .object([
                     ("layer", .integer(summary.layer)), ("steps", .integer(summary.stepCount)),
-                    ("heads", .integer(summary.choiceCount)), ("mean_density", .number(summary.meanDensity)),
-                    ("mean_mse", .number(summary.meanSquaredError)), ("mean_l1", .number(summary.meanAbsoluteError)),
-                    ("mean_relative_error", .number(summary.meanRelativeError)),
-                    ("max_relative_error", .number(summary.maximumRelativeError)),
+                    ("heads", .integer(summary.choiceCount)), ("mean_density", .real(summary.meanDensity)),
+                    ("mean_mse", .real(summary.meanSquaredError)), ("mean_l1", .real(summary.meanAbsoluteError)),
+                    ("mean_relative_error", .real(summary.meanRelativeError)),
+                    ("max_relative_error", .real(summary.maximumRelativeError)),
                 ])
             }
             print(JSONValue.object([
@@ -134,9 +134,9 @@ struct Search: ParsableCommand {
                 ("captures", .integer(files.count)), ("measured", .integer(measured)),
                 ("candidates", .array(search.candidates.map { .string($0.description) })),
                 ("full_steps", .integer(fullSteps)), ("output", .string(output)),
-                ("entries", .integer(result.strategy.count)), ("overall_density", .number(result.overallDensity)),
+                ("entries", .integer(result.strategy.count)), ("overall_density", .real(result.overallDensity)),
                 ("layers", .array(layers)),
-            ]).text)
+            ]).serialized)
             return
         }
         var table = TextTable("layer", "steps", "head choices", "mean density", "mean MSE", "mean L1", "mean rel err", "max rel err")

@@ -1,4 +1,5 @@
 import STAGeometry
+import STATensors
 
 #if canImport(Glibc)
 import Glibc
@@ -25,14 +26,33 @@ extension MaskStrategy {
     /// Parses the flat JSON object: keys `"<step>_<layer>_<head>"` of non-negative integers, values
     /// arrays of 1 to 3 positive integers (a window in tiles). Any JSON whitespace is accepted; a
     /// repeated key, another value type or trailing text is rejected. `path` names the source in errors.
+    /// Cost: O(text length).
     public init(jsonText: String, path: String = "<text>") throws(WindowSearchError) {
         self.init()
-        var parser = StrategyParser(bytes: Array(jsonText.utf8), path: path)
-        for (key, window) in try parser.parse() {
-            guard self[step: key.step, layer: key.layer, head: key.head] == nil else {
-                throw .malformedStrategy(path: path, reason: "key \"\(key)\" appears twice")
+        func fail(_ reason: String) -> WindowSearchError { .malformedStrategy(path: path, reason: reason) }
+        let root: JSONValue
+        do throws(JSONError) { root = try JSONValue.parse(jsonText) } catch { throw fail(error.description) }
+        guard case let .object(entries) = root else { throw fail("the text is not a JSON object") }
+        for (text, value) in entries {
+            let parts = text.split(separator: "_", omittingEmptySubsequences: false)
+            let numbers = parts.compactMap { part in part.utf8.allSatisfy { (48...57).contains($0) } ? Int(part) : nil }
+            guard parts.count == 3, numbers.count == 3 else {
+                throw fail("key \"\(text)\" is not \"<step>_<layer>_<head>\" with non-negative integers")
             }
-            self[step: key.step, layer: key.layer, head: key.head] = window
+            guard case let .array(items) = value else {
+                throw fail("window of \"\(text)\" must be an array of positive integers (tiles)")
+            }
+            var tiles = [Int]()
+            for item in items {
+                guard let size = item.unsignedInteger, size >= 1, size <= UInt64(Int32.max) else {
+                    throw fail("window of \"\(text)\" must be an array of positive integers (tiles)")
+                }
+                tiles.append(Int(size))
+            }
+            guard (1...3).contains(tiles.count) else {
+                throw fail("window of \"\(text)\" has \(tiles.count) sizes; give 1 to 3 (one per canvas axis)")
+            }
+            self[step: numbers[0], layer: numbers[1], head: numbers[2]] = Window(tiles: tiles)
         }
     }
 
@@ -60,92 +80,5 @@ extension MaskStrategy {
         let written = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
         let closed = fclose(file)
         guard written == bytes.count, closed == 0 else { throw .io(path: path, operation: "write", errno: errno) }
-    }
-}
-
-/// A strict parser for exactly the strategy's JSON subset: one object of string keys to integer arrays.
-private struct StrategyParser {
-    let bytes: [UInt8]
-    let path: String
-    var position = 0
-
-    init(bytes: [UInt8], path: String) {
-        self.bytes = bytes
-        self.path = path
-    }
-
-    private func fail(_ reason: String) -> WindowSearchError {
-        .malformedStrategy(path: path, reason: reason + " at byte \(position)")
-    }
-
-    private mutating func skipWhitespace() {
-        while position < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[position]) { position += 1 }
-    }
-
-    private mutating func expect(_ character: Character) throws(WindowSearchError) {
-        skipWhitespace()
-        guard position < bytes.count, bytes[position] == character.asciiValue! else {
-            throw fail("expected '\(character)'")
-        }
-        position += 1
-    }
-
-    /// Consumes `character` if it comes next (after whitespace).
-    private mutating func take(_ character: Character) -> Bool {
-        skipWhitespace()
-        guard position < bytes.count, bytes[position] == character.asciiValue! else { return false }
-        position += 1
-        return true
-    }
-
-    mutating func parse() throws(WindowSearchError) -> [(MaskStrategy.Key, Window)] {
-        var result = [(MaskStrategy.Key, Window)]()
-        try expect("{")
-        if !take("}") {
-            repeat {
-                let key = try parseKey()
-                try expect(":")
-                result.append((key, try parseWindow(key: key)))
-            } while take(",")
-            try expect("}")
-        }
-        skipWhitespace()
-        guard position == bytes.count else { throw fail("unexpected text after the object") }
-        return result
-    }
-
-    private mutating func parseKey() throws(WindowSearchError) -> MaskStrategy.Key {
-        try expect("\"")
-        let start = position
-        while position < bytes.count, bytes[position] != UInt8(ascii: "\"") { position += 1 }
-        guard position < bytes.count else { throw fail("unterminated key") }
-        let text = String(decoding: bytes[start..<position], as: UTF8.self)
-        position += 1
-        let parts = text.split(separator: "_", omittingEmptySubsequences: false)
-        let numbers = parts.compactMap { part in
-            part.utf8.allSatisfy({ (48...57).contains($0) }) ? Int(part) : nil
-        }
-        guard parts.count == 3, numbers.count == 3 else {
-            throw fail("key \"\(text)\" is not \"<step>_<layer>_<head>\" with non-negative integers")
-        }
-        return MaskStrategy.Key(step: numbers[0], layer: numbers[1], head: numbers[2])
-    }
-
-    private mutating func parseWindow(key: MaskStrategy.Key) throws(WindowSearchError) -> Window {
-        try expect("[")
-        var tiles = [Int]()
-        repeat {
-            skipWhitespace()
-            let start = position
-            while position < bytes.count, (48...57).contains(bytes[position]) { position += 1 }
-            guard position > start, let value = Int(String(decoding: bytes[start..<position], as: UTF8.self)), value >= 1
-            else { throw fail("window of \"\(key)\" must be an array of positive integers (tiles)") }
-            tiles.append(value)
-        } while take(",")
-        try expect("]")
-        guard (1...3).contains(tiles.count) else {
-            throw fail("window of \"\(key)\" has \(tiles.count) sizes; give 1 to 3 (one per canvas axis)")
-        }
-        return Window(tiles: tiles)
     }
 }
