@@ -29,10 +29,14 @@ let package = Package(
             dependencies: ["CUDADriver", "STAGeometry", "STATensors"],
             resources: [.embedInCode("Kernels")]
         ),
+        // Head-specialised window search over captured activations (training-free, spec §6).
+        .target(name: "STAWindowSearch", dependencies: ["STAGeometry", "STATensors", "STACPUKernels"]),
         // The façade: one attention call, a device to run it on.
         .target(
             name: "SlidingTileAttention",
-            dependencies: ["STAGeometry", "STATensors", "STAReference", "STACPUKernels", "STACUDAKernels"]
+            dependencies: [
+                "STAGeometry", "STATensors", "STAReference", "STACPUKernels", "STACUDAKernels", "STAWindowSearch",
+            ]
         ),
         // The C ABI: @_cdecl functions over plans, permutations and both backends; header in include/.
         .target(
@@ -62,6 +66,7 @@ let package = Package(
         .testTarget(name: "STACPUKernelsTests", dependencies: ["STACPUKernels", "STAReference"]),
         .testTarget(name: "CUDADriverTests", dependencies: ["CUDADriver"]),
         .testTarget(name: "STACUDAKernelsTests", dependencies: ["STACUDAKernels"]),
+        .testTarget(name: "STAWindowSearchTests", dependencies: ["STAWindowSearch"]),
         .testTarget(name: "SlidingTileAttentionTests", dependencies: ["SlidingTileAttention"]),
         .testTarget(name: "STACommandTests", dependencies: ["STACommand"]),
         .testTarget(name: "STACInterfaceTests", dependencies: ["STACInterface", "STACPUKernels", "STAReference", "CUDADriver"]),

@@ -10,7 +10,7 @@ struct STA: ParsableCommand {
             comma-separated with optional repeat counts: 5x3x3*10,1x6x10*8,3x3x5*3,5x1x10*2,5x6x1.
             Suites: hunyuan, wan, image (the benchmark suites of the specification).
             """,
-        subcommands: [Demo.self, Plan.self, Analyze.self, Render.self, Verify.self, Bench.self, Kernels.self],
+        subcommands: [Demo.self, Plan.self, Analyze.self, Render.self, Verify.self, Bench.self, Kernels.self, Search.self],
         defaultSubcommand: Demo.self
     )
 }
