@@ -9,6 +9,8 @@ import STATensors
 /// Tensors are [B, H, S, D] contiguous with S = `plan.layout.sequenceLength` (video tokens in
 /// tile-contiguous order, holes included, then text; use `STALayout.tile` to get there). The result's
 /// `lse` is [B, H, S], natural log. Rows that attend nothing (holes, padding text) come back as 0 and −∞.
+/// Hole and padding-text rows of k and v are never attended but must hold finite values (`tile` writes
+/// zeros there): the Hopper kernel multiplies them by zero weights.
 public struct SlidingTileAttention: Sendable {
     public let plan: AttentionPlan
     public let batch: Int
