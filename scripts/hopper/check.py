@@ -166,7 +166,7 @@ def reference(q, k, v, mask, scale):
 
 # ---- GPU side ----------------------------------------------------------------------------------------
 
-VARIANTS = ["", "_nopp", "_s3"]  # library suffixes of large-problem variants (see NOTES.md), when present
+VARIANTS = ["", "_nopp", "_s3", "_ref", "_cl128", "_nocl128"]  # library suffixes of large-problem variants (see NOTES.md), when present
 
 
 def load_lib(lib_dir, name):
@@ -377,6 +377,9 @@ def main():
             runs += [n + v for v in VARIANTS[1:] if os.path.exists(os.path.join(a.lib_dir, f"libsta_{n}{v}.so"))]
     for n in runs:
         lib = load_lib(a.lib_dir, n)
+        if hasattr(lib, "sta_max_active_clusters"):
+            mac = lib.sta_max_active_clusters()
+            print(n, "max active clusters", mac // 100, "of size", mac % 100, flush=True)
         base = next(c for c in CONFIGS if n.startswith(c))
         t0 = time.time()
         try:

@@ -64,6 +64,32 @@
 #define STA_PINGPONG 1
 #endif
 
+#ifndef STA_BLOCK_N
+#if STA_HEAD_DIM == 128
+#define STA_BLOCK_N 192
+#else
+#define STA_BLOCK_N 128
+#endif
+#endif
+
+// Thread-block clusters: the query blocks of one (batch, head, tile) form a cluster and share every K/V
+// chunk through TMA multicast (each CTA loads a share of the boxes into all of them).
+#ifndef STA_CLUSTER
+#define STA_CLUSTER 1
+#endif
+#define STA_QBLOCKS_PER_TILE_PP ((STA_TILE_T * STA_TILE_H * STA_TILE_W + 127) / 128)
+#if STA_CLUSTER && STA_QBLOCKS_PER_TILE_PP >= 2 && STA_QBLOCKS_PER_TILE_PP <= 4
+#define STA_CLUSTER_SIZE STA_QBLOCKS_PER_TILE_PP
+#define STA_CLUSTER_ATTRIBUTE __cluster_dims__(STA_CLUSTER_SIZE, 1, 1)
+#else
+#define STA_CLUSTER_SIZE 1
+#define STA_CLUSTER_ATTRIBUTE
+#endif
+
+#ifndef STA_SKIP_RESCALE
+#define STA_SKIP_RESCALE 1
+#endif
+
 #ifndef STA_STAGES
 #if STA_HEAD_DIM == 128
 #define STA_STAGES 2
@@ -107,13 +133,17 @@ static_assert(REAL_T >= 1 && REAL_T <= TILE_T && REAL_H >= 1 && REAL_H <= TILE_H
 
 // ---- Blocking ---------------------------------------------------------------------------------------
 
-constexpr int BLOCK_M = 128;  // query rows per CTA: two consumer warpgroups of 64
-constexpr int BLOCK_N = 128;  // keys per chunk
+constexpr int BLOCK_M = 128;        // query rows per CTA: two consumer warpgroups of 64
+constexpr int BLOCK_N = STA_BLOCK_N;  // keys per chunk
 constexpr int STAGES = STA_STAGES;
-constexpr int PANELS = HEAD_DIM / 64;          // 64-column panels (one 128-byte swizzle span each)
-constexpr int PANEL_BYTES = 128 * 128;         // 128 rows of 128 bytes
-constexpr int TILE_BYTES = PANELS * PANEL_BYTES;  // one 128-row block of Q, K or V
-constexpr int SMEM_BYTES = 1024 + (1 + 2 * STAGES) * TILE_BYTES;
+constexpr int BOX_ROWS = 64;                         // rows of one TMA box (64 columns × 64 rows)
+constexpr int PANELS = HEAD_DIM / 64;                // 64-column panels (one 128-byte swizzle span each)
+constexpr int Q_PANEL_BYTES = BLOCK_M * 128;         // BLOCK_M rows of 128 bytes
+constexpr int KV_PANEL_BYTES = BLOCK_N * 128;        // BLOCK_N rows of 128 bytes
+constexpr int Q_BYTES = PANELS * Q_PANEL_BYTES;      // the query block
+constexpr int KV_BYTES = PANELS * KV_PANEL_BYTES;    // one chunk of K or V
+constexpr int SMEM_BYTES = 1024 + Q_BYTES + 2 * STAGES * KV_BYTES;
+static_assert(BLOCK_N == 128 || BLOCK_N == 192, "STA_BLOCK_N must be 128 or 192");
 
 constexpr int CHUNKS_PER_TILE = (TILE_VOL + BLOCK_N - 1) / BLOCK_N;
 constexpr int TEXT_CHUNKS = (TEXT_VALID + BLOCK_N - 1) / BLOCK_N;
@@ -124,7 +154,10 @@ constexpr bool CHUNK_TAILS = (TILE_VOL % BLOCK_N != 0) || (TEXT_VALID % BLOCK_N 
 static_assert(STAGES >= 2 && SMEM_BYTES <= 232448, "STA_STAGES does not fit in shared memory");
 
 constexpr int THREADS = 384;
-constexpr int EMPTY_ARRIVALS = 8;  // one per consumer warp
+constexpr int EMPTY_ARRIVALS = 8;  // one per consumer warp (of every CTA that shares the stage)
+constexpr int CLUSTER = STA_CLUSTER_SIZE;
+static_assert(CLUSTER == 1 || CLUSTER == QBLOCKS_PER_TILE, "a cluster is the query blocks of one tile");
+constexpr int BOXES_PER_CHUNK = PANELS * (BLOCK_N / BOX_ROWS);
 __device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000u); }
 constexpr float LOG2E = 1.4426950408889634f;
 constexpr float LN2 = 0.6931471805599453f;
@@ -185,6 +218,37 @@ __device__ __forceinline__ void tma_load_3d(u32 dst, const StaTensorMap* map, u3
         "%5}], [%2];\n" ::"r"(dst),
         "l"(reinterpret_cast<u64>(map)), "r"(bar), "r"(c0), "r"(c1), "r"(c2)
         : "memory");
+}
+
+/// TMA multicast: as tma_load_3d, into the same shared-memory offsets of every CTA of `mask` (cluster
+/// ranks), completing on the barrier at the same offset in each.
+__device__ __forceinline__ void tma_load_3d_multicast(u32 dst, const StaTensorMap* map, u32 bar, int c0, int c1, int c2,
+                                                      u16 mask) {
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster [%0], "
+        "[%1, {%3, %4, %5}], [%2], %6;\n" ::"r"(dst),
+        "l"(reinterpret_cast<u64>(map)), "r"(bar), "r"(c0), "r"(c1), "r"(c2), "h"(mask)
+        : "memory");
+}
+
+/// Arrives on the barrier at shared address `bar` of cluster rank `rank` (this CTA's own included).
+__device__ __forceinline__ void mbar_arrive_cluster(u32 bar, u32 rank) {
+    asm volatile(
+        "{\n.reg .b32 remote;\nmapa.shared::cluster.u32 remote, %0, %1;\n"
+        "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n}\n" ::"r"(bar),
+        "r"(rank)
+        : "memory");
+}
+
+__device__ __forceinline__ u32 cluster_rank() {
+    u32 r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+    return r;
+}
+
+/// Every thread of every CTA of the cluster (release/acquire: barrier initialisation becomes visible).
+__device__ __forceinline__ void cluster_sync() {
+    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
 }
 
 __device__ __forceinline__ void prefetch_tensor_map(const StaTensorMap* map) {
@@ -274,6 +338,16 @@ __device__ __forceinline__ void wgmma_ss_m64n128k16(float (&d)[64], u64 desc_a, 
         "wgmma.mma_async.sync.aligned.m64n128k16.f32." STA_MMA_TYPE "." STA_MMA_TYPE " "
         "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "l"(desc_a), "l"(desc_b), "r"(ScaleD));
+}
+
+template <int ScaleD>
+__device__ __forceinline__ void wgmma_ss_m64n192k16(float (&d)[96], u64 desc_a, u64 desc_b) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %98, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n192k16.f32." STA_MMA_TYPE "." STA_MMA_TYPE " "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95}, %96, %97, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
         : "l"(desc_a), "l"(desc_b), "r"(ScaleD));
 }
 
@@ -389,14 +463,26 @@ struct Work {
     bool any;          // false when no row of the block attends anything (holes, padding text)
     int tile_count;    // key tiles visited before the text
     const int* tiles;  // key tiles of a video query block (nullptr for text queries: every tile)
+    bool shared;       // the CTAs of this cluster share K/V chunks (multicast); uniform across the cluster
 };
 
 __device__ __forceinline__ Work decode_work(int unit, int heads, int batch, const int* __restrict__ window_of_head,
                                             const int* __restrict__ key_tile_start,
                                             const int* __restrict__ key_tiles) {
     Work w;
+    w.shared = false;
     const int text_units = batch * heads * TEXT_QBLOCKS;
-    if (TEXT_QBLOCKS > 0 && unit < text_units) {
+    // Text units are padded to whole clusters: the units in [text_units, padded) compute nothing.
+    const int padded = (text_units + CLUSTER - 1) / CLUSTER * CLUSTER;
+    if (CLUSTER > 1 && unit >= text_units && unit < padded) {
+        w.bh = 0;
+        w.row0 = 0;
+        w.rows = 0;
+        w.text_query = true;
+        w.tiles = nullptr;
+        w.any = false;
+        w.tile_count = 0;
+    } else if (TEXT_QBLOCKS > 0 && unit < text_units) {
         constexpr int text_qblocks = TEXT_QBLOCKS > 0 ? TEXT_QBLOCKS : 1;  // no division by zero
         w.bh = unit / text_qblocks;
         const int block = unit - w.bh * text_qblocks;
@@ -407,7 +493,7 @@ __device__ __forceinline__ Work decode_work(int unit, int heads, int batch, cons
         w.any = block * BLOCK_M < TEXT_VALID;
         w.tile_count = NUM_TILES;
     } else {
-        unit -= text_units;
+        unit -= padded;
         constexpr int per_head = NUM_TILES * QBLOCKS_PER_TILE;
         w.bh = unit / per_head;
         const int rest = unit - w.bh * per_head;
@@ -417,6 +503,12 @@ __device__ __forceinline__ Work decode_work(int unit, int heads, int batch, cons
         w.rows = min(BLOCK_M, TILE_VOL - sub * BLOCK_M);
         w.text_query = false;
         w.any = !query_block_dead(sub, boundary_axes(tile));
+        // Tiles with a query block made only of holes do not share: that block loads nothing.
+        if constexpr (CLUSTER > 1) {
+            w.shared = true;
+#pragma unroll
+            for (int b = 0; b < CLUSTER; ++b) w.shared &= !query_block_dead(b, boundary_axes(tile));
+        }
         const int head = w.bh % heads;
         const int row = __ldg(window_of_head + head) * NUM_TILES + tile;
         const int start = __ldg(key_tile_start + row);
@@ -484,28 +576,35 @@ struct ChunkCursor {
 // ---- Consumer pieces --------------------------------------------------------------------------------
 
 /// S = Q·Kᵀ for this warpgroup's 64 rows and one 128-key chunk (HEAD_DIM / 16 wgmmas, one group).
-__device__ __forceinline__ void issue_qk(float (&s)[64], u32 q_rows, u32 k_stage) {
+__device__ __forceinline__ void issue_qk(float (&s)[BLOCK_N / 2], u32 q_rows, u32 k_stage) {
     wgmma_fence();
 #pragma unroll
     for (int k = 0; k < HEAD_DIM / 16; ++k) {
-        const u32 step = (k / 4) * PANEL_BYTES + (k % 4) * 32;
-        const u64 da = smem_descriptor(q_rows + step, 16, 1024);
-        const u64 db = smem_descriptor(k_stage + step, 16, 1024);
+        const u64 da = smem_descriptor(q_rows + (k / 4) * Q_PANEL_BYTES + (k % 4) * 32, 16, 1024);
+        const u64 db = smem_descriptor(k_stage + (k / 4) * KV_PANEL_BYTES + (k % 4) * 32, 16, 1024);
+#if STA_BLOCK_N == 192
+        if (k == 0) {
+            wgmma_ss_m64n192k16<0>(s, da, db);
+        } else {
+            wgmma_ss_m64n192k16<1>(s, da, db);
+        }
+#else
         if (k == 0) {
             wgmma_ss_m64n128k16<0>(s, da, db);
         } else {
             wgmma_ss_m64n128k16<1>(s, da, db);
         }
+#endif
     }
     wgmma_commit();
 }
 
-/// O += P·V for one 128-key chunk (8 wgmmas over 16 keys each, one group). V is N-major (D contiguous).
-__device__ __forceinline__ void issue_pv(float (&o)[HEAD_DIM / 2], const u32 (&p)[32], u32 v_stage) {
+/// O += P·V for one chunk (BLOCK_N / 16 wgmmas over 16 keys each, one group). V is N-major (D contiguous).
+__device__ __forceinline__ void issue_pv(float (&o)[HEAD_DIM / 2], const u32 (&p)[BLOCK_N / 4], u32 v_stage) {
     wgmma_fence();
 #pragma unroll
     for (int k = 0; k < BLOCK_N / 16; ++k) {
-        const u64 db = smem_descriptor(v_stage + k * 2048, PANEL_BYTES, 1024);
+        const u64 db = smem_descriptor(v_stage + k * 2048, KV_PANEL_BYTES, 1024);
 #if STA_HEAD_DIM == 128
         wgmma_rs_m64n128k16(o, p[4 * k], p[4 * k + 1], p[4 * k + 2], p[4 * k + 3], db);
 #else
@@ -517,7 +616,7 @@ __device__ __forceinline__ void issue_pv(float (&o)[HEAD_DIM / 2], const u32 (&p
 
 /// Sets masked scores of a chunk to −∞: columns at or past `valid`, and holes.
 /// Column of s[4j + e] and s[4j + 2 + e] (e = 0, 1): 8j + 2·quad + e.
-__device__ __forceinline__ void mask_chunk(float (&s)[64], const Chunk& c, int quad) {
+__device__ __forceinline__ void mask_chunk(float (&s)[BLOCK_N / 2], const Chunk& c, int quad) {
     int axes = 0;
     if constexpr (HAS_HOLES) {
         if (c.tile >= 0) axes = boundary_axes(c.tile);
@@ -526,7 +625,7 @@ __device__ __forceinline__ void mask_chunk(float (&s)[64], const Chunk& c, int q
     if constexpr (CHUNK_TAILS) need |= c.valid < BLOCK_N;
     if (!need) return;
 #pragma unroll
-    for (int j = 0; j < 16; ++j) {
+    for (int j = 0; j < BLOCK_N / 8; ++j) {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
             const int column = 8 * j + 2 * quad + e;
@@ -543,11 +642,11 @@ __device__ __forceinline__ void mask_chunk(float (&s)[64], const Chunk& c, int q
 /// Online softmax of one chunk for the thread's two rows. Turns s into unnormalised probabilities,
 /// updates the running max (log2 domain, scaled) and the thread's partial row sums, and returns the
 /// factors by which the accumulated output must be rescaled.
-__device__ __forceinline__ void softmax_chunk(float (&s)[64], float scale_log2, float& m0, float& m1, float& l0,
+__device__ __forceinline__ void softmax_chunk(float (&s)[BLOCK_N / 2], float scale_log2, float& m0, float& m1, float& l0,
                                               float& l1, float& corr0, float& corr1) {
     float x0 = neg_inf(), x1 = neg_inf();
 #pragma unroll
-    for (int j = 0; j < 16; ++j) {
+    for (int j = 0; j < BLOCK_N / 8; ++j) {
         x0 = fmaxf(x0, fmaxf(s[4 * j], s[4 * j + 1]));
         x1 = fmaxf(x1, fmaxf(s[4 * j + 2], s[4 * j + 3]));
     }
@@ -566,7 +665,7 @@ __device__ __forceinline__ void softmax_chunk(float (&s)[64], float scale_log2, 
     m1 = n1;
     float r0 = 0.f, r1 = 0.f;
 #pragma unroll
-    for (int j = 0; j < 16; ++j) {
+    for (int j = 0; j < BLOCK_N / 8; ++j) {
         s[4 * j] = fast_exp2(fmaf(s[4 * j], scale_log2, -b0));
         s[4 * j + 1] = fast_exp2(fmaf(s[4 * j + 1], scale_log2, -b0));
         s[4 * j + 2] = fast_exp2(fmaf(s[4 * j + 2], scale_log2, -b1));
@@ -589,9 +688,9 @@ __device__ __forceinline__ void rescale(float (&o)[HEAD_DIM / 2], float corr0, f
 }
 
 /// The wgmma A fragments of P (k-step k uses p[4k ..< 4k + 4]).
-__device__ __forceinline__ void pack_p(u32 (&p)[32], const float (&s)[64]) {
+__device__ __forceinline__ void pack_p(u32 (&p)[BLOCK_N / 4], const float (&s)[BLOCK_N / 2]) {
 #pragma unroll
-    for (int i = 0; i < 32; ++i) p[i] = pack2(s[2 * i], s[2 * i + 1]);
+    for (int i = 0; i < BLOCK_N / 4; ++i) p[i] = pack2(s[2 * i], s[2 * i + 1]);
 }
 
 /// Whether query `row` (sequence index; `text_query` says which part) attends anything.
@@ -611,7 +710,7 @@ __device__ __forceinline__ bool query_row_valid(int row, bool text_query) {
 
 using namespace sta;
 
-extern "C" __global__ void __launch_bounds__(THREADS, 1)
+extern "C" __global__ void __launch_bounds__(THREADS, 1) STA_CLUSTER_ATTRIBUTE
     sta_forward_sm90(const __grid_constant__ StaTensorMap q_map, const __grid_constant__ StaTensorMap k_map,
                      const __grid_constant__ StaTensorMap v_map, u16* __restrict__ o, float* __restrict__ lse,
                      const int* __restrict__ window_of_head, const int* __restrict__ key_tile_start,
@@ -621,8 +720,8 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
     extern __shared__ unsigned char dynamic_smem[];
     const u32 base = (smem_address(dynamic_smem) + 1023u) & ~1023u;
     const u32 q_smem = base;
-    const u32 k_smem = q_smem + TILE_BYTES;
-    const u32 v_smem = k_smem + STAGES * TILE_BYTES;
+    const u32 k_smem = q_smem + Q_BYTES;
+    const u32 v_smem = k_smem + STAGES * KV_BYTES;
     const u32 bar0 = smem_address(barriers);
     const u32 q_full = bar0;
     auto k_full = [&](int s) { return bar0 + 8u * (1 + s); };
@@ -637,12 +736,17 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
         for (int s = 0; s < STAGES; ++s) {
             mbar_init(k_full(s), 1);
             mbar_init(v_full(s), 1);
-            mbar_init(k_empty(s), EMPTY_ARRIVALS);
-            mbar_init(v_empty(s), EMPTY_ARRIVALS);
+            mbar_init(k_empty(s), work.shared ? EMPTY_ARRIVALS * CLUSTER : EMPTY_ARRIVALS);
+            mbar_init(v_empty(s), work.shared ? EMPTY_ARRIVALS * CLUSTER : EMPTY_ARRIVALS);
         }
         fence_barrier_init();
     }
-    __syncthreads();
+    if constexpr (CLUSTER > 1) {
+        cluster_sync();  // peers multicast into this CTA's stages and arrive on its barriers
+    } else {
+        __syncthreads();
+    }
+    const u32 rank = CLUSTER > 1 ? cluster_rank() : 0;
 
     const int warpgroup = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x) / 128, 0);
     const int lane = threadIdx.x % 32;
@@ -654,25 +758,49 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
             prefetch_tensor_map(&q_map);
             prefetch_tensor_map(&k_map);
             prefetch_tensor_map(&v_map);
-            mbar_expect_tx(q_full, TILE_BYTES);
+            mbar_expect_tx(q_full, Q_BYTES);
 #pragma unroll
-            for (int p = 0; p < PANELS; ++p) tma_load_3d(q_smem + p * PANEL_BYTES, &q_map, q_full, p * 64, work.row0, work.bh);
+            for (int p = 0; p < PANELS; ++p)
+#pragma unroll
+                for (int r = 0; r < BLOCK_M; r += BOX_ROWS)
+                    tma_load_3d(q_smem + p * Q_PANEL_BYTES + r * 128, &q_map, q_full, p * 64, work.row0 + r, work.bh);
+            // A chunk's boxes: all of them here, or (shared) every CLUSTER-th one, multicast to the cluster.
+            auto load_chunk = [&](u32 dst, const StaTensorMap* map, u32 bar, int key_row, int bh) {
+#pragma unroll
+                for (int b = 0; b < BOXES_PER_CHUNK; ++b) {
+                    const int p = b / (BLOCK_N / BOX_ROWS), r = (b % (BLOCK_N / BOX_ROWS)) * BOX_ROWS;
+                    const u32 to = dst + p * KV_PANEL_BYTES + r * 128;
+                    if (CLUSTER > 1 && work.shared) {
+                        if (b % CLUSTER == static_cast<int>(rank))
+                            tma_load_3d_multicast(to, map, bar, p * 64, key_row + r, bh, (1u << CLUSTER) - 1);
+                    } else {
+                        tma_load_3d(to, map, bar, p * 64, key_row + r, bh);
+                    }
+                }
+            };
             ChunkCursor cursor;
             cursor.start(work);
-            for (int i = 0; cursor.valid(work); ++i, cursor.advance(work)) {
+            int i = 0;
+            for (; cursor.valid(work); ++i, cursor.advance(work)) {
                 const int stage = i % STAGES;
                 const u32 phase = (i / STAGES) & 1;
                 const int key_row = cursor.chunk().key_row;
                 mbar_wait(k_empty(stage), phase ^ 1);
-                mbar_expect_tx(k_full(stage), TILE_BYTES);
-#pragma unroll
-                for (int p = 0; p < PANELS; ++p)
-                    tma_load_3d(k_smem + stage * TILE_BYTES + p * PANEL_BYTES, &k_map, k_full(stage), p * 64, key_row, work.bh);
+                mbar_expect_tx(k_full(stage), KV_BYTES);
+                load_chunk(k_smem + stage * KV_BYTES, &k_map, k_full(stage), key_row, work.bh);
                 mbar_wait(v_empty(stage), phase ^ 1);
-                mbar_expect_tx(v_full(stage), TILE_BYTES);
-#pragma unroll
-                for (int p = 0; p < PANELS; ++p)
-                    tma_load_3d(v_smem + stage * TILE_BYTES + p * PANEL_BYTES, &v_map, v_full(stage), p * 64, key_row, work.bh);
+                mbar_expect_tx(v_full(stage), KV_BYTES);
+                load_chunk(v_smem + stage * KV_BYTES, &v_map, v_full(stage), key_row, work.bh);
+            }
+            if (work.shared) {
+                // Stay until every consumer of the cluster has released every stage: peers arrive on
+                // this CTA's barriers until then.
+                for (int j = 0; j < STAGES; ++j, ++i) {
+                    const int stage = i % STAGES;
+                    const u32 phase = (i / STAGES) & 1;
+                    mbar_wait(k_empty(stage), phase ^ 1);
+                    mbar_wait(v_empty(stage), phase ^ 1);
+                }
             }
         }
         return;
@@ -694,14 +822,18 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
 
     auto release = [&](u32 bar) {
         __syncwarp();
-        if (lane == 0) mbar_arrive(bar);
+        if (CLUSTER > 1 && work.shared) {
+            if (lane < CLUSTER) mbar_arrive_cluster(bar, lane);
+        } else if (lane == 0) {
+            mbar_arrive(bar);
+        }
     };
 
     ChunkCursor cursor;
     cursor.start(work);
     if (work.any && cursor.valid(work)) {
-        float s[64];
-        u32 p[32];
+        float s[BLOCK_N / 2];
+        u32 p[BLOCK_N / 4];
         float corr0, corr1;
 #if STA_PINGPONG
         // The two consumer warpgroups take turns issuing their wgmmas (named barriers 3 and 4), so that
@@ -742,8 +874,8 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
             mbar_wait(k_full(stage), (i / STAGES) & 1);
             mbar_wait(v_full(previous), ((i - 1) / STAGES) & 1);
             turn_begin();
-            issue_qk(s, q_rows, k_smem + stage * TILE_BYTES);
-            issue_pv(acc, p, v_smem + previous * TILE_BYTES);
+            issue_qk(s, q_rows, k_smem + stage * KV_BYTES);
+            issue_pv(acc, p, v_smem + previous * KV_BYTES);
             turn_end(false);
             wgmma_wait<1>();
             fence_registers(s);
@@ -754,14 +886,20 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
             fence_registers(acc);
             fence_registers(p);
             release(v_empty(previous));
+#if STA_SKIP_RESCALE
+            // Once the running maxima settle, most chunks leave them unchanged: skip the multiplications
+            // by 1 (a warp's rows decide together).
+            if (__any_sync(0xffffffffu, corr0 != 1.f || corr1 != 1.f)) rescale(acc, corr0, corr1);
+#else
             rescale(acc, corr0, corr1);
+#endif
             pack_p(p, s);
         }
         {
             const int last = (i - 1) % STAGES;
             mbar_wait(v_full(last), ((i - 1) / STAGES) & 1);
             turn_begin();
-            issue_pv(acc, p, v_smem + last * TILE_BYTES);
+            issue_pv(acc, p, v_smem + last * KV_BYTES);
             turn_end(true);
             wgmma_wait<0>();
             fence_registers(acc);
@@ -789,7 +927,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
     const int r0 = warp * 16 + group;  // row inside this warpgroup's 64
 #pragma unroll
     for (int j = 0; j < HEAD_DIM / 8; ++j) {
-        const u32 chunk_base = q_rows + (j / 8) * PANEL_BYTES + ((j % 8) ^ group) * 16 + quad * 4;
+        const u32 chunk_base = q_rows + (j / 8) * Q_PANEL_BYTES + ((j % 8) ^ group) * 16 + quad * 4;
         const u32 w0 = pack2(valid0 ? acc[4 * j] * inv0 : 0.f, valid0 ? acc[4 * j + 1] * inv0 : 0.f);
         const u32 w1 = pack2(valid1 ? acc[4 * j + 2] * inv1 : 0.f, valid1 ? acc[4 * j + 3] * inv1 : 0.f);
         asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(chunk_base + r0 * 128), "r"(w0) : "memory");
@@ -804,7 +942,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
         const int piece = index % CHUNKS_PER_ROW;
         const int local = cw * 64 + r;
         if (local < work.rows) {
-            const u32 from = q_rows + (piece / 8) * PANEL_BYTES + r * 128 + (((piece % 8) ^ (r % 8)) * 16);
+            const u32 from = q_rows + (piece / 8) * Q_PANEL_BYTES + r * 128 + (((piece % 8) ^ (r % 8)) * 16);
             u32 x, y, z, w;
             asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
                          : "=r"(x), "=r"(y), "=r"(z), "=r"(w)
