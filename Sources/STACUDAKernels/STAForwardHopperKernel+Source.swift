@@ -30,6 +30,7 @@ extension STAForwardHopperKernel {
         }
         options.append("-DSTA_TEXT_COUNT=\(layout.text.count)")
         options.append("-DSTA_TEXT_VALID=\(layout.text.valid)")
+        options.append("-DSTA_BLOCK_N=\(blockKeys(headDim: headDim))")
         options.append("-DSTA_STAGES=\(stages(headDim: headDim))")
         return options
     }

@@ -377,9 +377,6 @@ def main():
             runs += [n + v for v in VARIANTS[1:] if os.path.exists(os.path.join(a.lib_dir, f"libsta_{n}{v}.so"))]
     for n in runs:
         lib = load_lib(a.lib_dir, n)
-        if hasattr(lib, "sta_max_active_clusters"):
-            mac = lib.sta_max_active_clusters()
-            print(n, "max active clusters", mac // 100, "of size", mac % 100, flush=True)
         base = next(c for c in CONFIGS if n.startswith(c))
         t0 = time.time()
         try:

@@ -135,8 +135,7 @@ __global__ void __launch_bounds__(128, 1) probe_pv_kernel(const u16* p_in, const
 extern "C" int sta_smem_bytes() { return STA_SMEM_BYTES; }
 
 extern "C" long long sta_grid(int batch, int heads) {
-    const long long text_units = (long long)batch * heads * TEXT_QBLOCKS;
-    return (text_units + CLUSTER - 1) / CLUSTER * CLUSTER + (long long)batch * heads * NUM_TILES * QBLOCKS_PER_TILE;
+    return (long long)batch * heads * (TEXT_QBLOCKS + NUM_TILES * QBLOCKS_PER_TILE);
 }
 
 extern "C" int sta_launch(const void* q, const void* k, const void* v, void* o, float* lse, const int* window_of_head,
@@ -183,15 +182,3 @@ extern "C" int probe_pv(const void* p, const void* v, float* o_out, void* stream
     return cudaGetLastError() == cudaSuccess ? 0 : -4;
 }
 
-/// Clusters of the kernel that fit on the device at once (CTAs = clusters · cluster size), or −1.
-extern "C" int sta_max_active_clusters() {
-    if (cudaFuncSetAttribute(sta_forward_sm90, cudaFuncAttributeMaxDynamicSharedMemorySize, STA_SMEM_BYTES) != cudaSuccess)
-        return -1;
-    cudaLaunchConfig_t config = {};
-    config.gridDim = dim3(CLUSTER * 1024);
-    config.blockDim = dim3(THREADS);
-    config.dynamicSmemBytes = STA_SMEM_BYTES;
-    int clusters = 0;
-    if (cudaOccupancyMaxActiveClusters(&clusters, (void*)sta_forward_sm90, &config) != cudaSuccess) return -1;
-    return clusters * 100 + CLUSTER;  // clusters, then the cluster size in the last two digits
-}

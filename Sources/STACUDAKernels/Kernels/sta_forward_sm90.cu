@@ -72,18 +72,10 @@
 #endif
 #endif
 
-// Thread-block clusters: the query blocks of one (batch, head, tile) form a cluster and share every K/V
-// chunk through TMA multicast (each CTA loads a share of the boxes into all of them).
-#ifndef STA_CLUSTER
-#define STA_CLUSTER 1
-#endif
-#define STA_QBLOCKS_PER_TILE_PP ((STA_TILE_T * STA_TILE_H * STA_TILE_W + 127) / 128)
-#if STA_CLUSTER && STA_QBLOCKS_PER_TILE_PP >= 2 && STA_QBLOCKS_PER_TILE_PP <= 4
-#define STA_CLUSTER_SIZE STA_QBLOCKS_PER_TILE_PP
-#define STA_CLUSTER_ATTRIBUTE __cluster_dims__(STA_CLUSTER_SIZE, 1, 1)
-#else
-#define STA_CLUSTER_SIZE 1
-#define STA_CLUSTER_ATTRIBUTE
+// Masks of partial chunks from a compile-time table (one 64-bit word per padded-axis combination, chunk
+// and lane quad) instead of per-element arithmetic.
+#ifndef STA_MASK_TABLE
+#define STA_MASK_TABLE 1
 #endif
 
 #ifndef STA_SKIP_RESCALE
@@ -154,10 +146,7 @@ constexpr bool CHUNK_TAILS = (TILE_VOL % BLOCK_N != 0) || (TEXT_VALID % BLOCK_N 
 static_assert(STAGES >= 2 && SMEM_BYTES <= 232448, "STA_STAGES does not fit in shared memory");
 
 constexpr int THREADS = 384;
-constexpr int EMPTY_ARRIVALS = 8;  // one per consumer warp (of every CTA that shares the stage)
-constexpr int CLUSTER = STA_CLUSTER_SIZE;
-static_assert(CLUSTER == 1 || CLUSTER == QBLOCKS_PER_TILE, "a cluster is the query blocks of one tile");
-constexpr int BOXES_PER_CHUNK = PANELS * (BLOCK_N / BOX_ROWS);
+constexpr int EMPTY_ARRIVALS = 8;  // one per consumer warp
 __device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000u); }
 constexpr float LOG2E = 1.4426950408889634f;
 constexpr float LN2 = 0.6931471805599453f;
@@ -218,37 +207,6 @@ __device__ __forceinline__ void tma_load_3d(u32 dst, const StaTensorMap* map, u3
         "%5}], [%2];\n" ::"r"(dst),
         "l"(reinterpret_cast<u64>(map)), "r"(bar), "r"(c0), "r"(c1), "r"(c2)
         : "memory");
-}
-
-/// TMA multicast: as tma_load_3d, into the same shared-memory offsets of every CTA of `mask` (cluster
-/// ranks), completing on the barrier at the same offset in each.
-__device__ __forceinline__ void tma_load_3d_multicast(u32 dst, const StaTensorMap* map, u32 bar, int c0, int c1, int c2,
-                                                      u16 mask) {
-    asm volatile(
-        "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster [%0], "
-        "[%1, {%3, %4, %5}], [%2], %6;\n" ::"r"(dst),
-        "l"(reinterpret_cast<u64>(map)), "r"(bar), "r"(c0), "r"(c1), "r"(c2), "h"(mask)
-        : "memory");
-}
-
-/// Arrives on the barrier at shared address `bar` of cluster rank `rank` (this CTA's own included).
-__device__ __forceinline__ void mbar_arrive_cluster(u32 bar, u32 rank) {
-    asm volatile(
-        "{\n.reg .b32 remote;\nmapa.shared::cluster.u32 remote, %0, %1;\n"
-        "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n}\n" ::"r"(bar),
-        "r"(rank)
-        : "memory");
-}
-
-__device__ __forceinline__ u32 cluster_rank() {
-    u32 r;
-    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
-    return r;
-}
-
-/// Every thread of every CTA of the cluster (release/acquire: barrier initialisation becomes visible).
-__device__ __forceinline__ void cluster_sync() {
-    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
 }
 
 __device__ __forceinline__ void prefetch_tensor_map(const StaTensorMap* map) {
@@ -463,26 +421,14 @@ struct Work {
     bool any;          // false when no row of the block attends anything (holes, padding text)
     int tile_count;    // key tiles visited before the text
     const int* tiles;  // key tiles of a video query block (nullptr for text queries: every tile)
-    bool shared;       // the CTAs of this cluster share K/V chunks (multicast); uniform across the cluster
 };
 
 __device__ __forceinline__ Work decode_work(int unit, int heads, int batch, const int* __restrict__ window_of_head,
                                             const int* __restrict__ key_tile_start,
                                             const int* __restrict__ key_tiles) {
     Work w;
-    w.shared = false;
     const int text_units = batch * heads * TEXT_QBLOCKS;
-    // Text units are padded to whole clusters: the units in [text_units, padded) compute nothing.
-    const int padded = (text_units + CLUSTER - 1) / CLUSTER * CLUSTER;
-    if (CLUSTER > 1 && unit >= text_units && unit < padded) {
-        w.bh = 0;
-        w.row0 = 0;
-        w.rows = 0;
-        w.text_query = true;
-        w.tiles = nullptr;
-        w.any = false;
-        w.tile_count = 0;
-    } else if (TEXT_QBLOCKS > 0 && unit < text_units) {
+    if (TEXT_QBLOCKS > 0 && unit < text_units) {
         constexpr int text_qblocks = TEXT_QBLOCKS > 0 ? TEXT_QBLOCKS : 1;  // no division by zero
         w.bh = unit / text_qblocks;
         const int block = unit - w.bh * text_qblocks;
@@ -493,7 +439,7 @@ __device__ __forceinline__ Work decode_work(int unit, int heads, int batch, cons
         w.any = block * BLOCK_M < TEXT_VALID;
         w.tile_count = NUM_TILES;
     } else {
-        unit -= padded;
+        unit -= text_units;
         constexpr int per_head = NUM_TILES * QBLOCKS_PER_TILE;
         w.bh = unit / per_head;
         const int rest = unit - w.bh * per_head;
@@ -503,12 +449,6 @@ __device__ __forceinline__ Work decode_work(int unit, int heads, int batch, cons
         w.rows = min(BLOCK_M, TILE_VOL - sub * BLOCK_M);
         w.text_query = false;
         w.any = !query_block_dead(sub, boundary_axes(tile));
-        // Tiles with a query block made only of holes do not share: that block loads nothing.
-        if constexpr (CLUSTER > 1) {
-            w.shared = true;
-#pragma unroll
-            for (int b = 0; b < CLUSTER; ++b) w.shared &= !query_block_dead(b, boundary_axes(tile));
-        }
         const int head = w.bh % heads;
         const int row = __ldg(window_of_head + head) * NUM_TILES + tile;
         const int start = __ldg(key_tile_start + row);
@@ -524,6 +464,7 @@ struct Chunk {
     int valid;    // keys of the chunk inside its tile or inside the valid text (the rest are masked)
     int tile;     // the key tile, or −1 for text
     int offset;   // offset of the chunk's first key inside its tile
+    int part;     // chunk index inside its tile (or the text): offset / BLOCK_N
 };
 
 /// Walks the chunks of a query block in order: the live chunks of each key tile, then the text chunks.
@@ -561,6 +502,7 @@ struct ChunkCursor {
     __device__ __forceinline__ Chunk chunk() const {
         Chunk c;
         c.tile = tile;
+        c.part = part;
         c.offset = part * BLOCK_N;
         if (tile >= 0) {
             c.key_row = tile * TILE_VOL + c.offset;
@@ -614,9 +556,68 @@ __device__ __forceinline__ void issue_pv(float (&o)[HEAD_DIM / 2], const u32 (&p
     wgmma_commit();
 }
 
+// ---- Masks ----
+// Thread t of a warp holds columns 8j + 2·quad + e (j < BLOCK_N / 8, e = 0, 1) of its two rows, quad =
+// lane % 4: bit 2j + e of a mask word says that column is masked.
+
+/// Words of the mask table: (8 padded-axis combinations × CHUNKS_PER_TILE + TEXT_CHUNKS) × 4 quads.
+constexpr int MASK_WORDS = (8 * CHUNKS_PER_TILE + TEXT_CHUNKS) * 4;
+constexpr bool USE_MASK_TABLE = STA_MASK_TABLE && (HAS_HOLES || CHUNK_TAILS) && MASK_WORDS <= 2048;
+
+struct MaskTable {
+    u64 words[USE_MASK_TABLE ? MASK_WORDS : 1];
+};
+
+/// The mask word of chunk `part` of a tile with padded axes `axes` (or of the text when `text`), quad `quad`.
+__host__ __device__ constexpr u64 mask_word_ct(int axes, int part, bool text, int quad) {
+    const int limit = text ? TEXT_VALID : TILE_VOL;
+    const int valid = limit - part * BLOCK_N < BLOCK_N ? limit - part * BLOCK_N : BLOCK_N;
+    u64 word = 0;
+    for (int j = 0; j < BLOCK_N / 8; ++j)
+        for (int e = 0; e < 2; ++e) {
+            const int column = 8 * j + 2 * quad + e;
+            if (column >= valid || (!text && axes != 0 && is_hole(part * BLOCK_N + column, axes)))
+                word |= 1ull << (2 * j + e);
+        }
+    return word;
+}
+
+__host__ __device__ constexpr MaskTable make_mask_table() {
+    MaskTable table{};
+    if (USE_MASK_TABLE) {
+        for (int axes = 0; axes < 8; ++axes)
+            for (int part = 0; part < CHUNKS_PER_TILE; ++part)
+                for (int quad = 0; quad < 4; ++quad)
+                    table.words[(axes * CHUNKS_PER_TILE + part) * 4 + quad] = mask_word_ct(axes, part, false, quad);
+        for (int part = 0; part < TEXT_CHUNKS; ++part)
+            for (int quad = 0; quad < 4; ++quad)
+                table.words[(8 * CHUNKS_PER_TILE + part) * 4 + quad] = mask_word_ct(0, part, true, quad);
+    }
+    return table;
+}
+
+__constant__ MaskTable mask_table = make_mask_table();
+
 /// Sets masked scores of a chunk to −∞: columns at or past `valid`, and holes.
 /// Column of s[4j + e] and s[4j + 2 + e] (e = 0, 1): 8j + 2·quad + e.
 __device__ __forceinline__ void mask_chunk(float (&s)[BLOCK_N / 2], const Chunk& c, int quad) {
+    if constexpr (USE_MASK_TABLE) {
+        const int row = c.tile >= 0 ? (HAS_HOLES ? boundary_axes(c.tile) : 0) * CHUNKS_PER_TILE + c.part
+                                    : 8 * CHUNKS_PER_TILE + c.part;
+        const u64 word = mask_table.words[row * 4 + quad];
+        if (!__any_sync(0xffffffffu, word != 0)) return;
+#pragma unroll
+        for (int j = 0; j < BLOCK_N / 8; ++j) {
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                if ((word >> (2 * j + e)) & 1) {
+                    s[4 * j + e] = neg_inf();
+                    s[4 * j + 2 + e] = neg_inf();
+                }
+            }
+        }
+        return;
+    }
     int axes = 0;
     if constexpr (HAS_HOLES) {
         if (c.tile >= 0) axes = boundary_axes(c.tile);
@@ -710,7 +711,7 @@ __device__ __forceinline__ bool query_row_valid(int row, bool text_query) {
 
 using namespace sta;
 
-extern "C" __global__ void __launch_bounds__(THREADS, 1) STA_CLUSTER_ATTRIBUTE
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
     sta_forward_sm90(const __grid_constant__ StaTensorMap q_map, const __grid_constant__ StaTensorMap k_map,
                      const __grid_constant__ StaTensorMap v_map, u16* __restrict__ o, float* __restrict__ lse,
                      const int* __restrict__ window_of_head, const int* __restrict__ key_tile_start,
@@ -736,17 +737,12 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1) STA_CLUSTER_ATTRIBUTE
         for (int s = 0; s < STAGES; ++s) {
             mbar_init(k_full(s), 1);
             mbar_init(v_full(s), 1);
-            mbar_init(k_empty(s), work.shared ? EMPTY_ARRIVALS * CLUSTER : EMPTY_ARRIVALS);
-            mbar_init(v_empty(s), work.shared ? EMPTY_ARRIVALS * CLUSTER : EMPTY_ARRIVALS);
+            mbar_init(k_empty(s), EMPTY_ARRIVALS);
+            mbar_init(v_empty(s), EMPTY_ARRIVALS);
         }
         fence_barrier_init();
     }
-    if constexpr (CLUSTER > 1) {
-        cluster_sync();  // peers multicast into this CTA's stages and arrive on its barriers
-    } else {
-        __syncthreads();
-    }
-    const u32 rank = CLUSTER > 1 ? cluster_rank() : 0;
+    __syncthreads();
 
     const int warpgroup = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x) / 128, 0);
     const int lane = threadIdx.x % 32;
@@ -764,24 +760,17 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1) STA_CLUSTER_ATTRIBUTE
 #pragma unroll
                 for (int r = 0; r < BLOCK_M; r += BOX_ROWS)
                     tma_load_3d(q_smem + p * Q_PANEL_BYTES + r * 128, &q_map, q_full, p * 64, work.row0 + r, work.bh);
-            // A chunk's boxes: all of them here, or (shared) every CLUSTER-th one, multicast to the cluster.
+            // One chunk of K or V: PANELS × BLOCK_N / BOX_ROWS boxes of 64 columns × 64 rows.
             auto load_chunk = [&](u32 dst, const StaTensorMap* map, u32 bar, int key_row, int bh) {
 #pragma unroll
-                for (int b = 0; b < BOXES_PER_CHUNK; ++b) {
-                    const int p = b / (BLOCK_N / BOX_ROWS), r = (b % (BLOCK_N / BOX_ROWS)) * BOX_ROWS;
-                    const u32 to = dst + p * KV_PANEL_BYTES + r * 128;
-                    if (CLUSTER > 1 && work.shared) {
-                        if (b % CLUSTER == static_cast<int>(rank))
-                            tma_load_3d_multicast(to, map, bar, p * 64, key_row + r, bh, (1u << CLUSTER) - 1);
-                    } else {
-                        tma_load_3d(to, map, bar, p * 64, key_row + r, bh);
-                    }
-                }
+                for (int p = 0; p < PANELS; ++p)
+#pragma unroll
+                    for (int r = 0; r < BLOCK_N; r += BOX_ROWS)
+                        tma_load_3d(dst + p * KV_PANEL_BYTES + r * 128, map, bar, p * 64, key_row + r, bh);
             };
             ChunkCursor cursor;
             cursor.start(work);
-            int i = 0;
-            for (; cursor.valid(work); ++i, cursor.advance(work)) {
+            for (int i = 0; cursor.valid(work); ++i, cursor.advance(work)) {
                 const int stage = i % STAGES;
                 const u32 phase = (i / STAGES) & 1;
                 const int key_row = cursor.chunk().key_row;
@@ -792,16 +781,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1) STA_CLUSTER_ATTRIBUTE
                 mbar_expect_tx(v_full(stage), KV_BYTES);
                 load_chunk(v_smem + stage * KV_BYTES, &v_map, v_full(stage), key_row, work.bh);
             }
-            if (work.shared) {
-                // Stay until every consumer of the cluster has released every stage: peers arrive on
-                // this CTA's barriers until then.
-                for (int j = 0; j < STAGES; ++j, ++i) {
-                    const int stage = i % STAGES;
-                    const u32 phase = (i / STAGES) & 1;
-                    mbar_wait(k_empty(stage), phase ^ 1);
-                    mbar_wait(v_empty(stage), phase ^ 1);
-                }
-            }
+
         }
         return;
     }
@@ -822,11 +802,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1) STA_CLUSTER_ATTRIBUTE
 
     auto release = [&](u32 bar) {
         __syncwarp();
-        if (CLUSTER > 1 && work.shared) {
-            if (lane < CLUSTER) mbar_arrive_cluster(bar, lane);
-        } else if (lane == 0) {
-            mbar_arrive(bar);
-        }
+        if (lane == 0) mbar_arrive(bar);
     };
 
     ChunkCursor cursor;
