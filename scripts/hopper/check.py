@@ -166,7 +166,7 @@ def reference(q, k, v, mask, scale):
 
 # ---- GPU side ----------------------------------------------------------------------------------------
 
-VARIANTS = ["", "_nopp", "_s3", "_ref", "_cl128", "_nocl128"]  # library suffixes of large-problem variants (see NOTES.md), when present
+VARIANTS = ["", "_nopp", "_s3", "_ref", "_v2", "_n128"]  # library suffixes of large-problem variants (see NOTES.md), when present
 
 
 def load_lib(lib_dir, name):
