@@ -198,6 +198,7 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
             arguments.append(Int32(plan.heads))
             arguments.append(Int32(batch))
             arguments.append(scale)
+            arguments.append(q)  // packed query blocks gather their rows from q directly
             // The maps hold raw addresses of q, k and v: like output, those buffers must outlive the work.
             try function.launch(
                 grid: (x: batch * plan.heads * Self.queryBlocks(layout: plan.layout), y: 1, z: 1),

@@ -155,7 +155,7 @@ extern "C" int sta_launch(const void* q, const void* k, const void* v, void* o, 
     }
     const long long grid = sta_grid(batch, heads);
     sta_forward_sm90<<<(unsigned)grid, THREADS, STA_SMEM_BYTES, (cudaStream_t)stream>>>(
-        qm, km, vm, (u16*)o, lse, window_of_head, key_tile_start, key_tiles, heads, batch, scale);
+        qm, km, vm, (u16*)o, lse, window_of_head, key_tile_start, key_tiles, heads, batch, scale, (const u16*)q);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) {
         fprintf(stderr, "launch: %s\n", cudaGetErrorString(e));

@@ -35,7 +35,8 @@
 //     type bf16 or fp16 as compiled, 128-byte swizzle, no interleave, out-of-range elements read as 0.
 //   o: [B, H, S, D] 16-bit output; lse: [B, H, S] float32;
 //   window_of_head [heads], key_tile_start [windows · NUM_TILES + 1], key_tiles: the attention plan;
-//   heads, batch: the tensor shape; scale: the factor applied to Q·Kᵀ (positive and finite).
+//   heads, batch: the tensor shape; scale: the factor applied to Q·Kᵀ (positive and finite);
+//   q: the raw Q tensor (the rows of packed query blocks are gathered from it; 16-byte aligned).
 // Launch: grid.x = batch · heads · (TEXT_QBLOCKS + NUM_TILES · QBLOCKS_PER_TILE) (see below),
 // block.x = 384, dynamic shared memory STA_SMEM_BYTES (= 1024 + (1 + 2 · STAGES) · D · 256 bytes).
 // Text query blocks come first in grid.x, so that the long ones start early.
@@ -76,6 +77,13 @@
 // and lane quad) instead of per-element arithmetic.
 #ifndef STA_MASK_TABLE
 #define STA_MASK_TABLE 1
+#endif
+
+// Query packing: in a tile padded along T and/or H only, the holes are whole lines of TILE_W tokens; its
+// real rows are gathered into ceil(real / 128) query blocks (loaded by the consumers, not by TMA), and the
+// tile's last unit writes O = 0 / LSE = −∞ to its hole rows.
+#ifndef STA_PACK_QUERIES
+#define STA_PACK_QUERIES 1
 #endif
 
 #ifndef STA_SKIP_RESCALE
@@ -410,6 +418,28 @@ __device__ __forceinline__ bool query_block_dead(int sub, int axes) {
     }
 }
 
+// ---- Query packing ----------------------------------------------------------------------------------
+
+constexpr bool PACK_QUERIES = STA_PACK_QUERIES && (PAD_T || PAD_H);
+
+/// Whether the query rows of a tile with padded axes `axes` are packed (holes are whole lines).
+__device__ __forceinline__ bool packed_tile(int axes) { return PACK_QUERIES && axes != 0 && (axes & 4) == 0; }
+
+/// Real rows of a packed tile.
+__device__ __forceinline__ int packed_rows(int axes) {
+    return ((axes & 1) ? REAL_T : TILE_T) * ((axes & 2) ? REAL_H : TILE_H) * TILE_W;
+}
+
+/// Tile offset of the `rank`-th real row of a packed tile (real rows in tile order).
+__device__ __forceinline__ int packed_offset(int rank, int axes) {
+    const int real_h = (axes & 2) ? REAL_H : TILE_H;
+    const int line = rank / TILE_W;
+    const int w = rank - line * TILE_W;
+    const int t = line / real_h;
+    const int h = line - t * real_h;
+    return (t * TILE_H + h) * TILE_W + w;
+}
+
 // ---- Work decomposition -----------------------------------------------------------------------------
 
 /// The query block a CTA computes and the key tiles it visits.
@@ -421,12 +451,20 @@ struct Work {
     bool any;          // false when no row of the block attends anything (holes, padding text)
     int tile_count;    // key tiles visited before the text
     const int* tiles;  // key tiles of a video query block (nullptr for text queries: every tile)
+    int axes;          // padded axes of the query tile (0 for text)
+    bool packed;       // rows are the real rows pack_base ..< pack_base + rows of tile row0 / TILE_VOL
+    int pack_base;
+    bool writes_holes; // this unit also writes O = 0 / LSE = −∞ to the hole rows of its packed tile
 };
 
 __device__ __forceinline__ Work decode_work(int unit, int heads, int batch, const int* __restrict__ window_of_head,
                                             const int* __restrict__ key_tile_start,
                                             const int* __restrict__ key_tiles) {
     Work w;
+    w.axes = 0;
+    w.packed = false;
+    w.pack_base = 0;
+    w.writes_holes = false;
     const int text_units = batch * heads * TEXT_QBLOCKS;
     if (TEXT_QBLOCKS > 0 && unit < text_units) {
         constexpr int text_qblocks = TEXT_QBLOCKS > 0 ? TEXT_QBLOCKS : 1;  // no division by zero
@@ -449,6 +487,19 @@ __device__ __forceinline__ Work decode_work(int unit, int heads, int batch, cons
         w.rows = min(BLOCK_M, TILE_VOL - sub * BLOCK_M);
         w.text_query = false;
         w.any = !query_block_dead(sub, boundary_axes(tile));
+        if constexpr (PACK_QUERIES) {
+            const int axes = boundary_axes(tile);
+            if (packed_tile(axes)) {
+                const int real = packed_rows(axes);
+                w.axes = axes;
+                w.row0 = tile * TILE_VOL;
+                w.pack_base = sub * BLOCK_M;
+                w.packed = w.pack_base < real;
+                w.rows = w.packed ? min(BLOCK_M, real - w.pack_base) : 0;
+                w.any = w.packed;
+                w.writes_holes = sub == QBLOCKS_PER_TILE - 1;
+            }
+        }
         const int head = w.bh % heads;
         const int row = __ldg(window_of_head + head) * NUM_TILES + tile;
         const int start = __ldg(key_tile_start + row);
@@ -715,7 +766,8 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
     sta_forward_sm90(const __grid_constant__ StaTensorMap q_map, const __grid_constant__ StaTensorMap k_map,
                      const __grid_constant__ StaTensorMap v_map, u16* __restrict__ o, float* __restrict__ lse,
                      const int* __restrict__ window_of_head, const int* __restrict__ key_tile_start,
-                     const int* __restrict__ key_tiles, int heads, int batch, float scale) {
+                     const int* __restrict__ key_tiles, int heads, int batch, float scale,
+                     const u16* __restrict__ q) {
     // Barriers: [0] Q full; [1 + s] K full; [1 + S + s] V full; [1 + 2S + s] K empty; [1 + 3S + s] V empty.
     __shared__ __align__(8) u64 barriers[1 + 4 * STAGES];
     extern __shared__ unsigned char dynamic_smem[];
@@ -754,12 +806,15 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
             prefetch_tensor_map(&q_map);
             prefetch_tensor_map(&k_map);
             prefetch_tensor_map(&v_map);
-            mbar_expect_tx(q_full, Q_BYTES);
+            if (!work.packed) {  // packed query rows are gathered by the consumers
+                mbar_expect_tx(q_full, Q_BYTES);
 #pragma unroll
-            for (int p = 0; p < PANELS; ++p)
+                for (int p = 0; p < PANELS; ++p)
 #pragma unroll
-                for (int r = 0; r < BLOCK_M; r += BOX_ROWS)
-                    tma_load_3d(q_smem + p * Q_PANEL_BYTES + r * 128, &q_map, q_full, p * 64, work.row0 + r, work.bh);
+                    for (int r = 0; r < BLOCK_M; r += BOX_ROWS)
+                        tma_load_3d(q_smem + p * Q_PANEL_BYTES + r * 128, &q_map, q_full, p * 64, work.row0 + r,
+                                    work.bh);
+            }
             // One chunk of K or V: PANELS × BLOCK_N / BOX_ROWS boxes of 64 columns × 64 rows.
             auto load_chunk = [&](u32 dst, const StaTensorMap* map, u32 bar, int key_row, int bh) {
 #pragma unroll
@@ -824,7 +879,31 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
         auto turn_begin = [&]() {};
         auto turn_end = [&](bool) {};
 #endif
-        mbar_wait(q_full, 0);
+        if (PACK_QUERIES && work.packed) {
+            // Gather this warpgroup's 64 rows into its Q rows (same 128-byte swizzle as TMA writes), then
+            // make the generic-proxy stores visible to wgmma.
+            constexpr int PIECES = HEAD_DIM / 8;  // 16-byte pieces per row
+#pragma unroll
+            for (int it = 0; it < 64 * PIECES / 128; ++it) {
+                const int index = tid + it * 128;
+                const int r = index / PIECES, piece = index % PIECES;
+                const int local = cw * 64 + r;
+                uint4 value = make_uint4(0u, 0u, 0u, 0u);
+                if (local < work.rows) {
+                    const long long row = static_cast<long long>(work.bh) * SEQ + work.row0 +
+                                          packed_offset(work.pack_base + local, work.axes);
+                    value = __ldg(reinterpret_cast<const uint4*>(q + row * HEAD_DIM) + piece);
+                }
+                const u32 to = q_rows + (piece / 8) * Q_PANEL_BYTES + r * 128 + (((piece % 8) ^ (r % 8)) * 16);
+                asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(to), "r"(value.x), "r"(value.y),
+                             "r"(value.z), "r"(value.w)
+                             : "memory");
+            }
+            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+            named_barrier_sync(1 + cw, 128);
+        } else {
+            mbar_wait(q_full, 0);
+        }
 
         // Chunk 0: S, softmax.
         {
@@ -890,14 +969,19 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
     l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
     const int local0 = cw * 64 + warp * 16 + group;  // row inside the block
     const int local1 = local0 + 8;
-    const bool valid0 = local0 < work.rows && l0 > 0.f && query_row_valid(work.row0 + local0, work.text_query);
-    const bool valid1 = local1 < work.rows && l1 > 0.f && query_row_valid(work.row0 + local1, work.text_query);
+    // Sequence row of block row `local` (packed blocks: the local-th real row from pack_base).
+    auto row_of = [&](int local) {
+        return PACK_QUERIES && work.packed ? work.row0 + packed_offset(work.pack_base + local, work.axes)
+                                           : work.row0 + local;
+    };
+    const bool valid0 = local0 < work.rows && l0 > 0.f && (work.packed || query_row_valid(row_of(local0), work.text_query));
+    const bool valid1 = local1 < work.rows && l1 > 0.f && (work.packed || query_row_valid(row_of(local1), work.text_query));
     const float inv0 = valid0 ? 1.f / l0 : 0.f;
     const float inv1 = valid1 ? 1.f / l1 : 0.f;
     const long long slice = static_cast<long long>(work.bh) * SEQ;
     if (quad == 0) {
-        if (local0 < work.rows) lse[slice + work.row0 + local0] = valid0 ? (m0 + fast_log2(l0)) * LN2 : neg_inf();
-        if (local1 < work.rows) lse[slice + work.row0 + local1] = valid1 ? (m1 + fast_log2(l1)) * LN2 : neg_inf();
+        if (local0 < work.rows) lse[slice + row_of(local0)] = valid0 ? (m0 + fast_log2(l0)) * LN2 : neg_inf();
+        if (local1 < work.rows) lse[slice + row_of(local1)] = valid1 ? (m1 + fast_log2(l1)) * LN2 : neg_inf();
     }
     // Q smem of these rows is free: every wgmma that read it has completed. Same 128-byte swizzle.
     const int r0 = warp * 16 + group;  // row inside this warpgroup's 64
@@ -924,9 +1008,23 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
                          : "=r"(x), "=r"(y), "=r"(z), "=r"(w)
                          : "r"(from)
                          : "memory");
-            u16* to = o + (slice + work.row0 + local) * HEAD_DIM + piece * 8;
+            u16* to = o + (slice + row_of(local)) * HEAD_DIM + piece * 8;
             asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"l"(to), "r"(x), "r"(y), "r"(z), "r"(w)
                          : "memory");
+        }
+    }
+
+    // ---- Hole rows of a packed tile: O = 0, LSE = −∞ (the tile's last unit; both consumer warpgroups) ----
+    if (PACK_QUERIES && work.writes_holes) {
+        const int consumer = (cw * 128 + tid);  // 0 ..< 256
+        const int tile_row0 = work.row0;        // packed units keep row0 at the tile's first row
+        for (int offset = consumer; offset < TILE_VOL; offset += 256) {
+            if (!is_hole(offset, work.axes)) continue;
+            const long long row = slice + tile_row0 + offset;
+            lse[row] = neg_inf();
+            uint4* to = reinterpret_cast<uint4*>(o + row * HEAD_DIM);
+#pragma unroll
+            for (int piece = 0; piece < HEAD_DIM / 8; ++piece) to[piece] = make_uint4(0u, 0u, 0u, 0u);
         }
     }
 }
