@@ -163,7 +163,8 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
     /// (q, k, v, output) or `lseByteCount(batch:)` (lse) bytes; q, k and v must be 16-byte aligned (any
     /// allocation is). `batch` must pass `validate(batch:heads:layout:)` and `scale` be positive and
     /// finite. Builds three tensor maps (host-side encodings of a few microseconds each), then returns
-    /// once queued; the kernel reads q, k, v and overwrites every row of output and lse. Cost on the GPU:
+    /// once queued; the kernel reads q, k, v (through the maps, and q also directly where it gathers
+    /// the real rows of padded tiles) and overwrites every row of output and lse. Cost on the GPU:
     /// about 4 · headDim · (attended pairs) FLOPs.
     public func launch(
         q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, output: DeviceBuffer, lse: DeviceBuffer, batch: Int,

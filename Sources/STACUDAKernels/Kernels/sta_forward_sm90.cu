@@ -2,7 +2,8 @@
 //
 // One CTA of 384 threads computes 128 query rows of one (batch, head):
 //   warpgroup 0, the producer: one thread issues TMA copies (cp.async.bulk.tensor) of the query block
-//     and then of every 128-key chunk of K and V the block attends, into a ring of STA_STAGES
+//     and then of every chunk of BLOCK_N keys (192 for D = 128, 128 for D = 64) of K and V the block
+//     attends, in 64 × 64 boxes, into a ring of STA_STAGES
 //     shared-memory stages; each copy completes on a "full" mbarrier, each stage is handed back on an
 //     "empty" mbarrier. The warpgroup gives its registers away (setmaxnreg.dec).
 //   warpgroups 1 and 2, the consumers: each owns 64 query rows. Per chunk it computes S = Q·Kᵀ with
@@ -10,9 +11,13 @@
 //     softmax in registers, and accumulates O += P·V with wgmma, P taken from registers. The Q·Kᵀ of
 //     chunk i is in flight while P·V of chunk i − 1 runs and while the softmax of chunk i waits. The two
 //     consumers take turns issuing their wgmmas (named barriers 3 and 4, STA_PINGPONG), so that one's
-//     softmax overlaps the other's products.
-// Query blocks made only of holes write O = 0 and LSE = −∞ without loading anything; trailing key chunks
-// of a padded tile that hold only holes are not loaded (compile-time tables per padded-axis combination).
+//     softmax overlaps the other's products. O is rescaled only when a row's maximum changed (a warp
+//     decides for its rows together).
+// Holes: query blocks made only of holes write O = 0 and LSE = −∞ without loading anything; trailing key
+// chunks of a padded tile that hold only holes are not loaded; partial chunks take their mask from a
+// compile-time table in constant memory (one 64-bit word per padded-axis combination, chunk and lane
+// quad). In a tile padded along T and/or H only, the real query rows are packed into fewer blocks that
+// the consumers gather themselves, and the tile's last block writes its hole rows (STA_PACK_QUERIES).
 //
 // Semantics (docs: spec §2–3): Q, K, V, O are [B, H, S, D] contiguous, S = NUM_TILES · TILE_VOL +
 // TEXT_COUNT, video tokens in tile-contiguous order with holes, then text. A video query of tile q in head
@@ -27,18 +32,20 @@
 //
 // Compile-time constants (-D): STA_HEAD_DIM (64 or 128); STA_BF16=1 or STA_FP16=1; STA_CANVAS_T/H/W,
 // STA_TILE_T/H/W, STA_GRID_T/H/W (rank < 3: leading axes 1); STA_TEXT_COUNT, STA_TEXT_VALID; optional
-// STA_STAGES (K/V ring depth; default 2 for D = 128, 4 for D = 64), STA_PINGPONG (default 1).
+// STA_BLOCK_N (128 or 192; default 192 for D = 128, 128 for D = 64), STA_STAGES (K/V ring depth;
+// default 2 for D = 128, 4 for D = 64), STA_PINGPONG, STA_SKIP_RESCALE, STA_MASK_TABLE, STA_PACK_QUERIES
+// (each default 1; 0 turns the feature off).
 //
 // Kernel parameters (sta_forward_sm90):
 //   q_map, k_map, v_map: CUtensorMaps (128 bytes, by value) over the 3D view [B·H][S][D] of Q, K, V:
-//     dimensions {D, S, B·H} innermost first, strides {2·D, 2·S·D} bytes, box {64, 128, 1}, element
+//     dimensions {D, S, B·H} innermost first, strides {2·D, 2·S·D} bytes, box {64, 64, 1}, element
 //     type bf16 or fp16 as compiled, 128-byte swizzle, no interleave, out-of-range elements read as 0.
 //   o: [B, H, S, D] 16-bit output; lse: [B, H, S] float32;
 //   window_of_head [heads], key_tile_start [windows · NUM_TILES + 1], key_tiles: the attention plan;
 //   heads, batch: the tensor shape; scale: the factor applied to Q·Kᵀ (positive and finite);
 //   q: the raw Q tensor (the rows of packed query blocks are gathered from it; 16-byte aligned).
 // Launch: grid.x = batch · heads · (TEXT_QBLOCKS + NUM_TILES · QBLOCKS_PER_TILE) (see below),
-// block.x = 384, dynamic shared memory STA_SMEM_BYTES (= 1024 + (1 + 2 · STAGES) · D · 256 bytes).
+// block.x = 384, dynamic shared memory STA_SMEM_BYTES (= 1024 + (128 + 2 · STAGES · BLOCK_N) · 2 · D bytes).
 // Text query blocks come first in grid.x, so that the long ones start early.
 
 #if !defined(STA_HEAD_DIM) || !defined(STA_CANVAS_T) || !defined(STA_CANVAS_H) || !defined(STA_CANVAS_W) || \
@@ -509,7 +516,7 @@ __device__ __forceinline__ Work decode_work(int unit, int heads, int batch, cons
     return w;
 }
 
-/// One chunk of at most 128 keys: never straddles a tile or the text.
+/// One chunk of at most BLOCK_N keys: never straddles a tile or the text.
 struct Chunk {
     int key_row;  // first key (sequence index)
     int valid;    // keys of the chunk inside its tile or inside the valid text (the rest are masked)
@@ -568,7 +575,7 @@ struct ChunkCursor {
 
 // ---- Consumer pieces --------------------------------------------------------------------------------
 
-/// S = Q·Kᵀ for this warpgroup's 64 rows and one 128-key chunk (HEAD_DIM / 16 wgmmas, one group).
+/// S = Q·Kᵀ for this warpgroup's 64 rows and one chunk (HEAD_DIM / 16 wgmmas, one group).
 __device__ __forceinline__ void issue_qk(float (&s)[BLOCK_N / 2], u32 q_rows, u32 k_stage) {
     wgmma_fence();
 #pragma unroll
