@@ -9,7 +9,8 @@ extension STAForwardHopperKernel {
     public static var source: String { String(decoding: PackageResources.sta_forward_sm90_cu, as: UTF8.self) }
 
     /// The NVRTC options that specialise the kernel for `plan`, `headDim` and `dtype`: C++17, sm_90a
-    /// (wgmma and setmaxnreg need the architecture-specific target), the K/V ring depth `STA_STAGES`, and
+    /// (wgmma and setmaxnreg need the architecture-specific target), the chunk size `STA_BLOCK_N` and
+    /// K/V ring depth `STA_STAGES`, and
     /// one `-D` per compile-time constant: `STA_HEAD_DIM`, `STA_BF16=1` or `STA_FP16=1`,
     /// `STA_CANVAS_T/H/W`, `STA_TILE_T/H/W`, `STA_GRID_T/H/W` (leading axes of rank-1 and rank-2 layouts
     /// are 1), `STA_TEXT_COUNT` and `STA_TEXT_VALID`. The windows are kernel arguments, not constants.
@@ -30,6 +31,7 @@ extension STAForwardHopperKernel {
         }
         options.append("-DSTA_TEXT_COUNT=\(layout.text.count)")
         options.append("-DSTA_TEXT_VALID=\(layout.text.valid)")
+        options.append("-DSTA_BLOCK_N=\(blockKeys(headDim: headDim))")
         options.append("-DSTA_STAGES=\(stages(headDim: headDim))")
         return options
     }

@@ -22,8 +22,8 @@ import STATensors
 public struct STAForwardHopperKernel: AttentionForwardKernel {
     /// Query rows per block (two consumer warpgroups of 64).
     public static let blockQueries = 128
-    /// Keys per chunk of the inner loop (one TMA box and one wgmma N).
-    public static let blockKeys = 128
+    /// Rows of one TMA box (boxes are 64 columns × `boxRows` rows; a Q block or K/V chunk is several).
+    public static let boxRows = 64
     /// Threads per block: one producer and two consumer warpgroups.
     public static let threadsPerBlock = 384
     /// The kernel's entry point.
@@ -35,14 +35,17 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
     /// Storage dtypes the kernel reads and writes.
     public static let supportedDTypes: [DType] = [.bfloat16, .float16]
 
+    /// Keys per chunk of the inner loop (one wgmma N): 192 for head dim 128, 128 for 64.
+    public static func blockKeys(headDim: Int) -> Int { headDim >= 128 ? 192 : 128 }
+
     /// K/V ring stages in shared memory: 2 for head dim 128, 4 for 64.
     public static func stages(headDim: Int) -> Int { headDim >= 128 ? 2 : 4 }
 
     /// Dynamic shared memory per block: the 128-row Q block and `stages` K and V chunks (each
-    /// 128 · headDim 16-bit values), plus 1024 bytes to align the 128-byte swizzle atoms.
-    /// 164,864 bytes for head dim 128, 148,480 for 64.
+    /// `blockKeys` · headDim 16-bit values), plus 1024 bytes to align the 128-byte swizzle atoms.
+    /// 230,400 bytes for head dim 128, 148,480 for 64.
     public static func sharedMemoryBytes(headDim: Int) -> Int {
-        1024 + (1 + 2 * stages(headDim: headDim)) * blockQueries * headDim * 2
+        1024 + (blockQueries + 2 * stages(headDim: headDim) * blockKeys(headDim: headDim)) * headDim * 2
     }
 
     /// Query blocks per video tile: ⌈tileVolume / blockQueries⌉ (a block never straddles two tiles).
@@ -144,13 +147,13 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
     }
 
     /// The TMA descriptor the kernel reads `buffer` through: the 3D view [batch · heads][S][headDim],
-    /// boxes of 64 columns × 128 rows × 1 slice, 128-byte swizzle; rows past S read as zeros.
+    /// boxes of 64 columns × `boxRows` rows × 1 slice, 128-byte swizzle; rows past S read as zeros.
     func tensorMap(_ buffer: DeviceBuffer, batch: Int) throws(CUDAError) -> TensorMap {
         let rows = plan.layout.sequenceLength
         return try TensorMap.tiled(
             buffer: buffer, elementType: dtype == .bfloat16 ? .bfloat16 : .float16,
             dimensions: [headDim, rows, batch * plan.heads],
-            strideBytes: [headDim * 2, rows * headDim * 2], boxDimensions: [64, Self.blockKeys, 1],
+            strideBytes: [headDim * 2, rows * headDim * 2], boxDimensions: [64, Self.boxRows, 1],
             swizzle: .bytes128, l2Promotion: .bytes128)
     }
 
@@ -160,7 +163,8 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
     /// (q, k, v, output) or `lseByteCount(batch:)` (lse) bytes; q, k and v must be 16-byte aligned (any
     /// allocation is). `batch` must pass `validate(batch:heads:layout:)` and `scale` be positive and
     /// finite. Builds three tensor maps (host-side encodings of a few microseconds each), then returns
-    /// once queued; the kernel reads q, k, v and overwrites every row of output and lse. Cost on the GPU:
+    /// once queued; the kernel reads q, k, v (through the maps, and q also directly where it gathers
+    /// the real rows of padded tiles) and overwrites every row of output and lse. Cost on the GPU:
     /// about 4 · headDim · (attended pairs) FLOPs.
     public func launch(
         q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, output: DeviceBuffer, lse: DeviceBuffer, batch: Int,
@@ -195,6 +199,7 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
             arguments.append(Int32(plan.heads))
             arguments.append(Int32(batch))
             arguments.append(scale)
+            arguments.append(q)  // packed query blocks gather their rows from q directly
             // The maps hold raw addresses of q, k and v: like output, those buffers must outlive the work.
             try function.launch(
                 grid: (x: batch * plan.heads * Self.queryBlocks(layout: plan.layout), y: 1, z: 1),

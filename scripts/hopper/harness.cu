@@ -35,14 +35,14 @@ PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
     return fn;
 }
 
-// The map the kernel expects: 3D view [slices][rows][D], box {64, 128, 1}, 128-byte swizzle.
+// The map the kernel expects: 3D view [slices][rows][D], box {64, 64, 1}, 128-byte swizzle.
 int make_map(StaTensorMap* out, const void* base, long long slices, long long rows) {
     auto fn = encode_fn();
     if (!fn) return -1;
     CUtensorMap map;
     cuuint64_t dims[3] = {(cuuint64_t)STA_HEAD_DIM, (cuuint64_t)rows, (cuuint64_t)slices};
     cuuint64_t strides[2] = {(cuuint64_t)STA_HEAD_DIM * 2, (cuuint64_t)rows * STA_HEAD_DIM * 2};
-    cuuint32_t box[3] = {64, 128, 1};
+    cuuint32_t box[3] = {64, (cuuint32_t)BOX_ROWS, 1};
     cuuint32_t estrides[3] = {1, 1, 1};
 #if defined(STA_BF16) && STA_BF16
     CUtensorMapDataType type = CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
@@ -65,7 +65,7 @@ __global__ void __launch_bounds__(128, 1) probe_qk_kernel(const __grid_constant_
     __shared__ __align__(8) u64 bar[1];
     extern __shared__ unsigned char dyn[];
     const u32 base = (smem_address(dyn) + 1023u) & ~1023u;
-    const u32 q_smem = base, k_smem = base + TILE_BYTES;
+    const u32 q_smem = base, k_smem = base + Q_BYTES;
     const u32 b = smem_address(bar);
     if (threadIdx.x == 0) {
         mbar_init(b, 1);
@@ -73,19 +73,19 @@ __global__ void __launch_bounds__(128, 1) probe_qk_kernel(const __grid_constant_
     }
     __syncthreads();
     if (threadIdx.x == 0) {
-        mbar_expect_tx(b, 2 * TILE_BYTES);
+        mbar_expect_tx(b, Q_BYTES + KV_BYTES);
         for (int p = 0; p < PANELS; ++p) {
-            tma_load_3d(q_smem + p * PANEL_BYTES, &q_map, b, p * 64, 0, 0);
-            tma_load_3d(k_smem + p * PANEL_BYTES, &k_map, b, p * 64, 0, 0);
+            for (int r = 0; r < BLOCK_M; r += BOX_ROWS) tma_load_3d(q_smem + p * Q_PANEL_BYTES + r * 128, &q_map, b, p * 64, r, 0);
+            for (int r = 0; r < BLOCK_N; r += BOX_ROWS) tma_load_3d(k_smem + p * KV_PANEL_BYTES + r * 128, &k_map, b, p * 64, r, 0);
         }
     }
     mbar_wait(b, 0);
-    float s[64];
+    float s[BLOCK_N / 2];
     issue_qk(s, q_smem, k_smem);
     wgmma_wait<0>();
     fence_registers(s);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    for (int j = 0; j < 16; ++j)
+    for (int j = 0; j < 16; ++j)  // the first 128 columns (K has 128 rows; the rest read as zeros)
         for (int e = 0; e < 2; ++e) {
             s_out[(warp * 16 + g) * 128 + 8 * j + 2 * t + e] = s[4 * j + e];
             s_out[(warp * 16 + g + 8) * 128 + 8 * j + 2 * t + e] = s[4 * j + 2 + e];
@@ -104,12 +104,14 @@ __global__ void __launch_bounds__(128, 1) probe_pv_kernel(const u16* p_in, const
     }
     __syncthreads();
     if (threadIdx.x == 0) {
-        mbar_expect_tx(b, TILE_BYTES);
-        for (int p = 0; p < PANELS; ++p) tma_load_3d(base + p * PANEL_BYTES, &v_map, b, p * 64, 0, 0);
+        mbar_expect_tx(b, KV_BYTES);
+        for (int p = 0; p < PANELS; ++p)
+            for (int r = 0; r < BLOCK_N; r += BOX_ROWS) tma_load_3d(base + p * KV_PANEL_BYTES + r * 128, &v_map, b, p * 64, r, 0);
     }
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     // P fragments as the kernel builds them from the S accumulator layout.
-    u32 p[32];
+    u32 p[BLOCK_N / 4];
+    for (int i = 0; i < BLOCK_N / 4; ++i) p[i] = 0;  // keys past 128: zero weights (V rows there read as zeros)
     for (int j = 0; j < 16; ++j) {
         const int r0 = warp * 16 + g, c = 8 * j + 2 * t;
         p[2 * j] = (u32)p_in[r0 * 128 + c] | ((u32)p_in[r0 * 128 + c + 1] << 16);
@@ -153,7 +155,7 @@ extern "C" int sta_launch(const void* q, const void* k, const void* v, void* o, 
     }
     const long long grid = sta_grid(batch, heads);
     sta_forward_sm90<<<(unsigned)grid, THREADS, STA_SMEM_BYTES, (cudaStream_t)stream>>>(
-        qm, km, vm, (u16*)o, lse, window_of_head, key_tile_start, key_tiles, heads, batch, scale);
+        qm, km, vm, (u16*)o, lse, window_of_head, key_tile_start, key_tiles, heads, batch, scale, (const u16*)q);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) {
         fprintf(stderr, "launch: %s\n", cudaGetErrorString(e));
@@ -165,7 +167,7 @@ extern "C" int sta_launch(const void* q, const void* k, const void* v, void* o, 
 extern "C" int probe_qk(const void* q, const void* k, float* s_out, void* stream) {
     StaTensorMap qm, km;
     if (make_map(&qm, q, 1, 128) || make_map(&km, k, 1, 128)) return -1;
-    const int smem = 1024 + 2 * TILE_BYTES;
+    const int smem = 1024 + Q_BYTES + KV_BYTES;
     cudaFuncSetAttribute(probe_qk_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     probe_qk_kernel<<<1, 128, smem, (cudaStream_t)stream>>>(qm, km, s_out);
     return cudaGetLastError() == cudaSuccess ? 0 : -4;
@@ -174,8 +176,9 @@ extern "C" int probe_qk(const void* q, const void* k, float* s_out, void* stream
 extern "C" int probe_pv(const void* p, const void* v, float* o_out, void* stream) {
     StaTensorMap vm;
     if (make_map(&vm, v, 1, 128)) return -1;
-    const int smem = 1024 + TILE_BYTES;
+    const int smem = 1024 + KV_BYTES;
     cudaFuncSetAttribute(probe_pv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     probe_pv_kernel<<<1, 128, smem, (cudaStream_t)stream>>>((const u16*)p, vm, o_out);
     return cudaGetLastError() == cudaSuccess ? 0 : -4;
 }
+
