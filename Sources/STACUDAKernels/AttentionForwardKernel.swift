@@ -18,6 +18,65 @@ public protocol AttentionForwardKernel: Sendable {
     ) throws(STAKernelError)
 }
 
+extension AttentionForwardKernel {
+    /// Bytes of one of q, k, v, output for `batch`: batch · heads · S · headDim · 2.
+    public func tensorByteCount(batch: Int) -> Int {
+        batch * plan.heads * plan.layout.sequenceLength * headDim * dtype.byteCount
+    }
+
+    /// Bytes of the LSE tensor for `batch`: batch · heads · S · 4.
+    public func lseByteCount(batch: Int) -> Int {
+        batch * plan.heads * plan.layout.sequenceLength * 4
+    }
+
+    /// Throws `foreignBuffer` unless every buffer lives on `context`'s device, `bufferTooSmall` unless
+    /// q, k, v and output hold `tensorByteCount(batch:)` bytes and lse `lseByteCount(batch:)`.
+    func validateBuffers(
+        q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, output: DeviceBuffer, lse: DeviceBuffer, batch: Int,
+        context: CUDAContext
+    ) throws(STAKernelError) {
+        let tensorBytes = tensorByteCount(batch: batch)
+        let lseBytes = lseByteCount(batch: batch)
+        for (name, buffer, needed) in [
+            ("q", q, tensorBytes), ("k", k, tensorBytes), ("v", v, tensorBytes), ("output", output, tensorBytes),
+            ("lse", lse, lseBytes),
+        ] {
+            guard buffer.context.deviceOrdinal == context.deviceOrdinal else { throw .foreignBuffer(name: name) }
+            guard buffer.byteCount >= needed else {
+                throw .bufferTooSmall(name: name, byteCount: buffer.byteCount, needed: needed)
+            }
+        }
+    }
+}
+
+/// Throws `unsupportedHeadDim` or `unsupportedDType` unless `headDim` and `dtype` are among a kernel's.
+func validateKernelShape(headDim: Int, dtype: DType, headDims: [Int], dtypes: [DType]) throws(STAKernelError) {
+    guard headDims.contains(headDim) else { throw .unsupportedHeadDim(headDim, allowed: headDims) }
+    guard dtypes.contains(dtype) else { throw .unsupportedDType(dtype, allowed: dtypes) }
+}
+
+/// The NVRTC options both kernels share: C++17, the target architecture, and one `-D` per compile-time
+/// constant: `STA_HEAD_DIM`, `STA_BF16=1` or `STA_FP16=1`, `STA_CANVAS_T/H/W`, `STA_TILE_T/H/W`,
+/// `STA_GRID_T/H/W` (leading axes of rank-1 and rank-2 layouts are 1), `STA_TEXT_COUNT` and
+/// `STA_TEXT_VALID`. The windows are kernel arguments, not constants. Pure: no validation.
+func specialisationOptions(plan: AttentionPlan, headDim: Int, dtype: DType, architecture: String) -> [String] {
+    let layout = plan.layout
+    func padded(_ extents: [Int]) -> [Int] { Array(repeating: 1, count: 3 - extents.count) + extents }
+    let canvas = padded(layout.canvas.extents)
+    let tile = padded(layout.tile.extents)
+    let grid = padded(layout.tileGrid)
+    var options = ["--std=c++17", "--gpu-architecture=\(architecture)", "-DSTA_HEAD_DIM=\(headDim)"]
+    options.append(dtype == .bfloat16 ? "-DSTA_BF16=1" : "-DSTA_FP16=1")
+    for (axis, name) in ["T", "H", "W"].enumerated() {
+        options.append("-DSTA_CANVAS_\(name)=\(canvas[axis])")
+        options.append("-DSTA_TILE_\(name)=\(tile[axis])")
+        options.append("-DSTA_GRID_\(name)=\(grid[axis])")
+    }
+    options.append("-DSTA_TEXT_COUNT=\(layout.text.count)")
+    options.append("-DSTA_TEXT_VALID=\(layout.text.valid)")
+    return options
+}
+
 /// Which CUDA kernel runs a forward pass.
 public enum ForwardKernelChoice: String, CaseIterable, Sendable {
     /// The Hopper kernel on compute capability 9.0, else the portable one.

@@ -114,12 +114,7 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
     /// Throws `unsupportedHeadDim` unless `headDim` is in `supportedHeadDims`, `unsupportedDType` unless
     /// `dtype` is in `supportedDTypes`.
     public static func validate(headDim: Int, dtype: DType) throws(STAKernelError) {
-        guard supportedHeadDims.contains(headDim) else {
-            throw .unsupportedHeadDim(headDim, allowed: supportedHeadDims)
-        }
-        guard supportedDTypes.contains(dtype) else {
-            throw .unsupportedDType(dtype, allowed: supportedDTypes)
-        }
+        try validateKernelShape(headDim: headDim, dtype: dtype, headDims: supportedHeadDims, dtypes: supportedDTypes)
     }
 
     /// Throws `invalidParameter` unless `batch` is in 1...65535 and the grid
@@ -134,16 +129,6 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
                 what: "batch · heads · query blocks", value: "\(batch) · \(heads) · \(queryBlocks(layout: layout))",
                 allowed: "at most \(Int32.max) blocks")
         }
-    }
-
-    /// Bytes of one of q, k, v, output for `batch`: batch · heads · S · headDim · 2.
-    public func tensorByteCount(batch: Int) -> Int {
-        batch * plan.heads * plan.layout.sequenceLength * headDim * dtype.byteCount
-    }
-
-    /// Bytes of the LSE tensor for `batch`: batch · heads · S · 4.
-    public func lseByteCount(batch: Int) -> Int {
-        batch * plan.heads * plan.layout.sequenceLength * 4
     }
 
     /// The TMA descriptor the kernel reads `buffer` through: the 3D view [batch · heads][S][headDim],
@@ -175,17 +160,7 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
             throw .invalidParameter(
                 what: "scale", value: "\(scale)", allowed: "a positive finite number (usually 1/√headDim)")
         }
-        let tensorBytes = tensorByteCount(batch: batch)
-        for (name, buffer) in [("q", q), ("k", k), ("v", v), ("output", output)] {
-            guard buffer.context.deviceOrdinal == context.deviceOrdinal else { throw .foreignBuffer(name: name) }
-            guard buffer.byteCount >= tensorBytes else {
-                throw .bufferTooSmall(name: name, byteCount: buffer.byteCount, needed: tensorBytes)
-            }
-        }
-        guard lse.context.deviceOrdinal == context.deviceOrdinal else { throw .foreignBuffer(name: "lse") }
-        guard lse.byteCount >= lseByteCount(batch: batch) else {
-            throw .bufferTooSmall(name: "lse", byteCount: lse.byteCount, needed: lseByteCount(batch: batch))
-        }
+        try validateBuffers(q: q, k: k, v: v, output: output, lse: lse, batch: batch, context: context)
         do throws(CUDAError) {
             var arguments = KernelArguments()
             arguments.append(try tensorMap(q, batch: batch))

@@ -9,29 +9,10 @@ extension STAForwardKernel {
     public static var source: String { String(decoding: PackageResources.sta_forward_sm80_cu, as: UTF8.self) }
 
     /// The NVRTC options that specialise the kernel for `plan`, `headDim` and `dtype` on `architecture`
-    /// (e.g. "sm_90a"): C++17, the target architecture, and one `-D` per compile-time constant:
-    /// `STA_HEAD_DIM`, `STA_BF16=1` or `STA_FP16=1`, `STA_CANVAS_T/H/W`, `STA_TILE_T/H/W`,
-    /// `STA_GRID_T/H/W` (leading axes of rank-1 and rank-2 layouts are 1) and `STA_TEXT_COUNT`,
-    /// `STA_TEXT_VALID`. The windows are not compiled in: they are kernel arguments.
-    ///
-    /// Pure: no validation (an unsupported `dtype` produces `STA_FP16=1`); `init` validates.
+    /// (e.g. "sm_90a"): the options both kernels share (`specialisationOptions`). Pure: `init` validates.
     public static func compileOptions(plan: AttentionPlan, headDim: Int, dtype: DType, architecture: String)
         -> [String]
     {
-        let layout = plan.layout
-        func padded(_ extents: [Int]) -> [Int] { Array(repeating: 1, count: 3 - extents.count) + extents }
-        let canvas = padded(layout.canvas.extents)
-        let tile = padded(layout.tile.extents)
-        let grid = padded(layout.tileGrid)
-        var options = ["--std=c++17", "--gpu-architecture=\(architecture)", "-DSTA_HEAD_DIM=\(headDim)"]
-        options.append(dtype == .bfloat16 ? "-DSTA_BF16=1" : "-DSTA_FP16=1")
-        for (axis, name) in ["T", "H", "W"].enumerated() {
-            options.append("-DSTA_CANVAS_\(name)=\(canvas[axis])")
-            options.append("-DSTA_TILE_\(name)=\(tile[axis])")
-            options.append("-DSTA_GRID_\(name)=\(grid[axis])")
-        }
-        options.append("-DSTA_TEXT_COUNT=\(layout.text.count)")
-        options.append("-DSTA_TEXT_VALID=\(layout.text.valid)")
-        return options
+        specialisationOptions(plan: plan, headDim: headDim, dtype: dtype, architecture: architecture)
     }
 }
