@@ -77,6 +77,49 @@ func specialisationOptions(plan: AttentionPlan, headDim: Int, dtype: DType, arch
     return options
 }
 
+/// A kernel module loaded on a device with a plan's tables uploaded: what both forward kernels hold.
+struct LoadedPlanKernel: Sendable {
+    let module: CUDAModule
+    let function: CUDAFunction
+    /// The plan's tables as Int32 on the device: window index per head, CSR row starts, key tiles.
+    let windowOfHead: DeviceBuffer
+    let keyTileStart: DeviceBuffer
+    let keyTiles: DeviceBuffer
+
+    /// Compiles `source` with `options` for `architecture` (or takes it from `cache`), loads
+    /// `functionName`, allows it `sharedMemoryBytes` of dynamic shared memory and uploads `plan`'s
+    /// tables. Cost: one NVRTC compile (seconds) on a cache miss, a module load, three small uploads.
+    init(
+        context: CUDAContext, plan: AttentionPlan, source: String, sourceName: String, functionName: String,
+        options: [String], architecture: String, sharedMemoryBytes: Int, cache: KernelCache
+    ) throws(CUDAError) {
+        let image = try cache.image(
+            source: source, sourceName: sourceName, options: options, architecture: architecture,
+            driverVersion: context.driverVersion,
+            compiler: { () throws(CUDAError) -> NVRTCCompiler in try NVRTCCompiler.load() })
+        module = try CUDAModule(context: context, image: image)
+        function = try module.function(named: functionName)
+        try function.setMaxDynamicSharedMemory(bytes: sharedMemoryBytes)
+        windowOfHead = try DeviceBuffer(context: context, copying: plan.windowIndexByHead)
+        keyTileStart = try DeviceBuffer(context: context, copying: plan.keyTileStart)
+        keyTiles = try DeviceBuffer(context: context, copying: plan.keyTiles)
+    }
+
+    /// Appends the three plan tables, in the kernels' parameter order.
+    func appendPlanTables(to arguments: inout KernelArguments) {
+        arguments.append(windowOfHead)
+        arguments.append(keyTileStart)
+        arguments.append(keyTiles)
+    }
+}
+
+/// Query blocks of one (batch, head) for blocks of `blockQueries` rows that never straddle two tiles:
+/// ⌈textCount / blockQueries⌉ text blocks plus tileCount · ⌈tileVolume / blockQueries⌉ video blocks.
+func queryBlockCount(layout: STALayout, blockQueries: Int) -> Int {
+    (layout.text.count + blockQueries - 1) / blockQueries
+        + layout.tileCount * ((layout.tileVolume + blockQueries - 1) / blockQueries)
+}
+
 /// Which CUDA kernel runs a forward pass.
 public enum ForwardKernelChoice: String, CaseIterable, Sendable {
     /// The Hopper kernel on compute capability 9.0, else the portable one.

@@ -56,7 +56,7 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
     /// Query blocks of one (batch, head): ⌈textCount / blockQueries⌉ text blocks plus
     /// tileCount · queryBlocksPerTile video blocks.
     public static func queryBlocks(layout: STALayout) -> Int {
-        (layout.text.count + blockQueries - 1) / blockQueries + layout.tileCount * queryBlocksPerTile(layout: layout)
+        queryBlockCount(layout: layout, blockQueries: blockQueries)
     }
 
     public let context: CUDAContext
@@ -64,11 +64,8 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
     public let headDim: Int
     public let dtype: DType
     /// The loaded kernel (registers, local bytes and so on can be queried from it).
-    public let function: CUDAFunction
-    let module: CUDAModule
-    let windowOfHead: DeviceBuffer
-    let keyTileStart: DeviceBuffer
-    let keyTiles: DeviceBuffer
+    public var function: CUDAFunction { loaded.function }
+    let loaded: LoadedPlanKernel
 
     /// Validates the parameters, compiles the kernel for sm_90a (or takes it from `cache`), loads it,
     /// allows its shared memory, and uploads the plan's tables as Int32.
@@ -95,17 +92,10 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
         self.headDim = headDim
         self.dtype = dtype
         do throws(CUDAError) {
-            let image = try cache.image(
-                source: Self.source, sourceName: Self.sourceName,
-                options: Self.compileOptions(plan: plan, headDim: headDim, dtype: dtype),
-                architecture: Self.architecture, driverVersion: context.driverVersion,
-                compiler: { () throws(CUDAError) -> NVRTCCompiler in try NVRTCCompiler.load() })
-            module = try CUDAModule(context: context, image: image)
-            function = try module.function(named: Self.functionName)
-            try function.setMaxDynamicSharedMemory(bytes: shared)
-            windowOfHead = try DeviceBuffer(context: context, copying: plan.windowIndexByHead)
-            keyTileStart = try DeviceBuffer(context: context, copying: plan.keyTileStart)
-            keyTiles = try DeviceBuffer(context: context, copying: plan.keyTiles)
+            loaded = try LoadedPlanKernel(
+                context: context, plan: plan, source: Self.source, sourceName: Self.sourceName,
+                functionName: Self.functionName, options: Self.compileOptions(plan: plan, headDim: headDim, dtype: dtype),
+                architecture: Self.architecture, sharedMemoryBytes: shared, cache: cache)
         } catch {
             throw .driver(error)
         }
@@ -168,9 +158,7 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
             arguments.append(try tensorMap(v, batch: batch))
             arguments.append(output)
             arguments.append(lse)
-            arguments.append(windowOfHead)
-            arguments.append(keyTileStart)
-            arguments.append(keyTiles)
+            loaded.appendPlanTables(to: &arguments)
             arguments.append(Int32(plan.heads))
             arguments.append(Int32(batch))
             arguments.append(scale)

@@ -45,7 +45,7 @@ public struct STAForwardKernel: AttentionForwardKernel {
     /// Query blocks of one (batch, head): text blocks ⌈textCount / blockQueries⌉ plus
     /// tileCount · queryBlocksPerTile video blocks.
     public static func queryBlocks(layout: STALayout) -> Int {
-        (layout.text.count + blockQueries - 1) / blockQueries + layout.tileCount * queryBlocksPerTile(layout: layout)
+        queryBlockCount(layout: layout, blockQueries: blockQueries)
     }
 
     public let context: CUDAContext
@@ -53,11 +53,8 @@ public struct STAForwardKernel: AttentionForwardKernel {
     public let headDim: Int
     public let dtype: DType
     /// The loaded kernel (registers, local bytes and so on can be queried from it).
-    public let function: CUDAFunction
-    let module: CUDAModule
-    let windowOfHead: DeviceBuffer
-    let keyTileStart: DeviceBuffer
-    let keyTiles: DeviceBuffer
+    public var function: CUDAFunction { loaded.function }
+    let loaded: LoadedPlanKernel
 
     /// Validates the parameters, compiles the kernel for `context.architecture` (or takes it from `cache`),
     /// loads it, allows its shared memory, and uploads the plan's tables as Int32.
@@ -82,18 +79,11 @@ public struct STAForwardKernel: AttentionForwardKernel {
         self.headDim = headDim
         self.dtype = dtype
         do throws(CUDAError) {
-            let architecture = context.architecture
-            let image = try cache.image(
-                source: Self.source, sourceName: Self.sourceName,
-                options: Self.compileOptions(plan: plan, headDim: headDim, dtype: dtype, architecture: architecture),
-                architecture: architecture, driverVersion: context.driverVersion,
-                compiler: { () throws(CUDAError) -> NVRTCCompiler in try NVRTCCompiler.load() })
-            module = try CUDAModule(context: context, image: image)
-            function = try module.function(named: Self.functionName)
-            try function.setMaxDynamicSharedMemory(bytes: shared)
-            windowOfHead = try DeviceBuffer(context: context, copying: plan.windowIndexByHead)
-            keyTileStart = try DeviceBuffer(context: context, copying: plan.keyTileStart)
-            keyTiles = try DeviceBuffer(context: context, copying: plan.keyTiles)
+            loaded = try LoadedPlanKernel(
+                context: context, plan: plan, source: Self.source, sourceName: Self.sourceName,
+                functionName: Self.functionName,
+                options: Self.compileOptions(plan: plan, headDim: headDim, dtype: dtype, architecture: context.architecture),
+                architecture: context.architecture, sharedMemoryBytes: shared, cache: cache)
         } catch {
             throw .driver(error)
         }
@@ -131,9 +121,7 @@ public struct STAForwardKernel: AttentionForwardKernel {
         arguments.append(v)
         arguments.append(output)
         arguments.append(lse)
-        arguments.append(windowOfHead)
-        arguments.append(keyTileStart)
-        arguments.append(keyTiles)
+        loaded.appendPlanTables(to: &arguments)
         arguments.append(Int32(plan.heads))
         arguments.append(scale)
         do throws(CUDAError) {
