@@ -33,7 +33,7 @@ extension CPUAttention {
     ///
     /// Cost: 7/2 · `plan.effectiveFLOPs(batch:headDim:)` (seven products of 2 · headDim flops per attended
     /// pair: S and dP twice, dV, dK, dQ once), plus O(B · H · S · headDim) for Δ, spread over `threads`
-    /// cores. Scratch: about 640 KiB per thread for headDim 128, plus B · H · S floats twice.
+    /// cores. Scratch: about 512 KiB per thread for headDim 128, plus 2 · B · H · S floats.
     public static func backward<T: StorageScalar>(
         plan: AttentionPlan, batch: Int, headDim: Int,
         q: UnsafeBufferPointer<T>, k: UnsafeBufferPointer<T>, v: UnsafeBufferPointer<T>,

@@ -55,7 +55,7 @@ struct BackwardJob: @unchecked Sendable {
 ///   of keys K and V [chunk][headDim]: S = Q Kᵀ, dP = dO Vᵀ, dS as above, dQᵀ += Kᵀ dS.
 ///
 /// Every product is `multiplyAccumulate16x6`. Scratch: 4 · (4 · rows · headDim + 2 · chunk · headDim
-/// + 2 · chunk · rows + …) bytes, about 640 KiB for headDim 128.
+/// + 2 · chunk · rows + …) bytes, about 512 KiB for headDim 128 and 128-row chunks.
 struct BackwardWorker {
     let job: BackwardJob
     let rowStride = AttentionSchedule.queryBlockRows
