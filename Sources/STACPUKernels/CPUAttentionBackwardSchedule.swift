@@ -1,0 +1,124 @@
+import STAGeometry
+
+/// The key side of the backward pass: which query rows attend each key tile, and the work items that
+/// own blocks of key rows (their dK and dV rows).
+///
+/// A video key tile `t` is attended, under window `w`, by the real rows of every query tile whose key
+/// tiles contain `t` (the inverse of the plan's CSR, `queryTiles[queryTileStart[w · tileCount + t] ..<
+/// queryTileStart[w · tileCount + t + 1]]`, ascending) and by every valid text row; a valid text key is
+/// attended by every real row. Items reuse `WorkItem`: `keySet` names the *query* set (the inverse CSR
+/// row, or -1 for every attending row) and `rowStart`, `rowCount` a block of key rows in
+/// `AttentionSchedule.attendingRows`.
+///
+/// Cost to build: O(plan size + B · H · S / 128).
+struct BackwardKeySchedule: Sendable {
+    /// Inverse CSR row starts, `windows.count · tileCount + 1` entries.
+    let queryTileStart: [Int32]
+    /// Query tile indices, concatenated over (window, key tile).
+    let queryTiles: [Int32]
+    /// Query rows of each inverse CSR row, text included.
+    let queryCountByQuerySet: [Int]
+    /// Work items, most expensive first.
+    let items: [WorkItem]
+
+    init(plan: AttentionPlan, batch: Int, forward: AttentionSchedule) {
+        let layout = plan.layout
+        let tileCount = layout.tileCount
+        let textValid = layout.text.valid
+        let tileRealStart = forward.tileRealStart
+        let realCount = forward.attendingRows.count
+        let setCount = plan.windows.count * tileCount
+
+        // Inverse CSR by counting: query tiles come out ascending because they are visited in order.
+        var start = [Int32](repeating: 0, count: setCount + 1)
+        for window in 0..<plan.windows.count {
+            for queryTile in 0..<tileCount {
+                let row = window * tileCount + queryTile
+                for position in Int(plan.keyTileStart[row])..<Int(plan.keyTileStart[row + 1]) {
+                    start[window * tileCount + Int(plan.keyTiles[position]) + 1] += 1
+                }
+            }
+        }
+        for set in 0..<setCount { start[set + 1] += start[set] }
+        var fill = Array(start.dropLast())
+        var queryTiles = [Int32](repeating: 0, count: Int(start[setCount]))
+        for window in 0..<plan.windows.count {
+            for queryTile in 0..<tileCount {
+                let row = window * tileCount + queryTile
+                for position in Int(plan.keyTileStart[row])..<Int(plan.keyTileStart[row + 1]) {
+                    let set = window * tileCount + Int(plan.keyTiles[position])
+                    queryTiles[Int(fill[set])] = Int32(queryTile)
+                    fill[set] += 1
+                }
+            }
+        }
+        var queryCountByQuerySet = [Int](repeating: textValid, count: setCount)
+        for set in 0..<setCount {
+            for position in Int(start[set])..<Int(start[set + 1]) {
+                let tile = Int(queryTiles[position])
+                queryCountByQuerySet[set] += Int(tileRealStart[tile + 1] - tileRealStart[tile])
+            }
+        }
+
+        // Consecutive key tiles attended by the same query tiles share items (as in the forward).
+        func sameQueries(_ a: Int, _ b: Int) -> Bool {
+            let aStart = Int(start[a]), bStart = Int(start[b])
+            let count = Int(start[a + 1]) - aStart
+            guard count == Int(start[b + 1]) - bStart else { return false }
+            for i in 0..<count where queryTiles[aStart + i] != queryTiles[bStart + i] { return false }
+            return true
+        }
+        var tileRunsByWindow = [[Range<Int>]]()
+        for window in 0..<plan.windows.count {
+            var runs = [Range<Int>]()
+            var first = 0
+            while first < tileCount {
+                var end = first + 1
+                while end < tileCount, sameQueries(window * tileCount + first, window * tileCount + end) { end += 1 }
+                runs.append(first..<end)
+                first = end
+            }
+            tileRunsByWindow.append(runs)
+        }
+
+        let blockRows = AttentionSchedule.queryBlockRows
+        func paddedRows(_ rows: Int) -> Int { (rows + 15) / 16 * 16 }
+        var items = [WorkItem]()
+        for batchHead in 0..<(batch * plan.heads) {
+            let window = Int(plan.windowIndexByHead[batchHead % plan.heads])
+            for run in tileRunsByWindow[window] {
+                let set = window * tileCount + run.lowerBound
+                let queries = queryCountByQuerySet[set]
+                var first = Int(tileRealStart[run.lowerBound])
+                let end = Int(tileRealStart[run.upperBound])
+                while first < end {
+                    let rows = min(blockRows, end - first)
+                    items.append(
+                        WorkItem(
+                            batchHead: Int32(batchHead), keySet: Int32(set), rowStart: Int32(first),
+                            rowCount: Int32(rows), cost: 4 * paddedRows(rows) * (queries + 16)))
+                    first += rows
+                }
+            }
+            var first = Int(tileRealStart[tileCount])
+            while first < realCount {
+                let rows = min(blockRows, realCount - first)
+                items.append(
+                    WorkItem(
+                        batchHead: Int32(batchHead), keySet: -1, rowStart: Int32(first), rowCount: Int32(rows),
+                        cost: 4 * paddedRows(rows) * (realCount + 16)))
+                first += rows
+            }
+        }
+        items = items.enumerated().sorted { ($0.element.cost, $1.offset) > ($1.element.cost, $0.offset) }
+            .map(\.element)
+
+        self.queryTileStart = start
+        self.queryTiles = queryTiles
+        self.queryCountByQuerySet = queryCountByQuerySet
+        self.items = items
+    }
+
+    /// The longest query list of any item.
+    func maximumQueryCount(realCount: Int) -> Int { max(realCount, queryCountByQuerySet.max() ?? 0) }
+}

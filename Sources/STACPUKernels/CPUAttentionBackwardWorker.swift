@@ -1,0 +1,351 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The read-only description of one backward call that every worker thread shares: raw pointers into
+/// the caller's buffers, the per-row statistics and both schedules, valid for the duration of the call.
+struct BackwardJob: @unchecked Sendable {
+    var kind: StorageKind
+    var q: UnsafeRawPointer
+    var k: UnsafeRawPointer
+    var v: UnsafeRawPointer
+    var outputGradient: UnsafeRawPointer
+    var dq: UnsafeMutablePointer<Float>
+    var dk: UnsafeMutablePointer<Float>
+    var dv: UnsafeMutablePointer<Float>
+    /// Per row of [batch, heads, S]: L · log2 e, or +∞ for a row that attends nothing (then P = 0).
+    var lseLog2: UnsafePointer<Float>
+    /// Per row: Δ = Σ_d dO · O, 0 for a row that attends nothing.
+    var delta: UnsafePointer<Float>
+    var sequenceLength: Int
+    var headDim: Int
+    /// The softmax scale (dQ and dK carry it).
+    var scale: Float
+    /// scale · log2 e: scores come out in base-2 units for `exp2NonPositive`.
+    var scoreScale: Float
+    /// Rows per chunk of the inner loop (keys in the dQ pass, queries in the dK/dV pass).
+    var chunk: Int
+    var tileCount: Int
+    var textStart: Int
+    var textValid: Int
+    var attendingRows: UnsafePointer<Int32>
+    var attendingRowCount: Int
+    var tileRealStart: UnsafePointer<Int32>
+    /// The plan's CSR (query tile → key tiles).
+    var keyTileStart: UnsafePointer<Int32>
+    var keyTiles: UnsafePointer<Int32>
+    /// Its inverse (key tile → query tiles).
+    var queryTileStart: UnsafePointer<Int32>
+    var queryTiles: UnsafePointer<Int32>
+    /// Longest row list of any item, either pass.
+    var maximumListCount: Int
+}
+
+/// Per-thread scratch and the two loops of the backward pass.
+///
+/// Each item owns a block of up to `rowStride` rows (lanes of every vector) and streams the rows on the
+/// other side in chunks of `job.chunk`, recomputing P from the scores and the saved log-sum-exp:
+///
+/// - dK/dV item (lanes = key rows): Kᵀ (pre-scaled by scale · log2 e) and Vᵀ [headDim][rows]; per chunk
+///   of query rows Q and dO [chunk][headDim] (natural layout, the `y` side of the micro-kernel):
+///   Sᵀ = K Qᵀ, dPᵀ = V dOᵀ, P = 2^(S − L), dS = P ∘ (dP − Δ), dVᵀ += dOᵀ P, dKᵀ += Qᵀ dS.
+/// - dQ item (lanes = query rows), like the forward: Qᵀ (pre-scaled) and dOᵀ [headDim][rows]; per chunk
+///   of keys K and V [chunk][headDim]: S = Q Kᵀ, dP = dO Vᵀ, dS as above, dQᵀ += Kᵀ dS.
+///
+/// Every product is `multiplyAccumulate16x6`. Scratch: 4 · (4 · rows · headDim + 2 · chunk · headDim
+/// + 2 · chunk · rows + …) bytes, about 512 KiB for headDim 128 and 128-row chunks.
+struct BackwardWorker {
+    let job: BackwardJob
+    let rowStride = AttentionSchedule.queryBlockRows
+    /// [headDim][rowStride] each: the item's own rows transposed, and two accumulators.
+    let ownA: UnsafeMutablePointer<Float>
+    let ownB: UnsafeMutablePointer<Float>
+    let accumulatorA: UnsafeMutablePointer<Float>
+    let accumulatorB: UnsafeMutablePointer<Float>
+    /// [chunk][rowStride] each: scores then P, and dP then dS.
+    let probabilities: UnsafeMutablePointer<Float>
+    let scoreGradients: UnsafeMutablePointer<Float>
+    /// [chunk][headDim] each: the streamed rows, converted.
+    let chunkA: UnsafeMutablePointer<Float>
+    let chunkB: UnsafeMutablePointer<Float>
+    /// Per streamed row (dK/dV pass) or per lane (dQ pass): L · log2 e and Δ.
+    let rowLSE: UnsafeMutablePointer<Float>
+    let rowDelta: UnsafeMutablePointer<Float>
+    let rowBuffer: UnsafeMutablePointer<Float>
+    let list: UnsafeMutablePointer<Int32>
+
+    init(job: BackwardJob) {
+        self.job = job
+        let d = job.headDim
+        ownA = .allocate(capacity: rowStride * d)
+        ownB = .allocate(capacity: rowStride * d)
+        accumulatorA = .allocate(capacity: rowStride * d)
+        accumulatorB = .allocate(capacity: rowStride * d)
+        probabilities = .allocate(capacity: rowStride * job.chunk)
+        scoreGradients = .allocate(capacity: rowStride * job.chunk)
+        chunkA = .allocate(capacity: job.chunk * d)
+        chunkB = .allocate(capacity: job.chunk * d)
+        rowLSE = .allocate(capacity: max(rowStride, job.chunk))
+        rowDelta = .allocate(capacity: max(rowStride, job.chunk))
+        rowBuffer = .allocate(capacity: d + 8)
+        list = .allocate(capacity: max(1, job.maximumListCount))
+    }
+
+    func deallocate() {
+        for pointer in [
+            ownA, ownB, accumulatorA, accumulatorB, probabilities, scoreGradients, chunkA, chunkB, rowLSE, rowDelta,
+            rowBuffer,
+        ] {
+            pointer.deallocate()
+        }
+        list.deallocate()
+    }
+
+    // MARK: Row lists
+
+    /// The rows on the other side of an item: the real rows of the tiles of CSR row `set` of
+    /// (`start`, `tiles`) plus the valid text rows, or every attending row when `set` is negative.
+    private func otherRows(
+        set: Int32, start: UnsafePointer<Int32>, tiles: UnsafePointer<Int32>
+    ) -> (rows: UnsafePointer<Int32>, count: Int) {
+        if set < 0 { return (job.attendingRows, job.attendingRowCount) }
+        var count = 0
+        for position in Int(start[Int(set)])..<Int(start[Int(set) + 1]) {
+            let tile = Int(tiles[position])
+            let first = Int(job.tileRealStart[tile])
+            let n = Int(job.tileRealStart[tile + 1]) - first
+            (list + count).update(from: job.attendingRows + first, count: n)
+            count += n
+        }
+        for t in 0..<job.textValid { list[count + t] = Int32(job.textStart + t) }
+        return (UnsafePointer(list), count + job.textValid)
+    }
+
+    /// Loads the item's own rows of `source` transposed into `destination` [headDim][rowStride], scaled;
+    /// padding lanes are zero.
+    private func loadTransposed(
+        _ source: UnsafeRawPointer, rows: UnsafePointer<Int32>, rowCount: Int, paddedRows: Int, headBase: Int,
+        scale: Float, into destination: UnsafeMutablePointer<Float>
+    ) {
+        let d = job.headDim
+        for r in 0..<paddedRows {
+            if r < rowCount {
+                job.kind.loadRow(
+                    from: source, offset: (headBase + Int(rows[r])) * d, count: d, scale: scale, into: rowBuffer)
+                for c in 0..<d { destination[c * rowStride + r] = rowBuffer[c] }
+            } else {
+                for c in 0..<d { destination[c * rowStride + r] = 0 }
+            }
+        }
+    }
+
+    /// Writes lane `r` of the transposed accumulator `source`, times `scale`, to row `row` of `destination`.
+    @inline(__always)
+    private func storeLane(
+        _ r: Int, of source: UnsafeMutablePointer<Float>, scale: Float, to destination: UnsafeMutablePointer<Float>,
+        row: Int
+    ) {
+        let d = job.headDim
+        let out = destination + row * d
+        for c in 0..<d { out[c] = source[c * rowStride + r] * scale }
+    }
+
+    /// out[column][lanes of 16-row groups] (=|+=) Σ_depth x · y over `columns` columns.
+    @inline(__always)
+    private func product(
+        rowGroups16: Int, depth: Int, x: UnsafePointer<Float>, y: UnsafePointer<Float>, yStride: Int,
+        yColumnStride: Int, columns: Int, out: UnsafeMutablePointer<Float>, accumulate: Bool
+    ) {
+        let ones: (low: Vector, high: Vector)? = accumulate ? (Vector(repeating: 1), Vector(repeating: 1)) : nil
+        for group in 0..<rowGroups16 {
+            var column = 0
+            while column < columns {
+                multiplyAccumulate16x6(
+                    depth: depth, x: x + group * 16, xStride: rowStride,
+                    y: y, yStride: yStride, yColumnStride: yColumnStride,
+                    firstColumn: column, columnCount: columns,
+                    out: out + group * 16, outColumnStride: rowStride, rescale: ones)
+                column += 6
+            }
+        }
+    }
+
+    // MARK: dK, dV
+
+    /// Computes the dK and dV rows of the key block `item` (lanes = keys). Allocates nothing.
+    func runKeyItem(_ item: WorkItem) {
+        let d = job.headDim
+        let headBase = Int(item.batchHead) * job.sequenceLength
+        let keys = job.attendingRows + Int(item.rowStart)
+        let keyCount = Int(item.rowCount)
+        let rowGroups16 = (keyCount + 15) / 16
+        let paddedKeys = rowGroups16 * 16
+        let (queries, queryCount) = otherRows(set: item.keySet, start: job.queryTileStart, tiles: job.queryTiles)
+        let keyT = ownA, valueT = ownB, dKT = accumulatorA, dVT = accumulatorB
+
+        loadTransposed(
+            job.k, rows: keys, rowCount: keyCount, paddedRows: paddedKeys, headBase: headBase,
+            scale: job.scoreScale, into: keyT)
+        loadTransposed(
+            job.v, rows: keys, rowCount: keyCount, paddedRows: paddedKeys, headBase: headBase, scale: 1,
+            into: valueT)
+
+        var chunkStart = 0
+        while chunkStart < queryCount {
+            let n = min(job.chunk, queryCount - chunkStart)
+            // Q, dO, L and Δ of this chunk of query rows; rows that attend nothing load as zeros.
+            for j in 0..<n {
+                let row = headBase + Int(queries[chunkStart + j])
+                rowLSE[j] = job.lseLog2[row]
+                rowDelta[j] = job.delta[row]
+                if rowLSE[j] == .infinity {
+                    (chunkA + j * d).update(repeating: 0, count: d)
+                    (chunkB + j * d).update(repeating: 0, count: d)
+                } else {
+                    job.kind.loadRow(from: job.q, offset: row * d, count: d, into: chunkA + j * d)
+                    job.kind.loadRow(from: job.outputGradient, offset: row * d, count: d, into: chunkB + j * d)
+                }
+            }
+            // Sᵀ[query][keys] = K Qᵀ and dPᵀ[query][keys] = V dOᵀ.
+            product(
+                rowGroups16: rowGroups16, depth: d, x: keyT, y: chunkA, yStride: 1, yColumnStride: d, columns: n,
+                out: probabilities, accumulate: false)
+            product(
+                rowGroups16: rowGroups16, depth: d, x: valueT, y: chunkB, yStride: 1, yColumnStride: d, columns: n,
+                out: scoreGradients, accumulate: false)
+            // P = 2^(S − L) and dS = P ∘ (dP − Δ), one query (one broadcast L and Δ) per column.
+            for j in 0..<n {
+                let lse = Vector(repeating: rowLSE[j]), delta = Vector(repeating: rowDelta[j])
+                let s = probabilities + j * rowStride, g = scoreGradients + j * rowStride
+                var lane = 0
+                while lane < paddedKeys {
+                    let p = exp2NonPositive(load(s + lane) - lse)
+                    store(p, s + lane)
+                    store(p * (load(g + lane) - delta), g + lane)
+                    lane += 8
+                }
+            }
+            // dVᵀ += dOᵀ P and dKᵀ += Qᵀ dS (depth = the chunk's queries).
+            product(
+                rowGroups16: rowGroups16, depth: n, x: probabilities, y: chunkB, yStride: d, yColumnStride: 1,
+                columns: d, out: dVT, accumulate: chunkStart > 0)
+            product(
+                rowGroups16: rowGroups16, depth: n, x: scoreGradients, y: chunkA, yStride: d, yColumnStride: 1,
+                columns: d, out: dKT, accumulate: chunkStart > 0)
+            chunkStart += n
+        }
+
+        for r in 0..<keyCount {
+            let row = headBase + Int(keys[r])
+            if queryCount == 0 {
+                (job.dk + row * d).update(repeating: 0, count: d)
+                (job.dv + row * d).update(repeating: 0, count: d)
+            } else {
+                storeLane(r, of: dKT, scale: job.scale, to: job.dk, row: row)
+                storeLane(r, of: dVT, scale: 1, to: job.dv, row: row)
+            }
+        }
+    }
+
+    // MARK: dQ
+
+    /// Computes the dQ rows of the query block `item` (lanes = queries), an item of the forward's
+    /// schedule. Allocates nothing.
+    func runQueryItem(_ item: WorkItem) {
+        let d = job.headDim
+        let headBase = Int(item.batchHead) * job.sequenceLength
+        let rows = job.attendingRows + Int(item.rowStart)
+        let rowCount = Int(item.rowCount)
+        let rowGroups16 = (rowCount + 15) / 16
+        let paddedRows = rowGroups16 * 16
+        let (keys, keyCount) = otherRows(set: item.keySet, start: job.keyTileStart, tiles: job.keyTiles)
+        let queryT = ownA, gradientT = ownB, dQT = accumulatorA
+
+        loadTransposed(
+            job.q, rows: rows, rowCount: rowCount, paddedRows: paddedRows, headBase: headBase,
+            scale: job.scoreScale, into: queryT)
+        loadTransposed(
+            job.outputGradient, rows: rows, rowCount: rowCount, paddedRows: paddedRows, headBase: headBase,
+            scale: 1, into: gradientT)
+        // Padding lanes and rows that attend nothing get L = +∞, so their P is 0.
+        for r in 0..<paddedRows {
+            if r < rowCount {
+                let row = headBase + Int(rows[r])
+                rowLSE[r] = job.lseLog2[row]
+                rowDelta[r] = job.delta[row]
+                if rowLSE[r] == .infinity {
+                    for c in 0..<d { gradientT[c * rowStride + r] = 0 }
+                }
+            } else {
+                rowLSE[r] = .infinity
+                rowDelta[r] = 0
+            }
+        }
+
+        var chunkStart = 0
+        while chunkStart < keyCount {
+            let n = min(job.chunk, keyCount - chunkStart)
+            gather(keys: keys + chunkStart, count: n, headBase: headBase)
+            // Sᵀ[key][queries] = (Q Kᵀ)ᵀ and dPᵀ[key][queries] = (dO Vᵀ)ᵀ.
+            product(
+                rowGroups16: rowGroups16, depth: d, x: queryT, y: chunkA, yStride: 1, yColumnStride: d, columns: n,
+                out: probabilities, accumulate: false)
+            product(
+                rowGroups16: rowGroups16, depth: d, x: gradientT, y: chunkB, yStride: 1, yColumnStride: d,
+                columns: n, out: scoreGradients, accumulate: false)
+            // dS = 2^(S − L) ∘ (dP − Δ), L and Δ per lane.
+            var lane = 0
+            while lane < paddedRows {
+                let lse = load(rowLSE + lane), delta = load(rowDelta + lane)
+                var s = probabilities + lane, g = scoreGradients + lane
+                for _ in 0..<n {
+                    store(exp2NonPositive(load(s) - lse) * (load(g) - delta), g)
+                    s += rowStride
+                    g += rowStride
+                }
+                lane += 8
+            }
+            // dQᵀ += Kᵀ dSᵀ (depth = the chunk's keys).
+            product(
+                rowGroups16: rowGroups16, depth: n, x: scoreGradients, y: chunkA, yStride: d, yColumnStride: 1,
+                columns: d, out: dQT, accumulate: chunkStart > 0)
+            chunkStart += n
+        }
+
+        for r in 0..<rowCount {
+            let row = headBase + Int(rows[r])
+            if keyCount == 0 || rowLSE[r] == .infinity {
+                (job.dq + row * d).update(repeating: 0, count: d)
+            } else {
+                storeLane(r, of: dQT, scale: job.scale, to: job.dq, row: row)
+            }
+        }
+    }
+
+    /// Gathers the K and V rows of `keys` into `chunkA` and `chunkB` as `Float` (row stride headDim).
+    @inline(__always)
+    private func gather(keys: UnsafePointer<Int32>, count n: Int, headBase: Int) {
+        let d = job.headDim
+        if job.kind == .float32 {
+            let kSource = job.k.assumingMemoryBound(to: Float.self)
+            let vSource = job.v.assumingMemoryBound(to: Float.self)
+            var j = 0
+            while j < n {
+                var run = 1
+                while j + run < n, keys[j + run] == keys[j] + Int32(run) { run += 1 }
+                let offset = (headBase + Int(keys[j])) * d
+                (chunkA + j * d).update(from: kSource + offset, count: run * d)
+                (chunkB + j * d).update(from: vSource + offset, count: run * d)
+                j += run
+            }
+            return
+        }
+        for j in 0..<n {
+            let offset = (headBase + Int(keys[j])) * d
+            job.kind.loadRow(from: job.k, offset: offset, count: d, into: chunkA + j * d)
+            job.kind.loadRow(from: job.v, offset: offset, count: d, into: chunkB + j * d)
+        }
+    }
+}
