@@ -1,4 +1,5 @@
 import STAGeometry
+import STAReference
 import STATensors
 import Testing
 
@@ -54,6 +55,28 @@ import Testing
         let (backend, reason) = AttentionBackend.best()
         if case .cpu = backend {
             #expect(reason?.isEmpty == false)
+        }
+    }
+}
+
+@Suite struct BackwardThroughTheFacadeTests {
+    @Test func cpuGradientsMatchTheFloat64Reference() throws {
+        let layout = try STALayout(canvas: [4, 8, 12], tile: [2, 4, 4], textCount: 6, textValid: 4)
+        let plan = try AttentionPlan(layout: layout, headWindows: ShapeSyntax.headWindows("1x1x3,full", layout: layout, heads: 2))
+        let attention = try SlidingTileAttention(plan: plan, batch: 1, headDim: 16)
+        var random = RandomInputs(seed: 11)
+        let (q, k, v, dO): ([Float], [Float], [Float], [Float]) = (
+            random.values(attention.elementCount), random.values(attention.elementCount),
+            random.values(attention.elementCount), random.values(attention.elementCount))
+        let forward = try attention.forward(q: q, k: k, v: v, on: .cpu(threads: 2))
+        let gradients = try attention.backward(
+            q: q, k: k, v: v, output: forward.output, lse: forward.lse, outputGradient: dO, on: .cpu(threads: 2))
+        let reference = try ReferenceAttention.backward(
+            q: q, k: k, v: v, output: forward.output, lse: forward.lse, outputGradient: dO, batch: 1, headDim: 16,
+            plan: plan)
+        for (name, got, want) in [("dq", gradients.dq, reference.dq), ("dk", gradients.dk, reference.dk), ("dv", gradients.dv, reference.dv)] {
+            let error = AttentionAccuracy.relativeError(got.map(Double.init), reference: want)
+            #expect(error < 1e-5, "\(name): \(error)")
         }
     }
 }
