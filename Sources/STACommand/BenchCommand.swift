@@ -7,7 +7,7 @@ import SlidingTileAttention
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Time the GPU kernel on a suite (median of CUDA-event timings after warm-up).")
+        abstract: "Time the GPU kernels on a suite (median of CUDA-event timings after warm-up), or the CPU backend with --cpu.")
 
     @OptionGroup var problem: ProblemOptions
 
