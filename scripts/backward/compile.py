@@ -44,6 +44,8 @@ def options(case, arch):
         out += [f"-DSTA_CANVAS_{n}={canvas[i]}", f"-DSTA_TILE_{n}={tile[i]}", f"-DSTA_GRID_{n}={grid[i]}"]
     out += [f"-DSTA_TEXT_COUNT={case['text_count']}", f"-DSTA_TEXT_VALID={case['text_valid']}",
             "--ptxas-options=-v"]
+    if "dkv_chunk" in case:
+        out.append(f"-DSTA_DKV_CHUNK={case['dkv_chunk']}")
     return out
 
 

@@ -122,7 +122,7 @@ class Kernels:
         self.dq = self.module.get_function("sta_backward_dq_sm80")
         D = case["head_dim"]
         self.D = D
-        chunk = 32 if D == 128 else 64
+        chunk = case.get("dkv_chunk", 32 if D == 128 else 64)
         self.dkdv_smem = (2 * 128 + 4 * chunk) * D * 2
         self.dq_smem = (2 * 128 + 4 * 64) * D * 2
         self.dkdv.max_dynamic_shared_size_bytes = self.dkdv_smem
@@ -233,5 +233,33 @@ def main():
         print(json.dumps(result), flush=True)
 
 
+def dense_reference_timing():
+    """cuDNN dense attention (PyTorch SDPA) forward and backward on the hunyuan shape, for scale."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    shape = (1, 24, 115456, 128)
+    q, k, v = (torch.randn(shape, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+    do = torch.randn(shape, device="cuda", dtype=torch.bfloat16)
+    fwd, bwd = [], []
+    with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+        for _ in range(3):
+            e = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
+            e[0].record()
+            out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+            e[1].record()
+            out.backward(do)
+            e[2].record()
+            torch.cuda.synchronize()
+            fwd.append(e[0].elapsed_time(e[1]))
+            bwd.append(e[1].elapsed_time(e[2]))
+            q.grad = k.grad = v.grad = None
+    flops = 4.0 * 24 * 115456 ** 2 * 128
+    print(json.dumps(dict(case="cudnn_dense_hunyuan", fwd_ms=sorted(fwd)[1], bwd_ms=sorted(bwd)[1],
+                          bwd_tflops=2.5 * flops / (sorted(bwd)[1] * 1e-3) / 1e12)), flush=True)
+
+
 if __name__ == "__main__":
     main()
+    try:
+        dense_reference_timing()
+    except Exception as error:  # the reference is optional
+        print("dense reference failed:", error)

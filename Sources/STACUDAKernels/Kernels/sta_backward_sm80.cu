@@ -86,7 +86,13 @@ constexpr int PREP_ROWS_PER_BLOCK = THREADS / ROW_UNITS;
 // dK, dV: 16 key rows per warp; query chunks of DKV_CHUNK rows, double-buffered (Q and dO).
 // D 128 holds dK and dV accumulators (128 registers), hence the shorter chunk.
 constexpr int DKV_BLOCK_KEYS = 16 * WARPS;
+// STA_DKV_CHUNK (32 or 64) overrides the choice, for tuning only; the launcher never sets it.
+#if defined(STA_DKV_CHUNK)
+constexpr int DKV_CHUNK = STA_DKV_CHUNK;
+#else
 constexpr int DKV_CHUNK = HEAD_DIM == 128 ? 32 : 64;
+#endif
+static_assert(DKV_CHUNK == 32 || DKV_CHUNK == 64, "STA_DKV_CHUNK must be 32 or 64");
 constexpr int KBLOCKS_PER_TILE = (TILE_VOL + DKV_BLOCK_KEYS - 1) / DKV_BLOCK_KEYS;
 constexpr int VIDEO_K_BLOCKS = NUM_TILES * KBLOCKS_PER_TILE;
 constexpr int TEXT_K_BLOCKS = (TEXT_COUNT + DKV_BLOCK_KEYS - 1) / DKV_BLOCK_KEYS;
