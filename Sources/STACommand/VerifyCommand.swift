@@ -10,6 +10,9 @@ struct Verify: ParsableCommand {
     @Flag(help: "Verify the CPU backend instead of the GPU.")
     var cpu = false
 
+    @Flag(help: "Verify the backward pass (dq, dk, dv) instead of the forward: the largest relative error of the three is shown.")
+    var backward = false
+
     @Option(help: "Seed for the random inputs (default: from the clock, printed).")
     var seed: UInt64?
 
@@ -23,17 +26,22 @@ struct Verify: ParsableCommand {
         var backends: [AttentionBackend] = [.cpu(threads: nil)]
         if !cpu {
             let probe = try CUDABackend(ordinal: 0)
-            backends = try kernelChoices(kernel, context: probe.context).map { .cuda(try CUDABackend(ordinal: 0, kernel: $0)) }
+            // The backward pass has one CUDA implementation (the portable kernels).
+            let choices = backward ? [.portable] : try kernelChoices(kernel, context: probe.context)
+            backends = try choices.map { .cuda(try CUDABackend(ordinal: 0, kernel: $0)) }
         }
         let seed = self.seed ?? UInt64(Clock.now * 1e6)
-        print("verify on \(backends.map(\.description).joined(separator: "; ")), seed \(seed)")
+        print("verify \(backward ? "backward" : "forward") on \(backends.map(\.description).joined(separator: "; ")), seed \(seed)")
         var table = TextTable("backend", "case", "dtype", "D", "S", "rel err", "tolerance", "lse err", "empty rows", "result")
         var records = [JSONValue]()
         var failures = 0
         for backend in backends {
         let backendName = backend.shortName
         for (index, testCase) in try Verification.gpuCases().enumerated() {
-            let outcome = try Verification.run(testCase, on: backend, seed: seed &+ UInt64(index))
+            let seed = seed &+ UInt64(index)
+            let outcome = backward
+                ? try Verification.runBackward(testCase, on: backend, seed: seed)
+                : try Verification.run(testCase, on: backend, seed: seed)
             if !outcome.passed { failures += 1 }
             table.append(
                 backendName, outcome.name, "\(outcome.dtype)", "\(outcome.headDim)", "\(outcome.sequenceLength)",

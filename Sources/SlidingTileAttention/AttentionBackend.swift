@@ -48,6 +48,7 @@ public final class CUDABackend: @unchecked Sendable {
     /// Which kernel `forwardKernel` builds: by default the Hopper kernel on sm_90, else the portable one.
     public let kernelChoice: ForwardKernelChoice
     private var kernels: [KernelKey: any AttentionForwardKernel] = [:]
+    private var backwardKernels: [KernelKey: STABackwardKernel] = [:]
 
     private struct KernelKey: Hashable {
         let plan: AttentionPlan
@@ -70,6 +71,15 @@ public final class CUDABackend: @unchecked Sendable {
         if let kernel = kernels[key] { return kernel }
         let kernel = try key.choice.make(context: context, plan: plan, headDim: headDim, dtype: dtype, cache: cache)
         kernels[key] = kernel
+        return kernel
+    }
+
+    /// The backward kernels for `plan` (portable, sm_80 and newer), compiled or loaded on first use.
+    public func backwardKernel(plan: AttentionPlan, headDim: Int, dtype: DType) throws -> STABackwardKernel {
+        let key = KernelKey(plan: plan, headDim: headDim, dtype: dtype, choice: .portable)
+        if let kernel = backwardKernels[key] { return kernel }
+        let kernel = try STABackwardKernel(context: context, plan: plan, headDim: headDim, dtype: dtype, cache: cache)
+        backwardKernels[key] = kernel
         return kernel
     }
 

@@ -28,6 +28,9 @@ public enum KernelCatalogue {
                 name: "portable", source: STAForwardKernel.source, sourceName: STAForwardKernel.sourceName,
                 options: { STAForwardKernel.compileOptions(plan: $0, headDim: $1, dtype: $2, architecture: $3) })
         ]
+        variants.append(Variant(
+            name: "backward", source: STABackwardKernel.source, sourceName: STABackwardKernel.sourceName,
+            options: { STABackwardKernel.compileOptions(plan: $0, headDim: $1, dtype: $2, architecture: $3) }))
         if architecture == STAForwardHopperKernel.architecture {
             variants.append(Variant(
                 name: "hopper", source: STAForwardHopperKernel.source, sourceName: STAForwardHopperKernel.sourceName,

@@ -85,7 +85,8 @@ extension SlidingTileAttention {
     /// Gradients of the forward pass for fine-tuning: given the inputs, the forward's `output` and `lse`
     /// and the gradient of the loss with respect to the output, returns dq, dk and dv ([B, H, S, D],
     /// fp32, accumulated in fp32). Rows that attend nothing get dq = 0; keys nothing attends get
-    /// dk = dv = 0. Cost: about 2.5 × the forward's effective FLOPs.
+    /// dk = dv = 0. On a GPU the portable backward kernels run (sm_80 and newer, bf16 or fp16).
+    /// Cost: about 2.5 × the forward's effective FLOPs.
     public func backward<T: StorageScalar>(
         q: [T], k: [T], v: [T], output: [T], lse: [Float], outputGradient: [T], scale: Float? = nil,
         on backend: AttentionBackend
@@ -96,8 +97,25 @@ extension SlidingTileAttention {
             return try CPUAttention.backward(
                 plan: plan, batch: batch, headDim: headDim, q: q, k: k, v: v, output: output, lse: lse,
                 outputGradient: outputGradient, scale: scale, threads: threads)
-        case .cuda:
-            throw InputError(description: "the backward pass runs on the CPU backend in this version; pass .cpu")
+        case .cuda(let gpu):
+            guard T.dtype == .bfloat16 || T.dtype == .float16 else {
+                throw InputError(description: "the CUDA kernels take bf16 or fp16 tensors, not \(T.dtype); convert first or use the CPU")
+            }
+            let kernel = try gpu.backwardKernel(plan: plan, headDim: headDim, dtype: T.dtype)
+            let inputs = try [q, k, v, output, outputGradient].map { try gpu.upload($0) }
+            let deviceLSE = try gpu.upload(lse)
+            let gradients = try (0..<3).map { _ in try DeviceBuffer(context: gpu.context, byteCount: elementCount * 4) }
+            // Poisoned (all-ones bytes are NaN), so an unwritten element shows.
+            for buffer in gradients { try buffer.fill(byte: 0xFF) }
+            try kernel.launch(
+                q: inputs[0], k: inputs[1], v: inputs[2], output: inputs[3], lse: deviceLSE, outputGradient: inputs[4],
+                dq: gradients[0], dk: gradients[1], dv: gradients[2], batch: batch, scale: scale, stream: nil)
+            try gpu.context.synchronize()
+            let (dq, dk, dv) = try (
+                gpu.download(gradients[0], count: elementCount, as: Float.self),
+                gpu.download(gradients[1], count: elementCount, as: Float.self),
+                gpu.download(gradients[2], count: elementCount, as: Float.self))
+            return (dq, dk, dv)
         }
     }
 }

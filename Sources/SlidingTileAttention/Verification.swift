@@ -79,6 +79,42 @@ public enum Verification {
             reference: reference.output, referenceLSE: reference.lse)
     }
 
+    /// Runs the backward pass of one case on `backend` (forward on the same backend first, as training
+    /// does) and compares dq, dk and dv with the float64 reference backward given the same output and lse.
+    /// The outcome's `outputError` is the largest of the three relative errors; `lseError` is 0.
+    public static func runBackward(_ testCase: AttentionProblem, on backend: AttentionBackend, seed: UInt64) throws -> Outcome {
+        switch testCase.dtype {
+        case .bfloat16: return try runBackward(testCase, as: BFloat16.self, on: backend, seed: seed)
+        case .float16: return try runBackward(testCase, as: Float16.self, on: backend, seed: seed)
+        default: return try runBackward(testCase, as: Float.self, on: backend, seed: seed)
+        }
+    }
+
+    static func runBackward<T: StorageScalar>(
+        _ c: AttentionProblem, as: T.Type, on backend: AttentionBackend, seed: UInt64
+    ) throws -> Outcome {
+        let plan = try AttentionPlan(layout: c.layout, headWindows: c.headWindows)
+        let attention = try SlidingTileAttention(plan: plan, batch: c.batch, headDim: c.headDim)
+        var random = RandomInputs(seed: seed)
+        let q: [T] = random.values(attention.elementCount)
+        let k: [T] = random.values(attention.elementCount)
+        let v: [T] = random.values(attention.elementCount)
+        let outputGradient: [T] = random.values(attention.elementCount)
+        let forward = try attention.forward(q: q, k: k, v: v, on: backend)
+        let gradients = try attention.backward(
+            q: q, k: k, v: v, output: forward.output, lse: forward.lse, outputGradient: outputGradient, on: backend)
+        let reference = try ReferenceAttention.backward(
+            q: q, k: k, v: v, output: forward.output, lse: forward.lse, outputGradient: outputGradient,
+            batch: c.batch, headDim: c.headDim, plan: plan)
+        let errors = [(gradients.dq, reference.dq), (gradients.dk, reference.dk), (gradients.dv, reference.dv)].map {
+            AttentionAccuracy.relativeError($0.0.map(Double.init), reference: $0.1)
+        }
+        return Outcome(
+            name: c.name, dtype: c.dtype, headDim: c.headDim, sequenceLength: c.layout.sequenceLength,
+            outputError: errors.contains { $0.isNaN } ? .infinity : errors.max() ?? .infinity, lseError: 0,
+            badEmptyRows: 0, tolerance: tolerance(c.dtype))
+    }
+
     static func compare(_ c: AttentionProblem, output: [Double], lse: [Float], reference: [Double], referenceLSE: [Double]) -> Outcome {
         var difference = 0.0, norm = 0.0, lseError = 0.0
         var badEmptyRows = 0
