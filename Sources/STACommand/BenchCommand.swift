@@ -26,6 +26,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Run the CPU benchmark instead: the FMA peak, dense fp32 attention (S 4096, D 128, 8 heads) and STA at 91% sparsity against dense on the same tokens.")
     var cpu = false
 
+    @Flag(help: "Time the backward pass (portable kernels; effective FLOPs 2.5 × the forward's) instead of the forward.")
+    var backward = false
+
     @Flag(help: "With --cpu: fewer repetitions, no half-precision runs.")
     var quick = false
 
@@ -51,8 +54,12 @@ struct Bench: ParsableCommand {
         } catch {
             print("  bf16 matrix-product rate not measured: \(error)")
         }
-        let measurements = try GPUBenchmark.run(
-            problems: problems, kernels: try kernelChoices(kernel, context: gpu.context), on: gpu, warmups: warmups, repetitions: repetitions, progress: { print("  \($0)") })
+        let measurements = backward
+            ? try GPUBenchmark.runBackward(
+                problems: problems, on: gpu, warmups: warmups, repetitions: repetitions, progress: { print("  \($0)") })
+            : try GPUBenchmark.run(
+                problems: problems, kernels: try kernelChoices(kernel, context: gpu.context), on: gpu, warmups: warmups,
+                repetitions: repetitions, progress: { print("  \($0)") })
         var table = TextTable("problem", "kernel", "S", "sparsity", "median ms", "min ms", "eff. TFLOP/s", "of matmul")
         for m in measurements {
             table.append(

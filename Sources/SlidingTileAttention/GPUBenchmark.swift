@@ -77,6 +77,63 @@ public enum GPUBenchmark {
 }
 
 extension GPUBenchmark {
+    /// Times the portable backward kernels (dq, dk, dv from the forward's output and lse) on each problem:
+    /// CUDA events around each launch after `warmups`, median of `repetitions`. Effective FLOPs are 2.5 ×
+    /// the forward's, by convention. Inputs are random in [-1, 1).
+    public static func runBackward(
+        problems: [AttentionProblem], on gpu: CUDABackend, warmups: Int = 2, repetitions: Int = 5,
+        progress: (String) -> Void = { _ in }
+    ) throws -> [Measurement] {
+        var measurements = [Measurement]()
+        for problem in problems {
+            let plan = try problem.plan()
+            let attention = try SlidingTileAttention(plan: plan, batch: problem.batch, headDim: problem.headDim)
+            progress("drawing inputs and compiling \(problem.name)")
+            var random = RandomInputs(seed: 0xBAC4)
+            func draw() throws -> DeviceBuffer {
+                problem.dtype == .float16
+                    ? try gpu.upload(random.values(attention.elementCount, as: Float16.self))
+                    : try gpu.upload(random.values(attention.elementCount, as: BFloat16.self))
+            }
+            let (q, k, v, outputGradient) = (try draw(), try draw(), try draw(), try draw())
+            let output = try DeviceBuffer(context: gpu.context, byteCount: attention.elementCount * 2)
+            let lse = try DeviceBuffer(context: gpu.context, byteCount: attention.rowCount * 4)
+            let gradients = try (0..<3).map { _ in try DeviceBuffer(context: gpu.context, byteCount: attention.elementCount * 4) }
+            let scratch = try DeviceBuffer(
+                context: gpu.context, byteCount: STABackwardKernel.scratchByteCount(plan: plan, batch: problem.batch))
+            let stream = try CUDAStream(context: gpu.context)
+            let scale = 1 / Float(problem.headDim).squareRoot()
+            let forward = try gpu.forwardKernel(plan: plan, headDim: problem.headDim, dtype: problem.dtype)
+            try forward.launch(q: q, k: k, v: v, output: output, lse: lse, batch: problem.batch, scale: scale, stream: stream)
+            let kernel = try gpu.backwardKernel(plan: plan, headDim: problem.headDim, dtype: problem.dtype)
+            func launch() throws {
+                try kernel.launch(
+                    q: q, k: k, v: v, output: output, lse: lse, outputGradient: outputGradient, dq: gradients[0],
+                    dk: gradients[1], dv: gradients[2], batch: problem.batch, scale: scale, stream: stream, scratch: scratch)
+            }
+            for _ in 0..<warmups { try launch() }
+            try stream.synchronize()
+            let start = try CUDAEvent(context: gpu.context)
+            let stop = try CUDAEvent(context: gpu.context)
+            var times = [Double]()
+            for _ in 0..<repetitions {
+                try start.record(on: stream)
+                try launch()
+                try stop.record(on: stream)
+                try stop.synchronize()
+                times.append(Double(try stop.milliseconds(since: start)))
+            }
+            times.sort()
+            let measurement = Measurement(
+                problem: problem.name + " backward", kernel: .portable, sequenceLength: problem.layout.sequenceLength,
+                videoSparsity: plan.videoSparsity, medianMilliseconds: times[times.count / 2], minMilliseconds: times[0],
+                effectiveFLOPs: 2.5 * plan.effectiveFLOPs(batch: problem.batch, headDim: problem.headDim))
+            progress("\(measurement.problem): \(measurement.medianMilliseconds) ms")
+            measurements.append(measurement)
+        }
+        return measurements
+    }
+
     /// The bf16 matrix-product rate of this GPU through cuBLAS: C = A·B at `size`³ on random inputs, median
     /// of 10 event-timed runs after 3 warm-ups. The ceiling effective TFLOP/s figures are compared with.
     public static func matrixProductRate(on gpu: CUDABackend, size: Int = 8192) throws -> (milliseconds: Double, teraFLOPsPerSecond: Double) {
