@@ -120,6 +120,11 @@ func queryBlockCount(layout: STALayout, blockQueries: Int) -> Int {
         + layout.tileCount * ((layout.tileVolume + blockQueries - 1) / blockQueries)
 }
 
+/// A portable kernel's source: the shared `sta_common_sm80.cuh`, then `kernel`.
+func portableKernelSource(_ kernel: [UInt8]) -> String {
+    String(decoding: PackageResources.sta_common_sm80_cuh + Array("\n".utf8) + kernel, as: UTF8.self)
+}
+
 /// Which CUDA kernel runs a forward pass.
 public enum ForwardKernelChoice: String, CaseIterable, Sendable {
     /// The Hopper kernel on compute capability 9.0, else the portable one.

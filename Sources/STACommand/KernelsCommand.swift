@@ -22,7 +22,7 @@ struct Kernels: ParsableCommand {
                 let plan = try problem.plan()
                 for variant in KernelCatalogue.variants(for: architecture) {
                     let options = variant.options(plan, problem.headDim, problem.dtype, architecture)
-                    guard seen.insert(options).inserted else { continue }
+                    guard seen.insert([variant.sourceName] + options).inserted else { continue }
                     specialisations.append(("\(variant.name) \(problem.name) \(problem.dtype) D\(problem.headDim)", options, variant.source, variant.sourceName))
                 }
             }
