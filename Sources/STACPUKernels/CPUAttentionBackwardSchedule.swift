@@ -29,29 +29,7 @@ struct BackwardKeySchedule: Sendable {
         let realCount = forward.attendingRows.count
         let setCount = plan.windows.count * tileCount
 
-        // Inverse CSR by counting: query tiles come out ascending because they are visited in order.
-        var start = [Int32](repeating: 0, count: setCount + 1)
-        for window in 0..<plan.windows.count {
-            for queryTile in 0..<tileCount {
-                let row = window * tileCount + queryTile
-                for position in Int(plan.keyTileStart[row])..<Int(plan.keyTileStart[row + 1]) {
-                    start[window * tileCount + Int(plan.keyTiles[position]) + 1] += 1
-                }
-            }
-        }
-        for set in 0..<setCount { start[set + 1] += start[set] }
-        var fill = Array(start.dropLast())
-        var queryTiles = [Int32](repeating: 0, count: Int(start[setCount]))
-        for window in 0..<plan.windows.count {
-            for queryTile in 0..<tileCount {
-                let row = window * tileCount + queryTile
-                for position in Int(plan.keyTileStart[row])..<Int(plan.keyTileStart[row + 1]) {
-                    let set = window * tileCount + Int(plan.keyTiles[position])
-                    queryTiles[Int(fill[set])] = Int32(queryTile)
-                    fill[set] += 1
-                }
-            }
-        }
+        let (start, queryTiles) = plan.inverseKeyTileLists()
         var queryCountByQuerySet = [Int](repeating: textValid, count: setCount)
         for set in 0..<setCount {
             for position in Int(start[set])..<Int(start[set + 1]) {

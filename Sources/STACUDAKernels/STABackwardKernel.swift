@@ -13,7 +13,7 @@ import STATensors
 /// Three kernels run in order on one stream, flash-style (P recomputed, nothing S × S stored, no atomics):
 /// `prepare` turns L into log2 units and computes Δ per row (+∞ and 0 for rows that attend nothing);
 /// `keys` gives each block of `blockKeys` key rows (inside one key tile, or of the text) its dK and dV
-/// rows, streaming the query tiles that attend its tile (`inverseKeyTileLists`) and the valid text;
+/// rows, streaming the query tiles that attend its tile (`AttentionPlan.inverseKeyTileLists`) and the valid text;
 /// `queries` gives each block of `blockQueries` query rows its dQ rows, streaming the forward's key chunks.
 ///
 /// One instance is the kernels specialised for one layout, head dimension and dtype (compiled by NVRTC
@@ -106,7 +106,7 @@ public struct STABackwardKernel: Sendable {
         self.plan = plan
         self.headDim = headDim
         self.dtype = dtype
-        let inverse = Self.inverseKeyTileLists(plan: plan)
+        let inverse = plan.inverseKeyTileLists()
         // A zero-byte buffer has address 0; give every table at least one entry.
         func upload(_ values: [Int32]) throws(CUDAError) -> DeviceBuffer {
             try DeviceBuffer(context: context, copying: values.isEmpty ? [0] : values)

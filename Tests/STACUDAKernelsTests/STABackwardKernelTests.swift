@@ -94,7 +94,7 @@ struct STABackwardKernelCompileTests {
     func inverseListsMatchBruteForce(canvas: [Int], tile: [Int], windows: [[Int]]) throws {
         let layout = try STALayout(canvas: canvas, tile: tile)
         let plan = try AttentionPlan(layout: layout, headWindows: windows.map { Window(tiles: $0) })
-        let (start, tiles) = STABackwardKernel.inverseKeyTileLists(plan: plan)
+        let (start, tiles) = plan.inverseKeyTileLists()
         let tileCount = layout.tileCount
         try #require(start.count == plan.windows.count * tileCount + 1)
         #expect(start.first == 0 && Int(start.last!) == tiles.count)
