@@ -51,19 +51,7 @@ public enum GPUBenchmark {
             func launch() throws {
                 try kernel.launch(q: q, k: k, v: v, output: output, lse: lse, batch: problem.batch, scale: scale, stream: stream)
             }
-            for _ in 0..<warmups { try launch() }
-            try stream.synchronize()
-            let start = try CUDAEvent(context: gpu.context)
-            let stop = try CUDAEvent(context: gpu.context)
-            var times = [Double]()
-            for _ in 0..<repetitions {
-                try start.record(on: stream)
-                try launch()
-                try stop.record(on: stream)
-                try stop.synchronize()
-                times.append(Double(try stop.milliseconds(since: start)))
-            }
-            times.sort()
+            let times = try eventTimes(on: stream, warmups: warmups, repetitions: repetitions, launch)
             let measurement = Measurement(
                 problem: problem.name, kernel: choice, sequenceLength: problem.layout.sequenceLength,
                 videoSparsity: plan.videoSparsity, medianMilliseconds: times[times.count / 2],
@@ -111,19 +99,7 @@ extension GPUBenchmark {
                     q: q, k: k, v: v, output: output, lse: lse, outputGradient: outputGradient, dq: gradients[0],
                     dk: gradients[1], dv: gradients[2], batch: problem.batch, scale: scale, stream: stream, scratch: scratch)
             }
-            for _ in 0..<warmups { try launch() }
-            try stream.synchronize()
-            let start = try CUDAEvent(context: gpu.context)
-            let stop = try CUDAEvent(context: gpu.context)
-            var times = [Double]()
-            for _ in 0..<repetitions {
-                try start.record(on: stream)
-                try launch()
-                try stop.record(on: stream)
-                try stop.synchronize()
-                times.append(Double(try stop.milliseconds(since: start)))
-            }
-            times.sort()
+            let times = try eventTimes(on: stream, warmups: warmups, repetitions: repetitions, launch)
             let measurement = Measurement(
                 problem: problem.name + " backward", kernel: .portable, sequenceLength: problem.layout.sequenceLength,
                 videoSparsity: plan.videoSparsity, medianMilliseconds: times[times.count / 2], minMilliseconds: times[0],
@@ -143,19 +119,30 @@ extension GPUBenchmark {
         let b = try gpu.upload(random.values(size * size, as: BFloat16.self))
         let c = try DeviceBuffer(context: gpu.context, byteCount: size * size * 2)
         let stream = try CUDAStream(context: gpu.context)
-        for _ in 0..<3 { try blas.multiplyBF16(m: size, n: size, k: size, a: a, b: b, c: c, stream: stream) }
-        let start = try CUDAEvent(context: gpu.context)
-        let stop = try CUDAEvent(context: gpu.context)
-        var times = [Double]()
-        for _ in 0..<10 {
-            try start.record(on: stream)
+        let times = try eventTimes(on: stream, warmups: 3, repetitions: 10) {
             try blas.multiplyBF16(m: size, n: size, k: size, a: a, b: b, c: c, stream: stream)
+        }
+        let median = times[times.count / 2]
+        return (median, 2 * Double(size) * Double(size) * Double(size) / (median * 1e-3) / 1e12)
+    }
+
+    /// Runs `launch` `warmups` times, waits, then times `repetitions` runs with CUDA events on `stream`.
+    /// Returns the times in milliseconds, sorted ascending.
+    static func eventTimes(
+        on stream: CUDAStream, warmups: Int, repetitions: Int, _ launch: () throws -> Void
+    ) throws -> [Double] {
+        for _ in 0..<warmups { try launch() }
+        try stream.synchronize()
+        let start = try CUDAEvent(context: stream.context)
+        let stop = try CUDAEvent(context: stream.context)
+        var times = [Double]()
+        for _ in 0..<repetitions {
+            try start.record(on: stream)
+            try launch()
             try stop.record(on: stream)
             try stop.synchronize()
             times.append(Double(try stop.milliseconds(since: start)))
         }
-        times.sort()
-        let median = times[times.count / 2]
-        return (median, 2 * Double(size) * Double(size) * Double(size) / (median * 1e-3) / 1e12)
+        return times.sorted()
     }
 }
