@@ -4,6 +4,7 @@ import STACPUKernels
 import CUDADriver
 import STACUDAKernels
 import SlidingTileAttention
+import STATooling
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,6 +1,7 @@
 import ArgumentParser
 import STATensors
 import SlidingTileAttention
+import STATooling
 
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -30,7 +31,7 @@ struct Verify: ParsableCommand {
             let choices = backward ? [.portable] : try kernelChoices(kernel, context: probe.context)
             backends = try choices.map { .cuda(try CUDABackend(ordinal: 0, kernel: $0)) }
         }
-        let seed = self.seed ?? UInt64(Clock.now * 1e6)
+        let seed = self.seed ?? UInt64(MonotonicClock.now * 1e6)
         print("verify \(backward ? "backward" : "forward") on \(backends.map(\.description).joined(separator: "; ")), seed \(seed)")
         var table = TextTable("backend", "case", "dtype", "D", "S", "rel err", "tolerance", "lse err", "empty rows", "result")
         var records = [JSONValue]()

@@ -3,7 +3,8 @@ import STAReference
 import STATensors
 import Testing
 
-@testable import SlidingTileAttention
+import SlidingTileAttention
+@testable import STATooling
 
 @Suite struct ShapeSyntaxTests {
     @Test func parsesWindowsInTilesTokensAndFull() throws {

@@ -1,3 +1,4 @@
+import SlidingTileAttention
 import CUDADriver
 import STACUDAKernels
 import STAGeometry
