@@ -45,10 +45,11 @@ let package = Package(
                 "SlidingTileAttention", "STAGeometry", "STATensors", "STAReference", "STACUDAKernels", "CUDADriver",
             ]
         ),
-        // The C ABI: @_cdecl functions over plans, permutations and both backends; header in include/.
+        // The C ABI: @_cdecl functions over plans and permutations, and argument marshalling over the
+        // façade's engines for both backends; header in include/.
         .target(
             name: "STACInterface",
-            dependencies: ["CUDADriver", "STAGeometry", "STATensors", "STACPUKernels", "STACUDAKernels"],
+            dependencies: ["SlidingTileAttention"],
             exclude: ["include"]
         ),
         // Link settings of libsta_c.so only (a target, not a product setting, is all SwiftPM offers; tests
@@ -76,7 +77,7 @@ let package = Package(
         .testTarget(name: "STAWindowSearchTests", dependencies: ["STAWindowSearch"]),
         .testTarget(name: "STAToolingTests", dependencies: ["STATooling", "SlidingTileAttention", "STAReference"]),
         .testTarget(name: "STACommandTests", dependencies: ["STACommand"]),
-        .testTarget(name: "STACInterfaceTests", dependencies: ["STACInterface", "STACPUKernels", "STAReference", "CUDADriver"]),
+        .testTarget(name: "STACInterfaceTests", dependencies: ["STACInterface", "SlidingTileAttention", "STACPUKernels", "STAReference", "CUDADriver"]),
     ],
     swiftLanguageModes: [.v6]
 )
