@@ -75,6 +75,7 @@ let package = Package(
         .testTarget(name: "CUDADriverTests", dependencies: ["CUDADriver"]),
         .testTarget(name: "STACUDAKernelsTests", dependencies: ["STACUDAKernels"]),
         .testTarget(name: "STAWindowSearchTests", dependencies: ["STAWindowSearch"]),
+        .testTarget(name: "SlidingTileAttentionTests", dependencies: ["SlidingTileAttention"]),
         .testTarget(name: "STAToolingTests", dependencies: ["STATooling", "SlidingTileAttention", "STAReference"]),
         .testTarget(name: "STACommandTests", dependencies: ["STACommand"]),
         .testTarget(name: "STACInterfaceTests", dependencies: ["STACInterface", "SlidingTileAttention", "STACPUKernels", "STAReference", "CUDADriver"]),
