@@ -37,8 +37,17 @@ struct Bench: ParsableCommand {
     @Option(help: "Kernels to time: all (every kernel this GPU runs), automatic, portable or hopper.")
     var kernel: String = "all"
 
+    @Option(help: "A baseline written by `sta bench --json`: print each problem's rate (as a share of the matrix rate) against it and exit non-zero on a regression.")
+    var compare: String?
+
+    @Option(help: "With --compare: the largest accepted drop of a problem's share of the matrix rate, as a fraction.")
+    var tolerance: Double = 0.03
+
     func run() throws {
         if cpu { return try runCPU() }
+        guard tolerance >= 0, tolerance < 1 else { throw ValidationError("--tolerance is \(tolerance); give a fraction in [0, 1)") }
+        // Read the baseline before minutes of work, so a wrong path fails at once.
+        let baseline = try compare.map { path in try readText(path) }
         var problems = try problem.problems()
         if let only { problems = problems.filter { $0.name.contains(only) } }
         guard !problems.isEmpty else { throw ValidationError("no problem matches --only \(only ?? "")") }
@@ -68,6 +77,14 @@ struct Bench: ParsableCommand {
         }
         print(table.rendered)
         if let json {
+            try writeJSON(measurements, matrixRate: matrixRate, device: gpu.context.deviceName, to: json)
+        }
+        if let baseline, let path = compare {
+            try compareWithBaseline(measurements, matrixRate: matrixRate, baseline: baseline, path: path)
+        }
+    }
+
+    func writeJSON(_ measurements: [GPUBenchmark.Measurement], matrixRate: Double?, device: String, to json: String) throws {
             let records = measurements.map { m in
                 JSONValue.object([
                     ("problem", .string(m.problem)), ("kernel", .string("\(m.kernel)")), ("sequence_length", .integer(m.sequenceLength)),
@@ -77,10 +94,42 @@ struct Bench: ParsableCommand {
                 ])
             }
             try writeText(JSONValue.object([
-                ("device", .string(gpu.context.deviceName)),
+                ("device", .string(device)),
                 ("matmul_bf16_tflops", matrixRate.map { .real($0) } ?? .string("not measured")),
                 ("results", .array(records)),
             ]).serialized + "\n", to: json)
+    }
+
+    /// Prints each problem's share of the matrix rate against the baseline's; throws (exit 1) when one
+    /// dropped by more than `tolerance`, or when nothing could be compared.
+    func compareWithBaseline(
+        _ measurements: [GPUBenchmark.Measurement], matrixRate: Double?, baseline: String, path: String
+    ) throws {
+        guard let matrixRate else {
+            print("error: --compare needs the matrix-product rate of this run, which was not measured")
+            throw ExitCode.failure
+        }
+        let comparison = try BenchmarkComparison(
+            measurements: measurements.map { ($0.problem, "\($0.kernel)", $0.teraFLOPsPerSecond) },
+            matrixRate: matrixRate, baseline: baseline)
+        var table = TextTable("problem", "kernel", "of matmul", "baseline", "ratio", "result")
+        let regressions = comparison.regressions(tolerance: tolerance)
+        for row in comparison.rows {
+            let regressed = regressions.contains { $0.problem == row.problem && $0.kernel == row.kernel }
+            table.append(
+                row.problem, row.kernel, fixed(row.share * 100, 1) + "%", fixed(row.baselineShare * 100, 1) + "%",
+                fixed(row.ratio, 3), regressed ? "REGRESSION" : "ok")
+        }
+        print("against \(path) (tolerance \(fixed(tolerance * 100, 1))%):")
+        print(table.rendered)
+        if !comparison.unmatched.isEmpty { print("not in the baseline: \(comparison.unmatched.joined(separator: ", "))") }
+        if comparison.rows.isEmpty {
+            print("error: no problem of this run is in the baseline")
+            throw ExitCode.failure
+        }
+        if !regressions.isEmpty {
+            print("\(regressions.count) regression(s) beyond \(fixed(tolerance * 100, 1))%")
+            throw ExitCode.failure
         }
     }
 }

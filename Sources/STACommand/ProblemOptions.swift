@@ -9,8 +9,8 @@ struct ProblemOptions: ParsableArguments {
     @Option(help: "A benchmark suite of the specification: hunyuan, wan or image (overrides the shape options).")
     var suite: String?
 
-    @Option(help: "Canvas in tokens, e.g. 30x48x80 (T×H×W), 128x128 (H×W) or 4096 (L).")
-    var canvas: String = "30x48x80"
+    @Option(help: "Canvas in tokens, e.g. 30x48x80 (T×H×W), 128x128 (H×W) or 4096 (L) (default: 30x48x80).")
+    var canvas: String?
 
     @Option(help: "Tile in tokens, one size per canvas axis, e.g. 6x8x8.")
     var tile: String = "6x8x8"
@@ -36,6 +36,10 @@ struct ProblemOptions: ParsableArguments {
     @Option(help: "Storage type: bf16, f16 or f32.")
     var dtype: String = "bf16"
 
+    /// Whether the command line names a problem (`--suite` or `--canvas`) rather than leaving every
+    /// shape option at its default.
+    var namesProblem: Bool { suite != nil || canvas != nil }
+
     /// The suite's problems, or the one problem the shape options describe.
     func problems() throws -> [AttentionProblem] {
         if let suite {
@@ -51,7 +55,7 @@ struct ProblemOptions: ParsableArguments {
         guard batch >= 1 else { throw ValidationError("--batch is \(batch); it must be at least 1") }
         guard headDim >= 1 else { throw ValidationError("--head-dim is \(headDim); it must be at least 1") }
         let layout = try STALayout(
-            canvas: ShapeSyntax.sizes(canvas, what: "canvas"), tile: ShapeSyntax.sizes(tile, what: "tile"),
+            canvas: ShapeSyntax.sizes(canvas ?? "30x48x80", what: "canvas"), tile: ShapeSyntax.sizes(tile, what: "tile"),
             textCount: text, textValid: textValid)
         let windows = try ShapeSyntax.headWindows(window, layout: layout, heads: heads)
         return [AttentionProblem(name: window, layout: layout, headWindows: windows, batch: batch, headDim: headDim, dtype: storage)]

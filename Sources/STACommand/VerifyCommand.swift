@@ -6,7 +6,15 @@ import STATooling
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check every kernel against the float64 reference on fresh random inputs; non-zero exit on any failure.",
-        discussion: "Outputs are poisoned before each run. Tolerances (spec §4): bf16 1e-2, fp16 3e-3, f32 1e-4 relative; log-sum-exp 1e-3.")
+        discussion: """
+            Outputs are poisoned before each run. Tolerances (spec §4): bf16 1e-2, fp16 3e-3, f32 1e-4 relative; \
+            log-sum-exp 1e-3. Without --suite or --canvas the matrix of small cases runs, every row referenced. \
+            With them (e.g. --suite hunyuan, the layouts the benchmarks time), every kernel runs the whole \
+            problem and is compared with the reference on sampled rows of every (batch, head) — interior, \
+            border and hole tiles, text and padding text — and every row that attends nothing must be 0 / −∞.
+            """)
+
+    @OptionGroup var problem: ProblemOptions
 
     @Flag(help: "Verify the CPU backend instead of the GPU.")
     var cpu = false
@@ -30,6 +38,11 @@ struct Verify: ParsableCommand {
             let choices = try kernelChoices(kernel, direction: backward ? .backward : .forward, on: probe)
             backends = try choices.map { .cuda(try CUDABackend(ordinal: 0, kernel: KernelPreference(name: $0.rawValue))) }
         }
+        let sampled = problem.namesProblem
+        if sampled && backward {
+            throw ValidationError("--backward checks the matrix of small cases; leave out --suite and --canvas")
+        }
+        let cases = sampled ? try problem.problems() : try Verification.gpuCases()
         let seed = self.seed ?? UInt64(MonotonicClock.now * 1e6)
         print("verify \(backward ? "backward" : "forward") on \(backends.map(\.description).joined(separator: "; ")), seed \(seed)")
         var table = TextTable("backend", "case", "dtype", "D", "S", "rel err", "tolerance", "lse err", "empty rows", "result")
@@ -37,11 +50,13 @@ struct Verify: ParsableCommand {
         var failures = 0
         for backend in backends {
         let backendName = backend.shortName
-        for (index, testCase) in try Verification.gpuCases().enumerated() {
+        for (index, testCase) in cases.enumerated() {
             let seed = seed &+ UInt64(index)
             let outcome = backward
                 ? try Verification.runBackward(testCase, on: backend, seed: seed)
-                : try Verification.run(testCase, on: backend, seed: seed)
+                : sampled
+                    ? try Verification.runSampled(testCase, on: backend, seed: seed)
+                    : try Verification.run(testCase, on: backend, seed: seed)
             if !outcome.passed { failures += 1 }
             table.append(
                 backendName, outcome.name, "\(outcome.dtype)", "\(outcome.headDim)", "\(outcome.sequenceLength)",

@@ -10,9 +10,15 @@ public struct AttentionProblem: Sendable {
     public let batch: Int
     public let headDim: Int
     public let dtype: DType
+    /// The softmax scale; nil means 1/√D.
+    public let scale: Float?
 
-    public init(name: String, layout: STALayout, headWindows: [Window], batch: Int, headDim: Int, dtype: DType) {
+    public init(
+        name: String, layout: STALayout, headWindows: [Window], batch: Int, headDim: Int, dtype: DType,
+        scale: Float? = nil
+    ) {
         self.name = name
+        self.scale = scale
         self.layout = layout
         self.headWindows = headWindows
         self.batch = batch

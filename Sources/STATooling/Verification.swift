@@ -31,26 +31,35 @@ public enum Verification {
         }
     }
 
-    /// The GPU matrix: 1D/2D/3D, padded canvases, text with padding, per-head windows, batch > 1, each
-    /// geometry in bf16 and fp16 at head dims 64 and 128.
+    /// The GPU matrix: 1D/2D/3D, padded canvases, text with padding, per-head windows, batch > 1, 3D
+    /// windows clamped at the borders of every axis, more than one text query block, a softmax scale
+    /// other than 1/√D; each geometry in bf16 and fp16 at head dims 64 and 128.
     public static func gpuCases() throws -> [AttentionProblem] {
-        let geometries: [(String, STALayout, String, Int)] = [
-            ("1D 1000 tile 64 (holes) w5", try STALayout(canvas: [1000], tile: [64]), "5", 2),
-            ("2D 48x40 tile 8x16 (holes) w3x1,full", try STALayout(canvas: [48, 40], tile: [8, 16]), "3x1,full", 1),
+        let geometries: [(String, STALayout, String, Int, Float?)] = [
+            ("1D 1000 tile 64 (holes) w5", try STALayout(canvas: [1000], tile: [64]), "5", 2, nil),
+            ("2D 48x40 tile 8x16 (holes) w3x1,full", try STALayout(canvas: [48, 40], tile: [8, 16]), "3x1,full", 1, nil),
             ("3D 12x16x24 tile 6x8x8 text 50/64 per-head",
-             try STALayout(canvas: [12, 16, 24], tile: [6, 8, 8], textCount: 64, textValid: 50), "1x1x3,3x3x3,1x1x1", 1),
+             try STALayout(canvas: [12, 16, 24], tile: [6, 8, 8], textCount: 64, textValid: 50), "1x1x3,3x3x3,1x1x1", 1, nil),
             ("3D 10x20x20 tile 4x8x8 (holes) text 16 w1x3x1",
-             try STALayout(canvas: [10, 20, 20], tile: [4, 8, 8], textCount: 16), "1x3x1*2", 2),
+             try STALayout(canvas: [10, 20, 20], tile: [4, 8, 8], textCount: 16), "1x3x1*2", 2, nil),
+            // Grid 5×4×4 with holes on T and W: every axis clamps a 3-tile window at both borders.
+            ("3D 18x16x30 tile 4x4x8 (holes) clamped w3x3x3,3x3x1",
+             try STALayout(canvas: [18, 16, 30], tile: [4, 4, 8]), "3x3x3,3x3x1", 1, nil),
+            // 300 text tokens, 200 valid: several text query blocks, padding starting inside one.
+            ("2D 32x48 tile 8x16 text 200/300 w3x1 scale 0.05",
+             try STALayout(canvas: [32, 48], tile: [8, 16], textCount: 300, textValid: 200), "3x1*2", 1, 0.05),
         ]
         var cases = [AttentionProblem]()
-        for (name, layout, windows, batch) in geometries {
+        for (name, layout, windows, batch, scale) in geometries {
             let heads = windows.split(separator: ",").reduce(0) { count, entry in
                 count + (entry.split(separator: "*").dropFirst().first.flatMap { Int($0) } ?? 1)
             }
             let headWindows = try ShapeSyntax.headWindows(windows, layout: layout, heads: heads)
             for dtype in [DType.bfloat16, .float16] {
                 for headDim in [64, 128] {
-                    cases.append(AttentionProblem(name: name, layout: layout, headWindows: headWindows, batch: batch, headDim: headDim, dtype: dtype))
+                    cases.append(AttentionProblem(
+                        name: name, layout: layout, headWindows: headWindows, batch: batch, headDim: headDim,
+                        dtype: dtype, scale: scale))
                 }
             }
         }
@@ -73,8 +82,9 @@ public enum Verification {
         let q: [T] = random.values(attention.elementCount)
         let k: [T] = random.values(attention.elementCount)
         let v: [T] = random.values(attention.elementCount)
-        let result = try attention.forward(q: q, k: k, v: v, on: backend)
-        let reference = try ReferenceAttention.forward(q: q, k: k, v: v, batch: c.batch, headDim: c.headDim, plan: plan)
+        let result = try attention.forward(q: q, k: k, v: v, scale: c.scale, on: backend)
+        let reference = try ReferenceAttention.forward(
+            q: q, k: k, v: v, batch: c.batch, headDim: c.headDim, plan: plan, scale: c.scale.map(Double.init))
         return compare(
             c, output: result.output.map { Double($0.floatValue) }, lse: result.lse,
             reference: reference.output, referenceLSE: reference.lse)
@@ -101,12 +111,13 @@ public enum Verification {
         let k: [T] = random.values(attention.elementCount)
         let v: [T] = random.values(attention.elementCount)
         let outputGradient: [T] = random.values(attention.elementCount)
-        let forward = try attention.forward(q: q, k: k, v: v, on: backend)
+        let forward = try attention.forward(q: q, k: k, v: v, scale: c.scale, on: backend)
         let gradients = try attention.backward(
-            q: q, k: k, v: v, output: forward.output, lse: forward.lse, outputGradient: outputGradient, on: backend)
+            q: q, k: k, v: v, output: forward.output, lse: forward.lse, outputGradient: outputGradient,
+            scale: c.scale, on: backend)
         let reference = try ReferenceAttention.backward(
             q: q, k: k, v: v, output: forward.output, lse: forward.lse, outputGradient: outputGradient,
-            batch: c.batch, headDim: c.headDim, plan: plan)
+            batch: c.batch, headDim: c.headDim, plan: plan, scale: c.scale.map(Double.init))
         let errors = [(gradients.dq, reference.dq), (gradients.dk, reference.dk), (gradients.dv, reference.dv)].map {
             AttentionAccuracy.relativeError($0.0.map { Double($0.floatValue) }, reference: $0.1)
         }
