@@ -210,10 +210,10 @@ def sta_attention(query, key, value, *, canvas: Sequence[int], tile: Sequence[in
         raise ValueError(f"{len(per_head)} windows were given for {heads} heads")
     resolved = tuple(resolve_window(w, grid, where=f"the window of head {h}") for h, w in enumerate(per_head))
     plan = _functional_plans.get(tuple(canvas), tuple(tile), text, resolved)
-    key = (tuple(canvas), tuple(tile), int(text), bool(text_first), str(query.device))
-    layout = _functional_layouts.get(key)
+    layout_key = (tuple(canvas), tuple(tile), int(text), bool(text_first), str(query.device))
+    layout = _functional_layouts.get(layout_key)
     if layout is None:
-        layout = _functional_layouts[key] = JointLayout(canvas, tile, text, text_first, query.device)
+        layout = _functional_layouts[layout_key] = JointLayout(canvas, tile, text, text_first, query.device)
     if isinstance(text_valid, int):
         text_valid = torch.full((query.shape[0],), text_valid, dtype=torch.int32, device=query.device)
     tiled = [layout.to_tiles(x) for x in (query, key, value)]
