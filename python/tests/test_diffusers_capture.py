@@ -69,7 +69,7 @@ def test_capture_search_apply_end_to_end(tmp_path):
 def test_capture_holds_tile_order_qkv_with_zero_holes(tmp_path):
     model = models.build("wan", tiny=True)
     capture = Capture(tmp_path, steps=[1], layers=[1], prompt="p7")
-    context = sd.enable_sta(model, strategy=FULL, tile=(2, 2, 4), capture=capture)
+    sd.enable_sta(model, strategy=FULL, tile=(2, 2, 4), capture=capture)
     arguments = models.inputs("wan", model, tiny=True)
     try:
         with torch.no_grad():

@@ -46,12 +46,11 @@ copy is the price of keeping diffusers' blocks unchanged.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
-from ..strategy import FULL, WindowStrategy, as_strategy
+from ..strategy import FULL, as_strategy
 from ._context import STAContext
-from ._layout import JointLayout, raster_to_tile_order
+from ._layout import JointLayout
 from ._models import SUPPORTED, spec_for
 from ._plans import PlanCache, attend
 
@@ -65,6 +64,7 @@ __all__ = [
     "sta_attention",
     "SUPPORTED",
     "STAContext",
+    "FULL",
 ]
 
 _ATTRIBUTE = "_sta_state"

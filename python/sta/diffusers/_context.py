@@ -10,10 +10,9 @@ from the attention mask, once per mask tensor.
 from __future__ import annotations
 
 import inspect
-import math
 import weakref
 
-from ..strategy import FULL, MaskStrategy, WindowStrategy, _ranges
+from ..strategy import MaskStrategy, WindowStrategy, _ranges
 from ._layout import JointLayout
 from ._plans import PlanCache, attend
 
@@ -312,5 +311,3 @@ def _cuda_dtypes():
 def _shape(canvas) -> str:
     return "×".join(str(c) for c in canvas)
 
-
-__all__ += ["FULL"]
