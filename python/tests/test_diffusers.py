@@ -432,3 +432,43 @@ def test_per_layer_strategy_uses_distinct_plans():
         assert context.prepared_window_sets == 2
     finally:
         sd.disable_sta(model)
+
+
+class PipelineLike:
+    """What enable_sta reads from a diffusers pipeline: .transformer, .scheduler and .components."""
+
+    def __init__(self, transformer, scheduler):
+        self.transformer = transformer
+        self.scheduler = scheduler
+
+    @property
+    def components(self):
+        return {"transformer": self.transformer, "scheduler": self.scheduler}
+
+
+def test_pipeline_scheduler_gives_the_step_with_two_calls_per_step():
+    """Classifier-free guidance as separate conditional and unconditional calls: both calls of a step get the
+    step the scheduler is at."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    model = tiny("wan")
+    pipe = PipelineLike(model, FlowMatchEulerDiscreteScheduler(shift=3.0))
+    context = sd.enable_sta(pipe, strategy=FullFirst(1, Uniform((1, 3, 1))), tile=(2, 2, 4))
+    assert context.scheduler is pipe.scheduler and sd.context(model) is context
+    arguments = models.inputs("wan", model, tiny=True)
+    latents = arguments.pop("hidden_states")
+    steps = []
+    pipe.scheduler.set_timesteps(3)
+    try:
+        with torch.no_grad():
+            for t in pipe.scheduler.timesteps:
+                arguments["timestep"] = t.expand(1)
+                conditional = model(hidden_states=latents, **arguments).sample
+                steps.append(context.step)
+                unconditional = model(hidden_states=latents, **arguments).sample
+                steps.append(context.step)
+                latents = pipe.scheduler.step(unconditional + 2 * (conditional - unconditional), t, latents).prev_sample
+    finally:
+        sd.disable_sta(pipe)
+    assert steps == [0, 0, 1, 1, 2, 2]
+    assert not sd.is_enabled(model)
