@@ -203,13 +203,17 @@ def test_device_tile_order_equals_the_library(canvas, tile):
 
 
 @pytest.mark.parametrize("text_first", [False, True])
-def test_joint_layout_round_trip(text_first):
+@pytest.mark.parametrize("head_dim,dtype", [(5, torch.float32), (8, torch.float32), (8, torch.bfloat16)])
+def test_joint_layout_round_trip(text_first, head_dim, dtype):
+    """Both gather paths (8-byte words where the head dim allows, elements otherwise)."""
     from sta.diffusers._layout import JointLayout
 
     layout = JointLayout((3, 5, 6), (2, 2, 4), 4, text_first, "cpu")
-    x = torch.randn(2, layout.model_length, 3, 5)
+    x = torch.randn(2, layout.model_length, 3, head_dim).to(dtype)
     tiled = layout.to_tiles(x)
-    assert tiled.shape == (2, 3, layout.tile_length, 5) and tiled.is_contiguous()
+    assert tiled.shape == (2, 3, layout.tile_length, head_dim) and tiled.is_contiguous() and tiled.dtype == dtype
+    positions = layout.model_to_tile
+    assert torch.equal(tiled[:, :, positions].transpose(1, 2), x)
     assert torch.equal(layout.from_tiles(tiled), x)
     text_part = tiled[:, :, layout.padded_video:].transpose(1, 2)
     expected = x[:, :4] if text_first else x[:, -4:]
