@@ -19,7 +19,8 @@ Attention modes (rows):
            are timed and the 50-step total is computed from them
 
 Beside each STA and cuDNN row: the kernel's own time per call (CUDA events, median), and Amdahl's bound
-= non-attention time (the free row) + calls × kernel time. One failing mode is reported in its row and
+= non-attention time (the free row) + calls × kernel time; STA rows also give layout_ms, the processors'
+permutation of q, k, v into tile order and of the output back, per call. One failing mode is reported in its row and
 the others continue. Warm-up runs the model with one block of each kind (every kernel compiled and
 tuned at a thirtieth of the cost).
 
@@ -247,6 +248,16 @@ def bench_model(name, args, device, dtype, log, rows, deadline):
         q, k, v = (torch.randn(1, heads, plan.sequence_length, head_dim, device=device, dtype=dtype) for _ in range(3))
         return time_call(lambda: sta.attention(q, k, v, plan, kernel=args.kernel), device, args.kernel_repeats)
 
+    def layout_ms():
+        """The processors' permutation cost per call: q, k, v into tile order and the output back."""
+        from sta.diffusers._layout import JointLayout
+
+        layout = JointLayout(canvas, tile, 0 if name == "wan" else text, name == "flux", device)
+        x = torch.randn(1, layout.model_length, heads, head_dim, device=device, dtype=dtype)
+        tiled = layout.to_tiles(x)
+        return time_call(lambda: ([layout.to_tiles(x) for _ in range(3)], layout.from_tiles(tiled)), device,
+                         args.kernel_repeats)
+
     def cudnn_kernel_ms():
         q, k, v = (torch.randn(1, heads, joint, head_dim, device=device, dtype=dtype) for _ in range(3))
 
@@ -289,7 +300,7 @@ def bench_model(name, args, device, dtype, log, rows, deadline):
                     sd.disable_sta(model)
                 plan = plan_for(windows)
                 row.update(windows=[list(w) for w in sorted(set(plan.windows))], video_sparsity=plan.video_sparsity,
-                           kernel_ms=kernel_ms(plan), window_sets=context.prepared_window_sets)
+                           kernel_ms=kernel_ms(plan), layout_ms=layout_ms(), window_sets=context.prepared_window_sets)
             elif mode == "full15":
                 strategy = MaskStrategy.from_strategy(
                     FullFirst(FULL_STEPS, Uniform(MIXED)), steps=range(TOTAL_STEPS), layers=range(calls), heads=heads,
@@ -335,6 +346,8 @@ def bench_model(name, args, device, dtype, log, rows, deadline):
         if free is not None and "kernel_ms" in row and mode != "full15":
             row["amdahl_s"] = free + calls * row["kernel_ms"] / 1e3
             row["step_over_amdahl"] = row["step_s"] / row["amdahl_s"]
+            if "layout_ms" in row:  # what the permutations around the kernel add to the bound
+                row["amdahl_with_layout_s"] = row["amdahl_s"] + calls * row["layout_ms"] / 1e3
         if mode == "full15" and free is not None:
             per_step = [row["full_kernel_ms"]] * FULL_STEPS + [row["kernel_ms"]] * (TOTAL_STEPS - FULL_STEPS)
             row["amdahl_total_s"] = TOTAL_STEPS * free + calls * sum(per_step) / 1e3
