@@ -58,6 +58,7 @@ __all__ = [
     "enable_sta",
     "disable_sta",
     "set_strategy",
+    "load_strategy",
     "set_step",
     "context",
     "is_enabled",
@@ -175,6 +176,14 @@ def set_strategy(pipe_or_transformer, strategy) -> STAContext:
     ctx._resolved.clear()
     ctx._prepared.clear()
     return ctx
+
+
+def load_strategy(pipe_or_transformer, path, *, canvas: Sequence[int] | None = None) -> STAContext:
+    """Reads a mask-strategy JSON (what ``sta search`` writes) into the enabled processors: the same as
+    ``set_strategy(model, sta.strategy.load_strategy(path, canvas=canvas))``, with the processors' tile."""
+    from ..strategy import load_strategy as read
+
+    return set_strategy(pipe_or_transformer, read(path, canvas=canvas))
 
 
 def set_step(pipe_or_transformer, step: int | None) -> None:
