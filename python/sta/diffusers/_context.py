@@ -97,8 +97,8 @@ class STAContext:
         hidden = arguments.get("hidden_states")
         key = (self.canvas, self.text, str(hidden.device), self._dtype(model))
         if key not in self._prepared:
-            self._prepared.add(key)
             self._prepare(hidden.device, self._dtype(model))
+            self._prepared.add(key)
 
     @staticmethod
     def _dtype(model):
