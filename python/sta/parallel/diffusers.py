@@ -89,8 +89,8 @@ class STAContextParallelState:
         key = (self.canvas, windows)
         attend = self._attention.get(key)
         if attend is None:
-            attend = UlyssesAttention(self.canvas, self.tile, windows, group=self.group if self.world_size > 1 else None,
-                                      kernel=self.kernel)
+            attend = UlyssesAttention(self.canvas, self.tile, windows, group=self.group, kernel=self.kernel,
+                                      single_process=self.world_size == 1)
             self._attention[key] = attend
         return attend
 

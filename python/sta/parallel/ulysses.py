@@ -32,9 +32,11 @@ from .timing import StepTimer
 __all__ = ["UlyssesAttention"]
 
 
-def _group_size_and_rank(group):
+def _group_size_and_rank(group, single_process: bool):
     import torch.distributed as dist
 
+    if single_process:
+        return 1, 0
     if not (dist.is_available() and dist.is_initialized()):
         if group is not None:
             raise RuntimeError("a process group was given but torch.distributed is not initialised")
@@ -44,7 +46,7 @@ def _group_size_and_rank(group):
 
 class UlyssesAttention:
     """Sliding tile attention over the ranks of ``group`` (None: the default group when torch.distributed
-    is initialised, else a single process).
+    is initialised, else a single process; ``single_process=True``: this process alone in any case).
 
         attend = UlyssesAttention(canvas=(30, 48, 80), tile=(6, 8, 8), windows=strategy_of_layer)
         out, text_out = attend(q, k, v, text=(text_q, text_k, text_v), text_valid=valid)
@@ -58,9 +60,9 @@ class UlyssesAttention:
     """
 
     def __init__(self, canvas: Sequence[int], tile: Sequence[int], windows: Sequence[Sequence[int]], *,
-                 group=None, kernel: str = "auto"):
+                 group=None, kernel: str = "auto", single_process: bool = False):
         self.group = group
-        self.world_size, self.rank = _group_size_and_rank(group)
+        self.world_size, self.rank = _group_size_and_rank(group, single_process)
         self.sharding = TileSharding(tuple(canvas), tuple(tile), self.world_size)
         self.windows = [tuple(int(s) for s in w) for w in windows]
         if not self.windows:
