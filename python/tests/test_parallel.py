@@ -223,6 +223,12 @@ HUNYUAN_WINDOWS = {0: [(1, 1, 1), (3, 1, 3), (3, 3, 3)], 1: [(3, 3, 3)] * 3, 2: 
 WAN_WINDOWS = [[(1, 1, 1), (3, 3, 1), (1, 3, 3)], [(3, 1, 3), (1, 1, 1), (3, 3, 3)]]
 
 
+def per_layer(windows):
+    from sta.strategy import PerLayer
+
+    return PerLayer(windows)
+
+
 def hunyuan_inputs(seed=5):
     generator = torch.Generator().manual_seed(seed)
     batch, text = 2, 8
@@ -253,10 +259,10 @@ def _case_models(rank, world):
     for name, build, inputs, windows, tile in cases:
         with torch.no_grad():
             single = build()
-            enable_sta_parallelism(single, windows, tile=tile)
+            enable_sta_parallelism(single, per_layer(windows), tile=tile)
             expected = single(**inputs())[0]
             parallel = build()
-            state = enable_sta_parallelism(parallel, windows, tile=tile,
+            state = enable_sta_parallelism(parallel, per_layer(windows), tile=tile,
                                            config=ContextParallelConfig(ulysses_degree=world))
             got = parallel(**inputs())[0]
         results[f"{name}_relative_error"] = ((got - expected).norm() / expected.norm()).item()
@@ -271,10 +277,10 @@ def _case_model_errors(rank, world):
     from sta.parallel.diffusers import enable_sta_parallelism
 
     model = tiny_wan()
-    enable_sta_parallelism(model, WAN_WINDOWS, tile=(3, 2, 4), config=ContextParallelConfig(ulysses_degree=world))
+    enable_sta_parallelism(model, per_layer(WAN_WINDOWS), tile=(3, 2, 4),
+                           config=ContextParallelConfig(ulysses_degree=world))
     arguments = wan_inputs()
-    arguments["hidden_states"] = arguments["hidden_states"][:, :, :3, :4]  # grid (3, 2, 8): 1x1x2 tiles... 
-    arguments["hidden_states"] = torch.randn(2, 4, 3, 2, 4)  # grid (3, 1, 2): 1 tile
+    arguments["hidden_states"] = torch.randn(2, 4, 3, 2, 4)  # latent grid (3, 1, 2): a single tile
     try:
         with torch.no_grad():
             model(**arguments)
@@ -326,10 +332,11 @@ def test_two_ranks_odd_tile_count_is_a_clear_error(two_ranks):
 def test_windows_must_give_one_window_per_head():
     from sta.parallel.diffusers import enable_sta_parallelism
 
-    with pytest.raises(ValueError, match="model has 3 heads per layer"):
+    with pytest.raises(ValueError, match="2 per-head windows; the model has 3 heads"):
         enable_sta_parallelism(tiny_wan(), [(1, 1, 1), (3, 3, 3)], tile=(3, 2, 4))
-    with pytest.raises(ValueError, match="the model has 2 STA layers"):
-        enable_sta_parallelism(tiny_wan(), WAN_WINDOWS * 2, tile=(3, 2, 4))
+    with pytest.raises(ValueError) as error:
+        enable_sta_parallelism(tiny_wan(), per_layer({0: WAN_WINDOWS[0]}), tile=(3, 2, 4))
+    assert "layer 1" in str(error.value)
 
 
 @pytest.mark.skipif(not HAVE_DIFFUSERS, reason="needs diffusers")
@@ -341,6 +348,6 @@ def test_single_process_model_with_full_windows_equals_diffusers():
         with torch.no_grad():
             expected = build()(**inputs())[0]
             model = build()
-            enable_sta_parallelism(model, (9, 9, 9), tile=(3, 2, 4))
+            enable_sta_parallelism(model, "full", tile=(3, 2, 4))
             got = model(**inputs())[0]
         assert ((got - expected).norm() / expected.norm()).item() <= 1e-5

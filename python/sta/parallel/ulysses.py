@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from .. import _library
 from ..attention import attention
 from ..plan import Plan
 from .sharding import TileSharding, head_ranges
@@ -91,7 +92,7 @@ class UlyssesAttention:
     # MARK: call
 
     def __call__(self, query, key, value, *, text=None, text_valid=None, scale: float | None = None,
-                 timer: StepTimer | None = None):
+                 timer: StepTimer | None = None, joint: bool = False):
         """Attention for this rank's tokens.
 
         query, key, value: [B, S_local, H, D] (diffusers' layout), S_local = ``sharding.tokens_per_rank``
@@ -100,6 +101,8 @@ class UlyssesAttention:
         text_valid: None (all text real), an int, or a [B] integer tensor (on the tensors' device) of
             per-row valid text lengths; the same on every rank.
         scale: None for 1/sqrt(D).
+        joint: with text, return one [B, S_local + L, H, D] tensor (this rank's video rows, then the text
+            rows) instead of the pair; it costs nothing extra (the last exchange lands in that order).
         Returns out [B, S_local, H, D] (a view; ``.contiguous()`` or ``flatten`` copies), and with text also
         text_out [B, L, H, D] (all heads, the same on every rank). Padding text rows are 0.
         """
@@ -130,10 +133,10 @@ class UlyssesAttention:
 
         # 4. video back to its owners, text heads to everyone.
         with timer.measure("all_to_all", device):
-            video, text_out = self._gather_heads(out, batch, local, length, heads, head_dim, differentiable)
+            video, text_out, both = self._gather_heads(out, batch, local, length, heads, head_dim, differentiable)
         if text is None:
             return video
-        return video, text_out
+        return both if joint else (video, text_out)
 
     def _check(self, query, key, value, text) -> None:
         if query.dim() != 4:
@@ -204,7 +207,7 @@ class UlyssesAttention:
         if world == 1:
             video = out[:, :, :tokens].transpose(1, 2)
             text = out[:, :, tokens:].transpose(1, 2) if length else None
-            return video, text
+            return video, text, out.transpose(1, 2)
         import torch.distributed as dist
 
         # Per destination rank: its tokens, then (the same for all) this rank's text rows.
@@ -222,9 +225,10 @@ class UlyssesAttention:
             receive = functional.all_to_all_single(receive, send, out_splits, in_splits, group=self.group)
         else:
             dist.all_to_all_single(receive, send, out_splits, in_splits, group=self.group)
-        video = receive[:, :local].permute(2, 1, 0, 3)
-        text = receive[:, local:].permute(2, 1, 0, 3) if length else None
-        return video, text
+        both = receive.permute(2, 1, 0, 3)  # [B, S_local + L, H, D]
+        video = both[:, :local]
+        text = both[:, local:] if length else None
+        return video, text, both
 
 
 def _attend(q, k, v, plan, *, scale, text_valid, kernel):
@@ -232,30 +236,22 @@ def _attend(q, k, v, plan, *, scale, text_valid, kernel):
     kwargs = {"scale": scale}
     if q.is_cuda:
         kwargs["kernel"] = kernel
-    if text_valid is None:
+    if text_valid is None or _library.supports("text_valid"):
+        if text_valid is not None:
+            kwargs["text_valid"] = text_valid
         return attention(q, k, v, plan, **kwargs)[0]
-    if _ATTENTION_TAKES_TEXT_VALID:
-        return attention(q, k, v, plan, text_valid=text_valid, **kwargs)[0]
-    # An sta.attention without text_valid (C interface 1): one call per distinct length (host sync).
+    # A library of C interface 1 has no per-call lengths: one call per distinct length (one host read).
     import torch
 
     lengths = [int(text_valid)] * q.shape[0] if isinstance(text_valid, int) else text_valid.tolist()
     out = torch.empty_like(q)
+    cache = plan.__dict__.setdefault("_by_text_valid", {})
     for length in sorted(set(lengths)):
-        rows = [b for b, value in enumerate(lengths) if value == length]
-        cache = plan.__dict__.setdefault("_by_text_valid", {})
         if length not in cache:
             cache[length] = Plan(plan.canvas, plan.tile_shape, text=plan.text, text_valid=length,
                                  windows=plan.windows)
-        index = torch.tensor(rows, device=q.device)
-        out[index] = attention(q[index], k[index], v[index], cache[length], **kwargs)[0]
+        index = torch.tensor([b for b, value in enumerate(lengths) if value == length], device=q.device)
+        part = attention(q.index_select(0, index), k.index_select(0, index), v.index_select(0, index),
+                         cache[length], **kwargs)[0]
+        out.index_copy_(0, index, part)
     return out
-
-
-def _takes_text_valid() -> bool:
-    import inspect
-
-    return "text_valid" in inspect.signature(attention).parameters
-
-
-_ATTENTION_TAKES_TEXT_VALID = _takes_text_valid()
