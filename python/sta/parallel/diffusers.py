@@ -59,6 +59,7 @@ class ContextParallelSTAContext(STAContext):
         self._shardings: dict[tuple, TileSharding] = {}
         self._ulysses: dict[tuple, UlyssesAttention] = {}
         self._video_plans: dict[tuple, Plan] = {}
+        self._all_valid = None
         super().__init__(model, spec, strategy, **options)
 
     # MARK: canvas
@@ -131,7 +132,13 @@ class ContextParallelSTAContext(STAContext):
         (N = all video tokens + text) while this rank's q holds only its shard."""
         if mask is None or text == 0:
             return None
-        return super().text_valid(mask, mask.numel() // mask.shape[0] - text, text)
+        valid = super().text_valid(mask, mask.numel() // mask.shape[0] - text, text)
+        # Every row fully valid (the usual prompt padding to a fixed length aside): pass no lengths at all.
+        # One device read per mask tensor (the model makes one per call).
+        cached = self._all_valid
+        if cached is None or cached[0] is not mask or cached[1] != mask._version:
+            self._all_valid = cached = (mask, mask._version, bool((valid == text).all()))
+        return None if cached[2] else valid
 
     def _prepare(self, device, dtype) -> None:
         """Plans of this rank's heads for every window set the strategy uses; on CUDA each runs once on

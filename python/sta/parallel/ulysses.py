@@ -190,12 +190,12 @@ class UlyssesAttention:
                 import torch.distributed.nn.functional as functional
 
                 receive = functional.all_to_all_single(receive, send, out_splits, in_splits, group=self.group)
-                pending.append((None, receive))
+                pending.append((None, send, receive))
             else:
                 work = dist.all_to_all_single(receive, send, out_splits, in_splits, group=self.group,
                                               async_op=True)
-                pending.append((work, receive))
-        for (work, receive), target in zip(pending, targets):
+                pending.append((work, send, receive))  # send stays referenced until the exchange is waited on
+        for (work, _, receive), target in zip(pending, targets):
             if work is not None:
                 work.wait()
             # [P, h, S_local, B, D] -> [B, h, P, S_local, D]
