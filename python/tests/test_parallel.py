@@ -145,6 +145,7 @@ def _worker(rank: int, world: int, port: int, folder: str) -> None:
     results = {}
     try:
         results.update(_case_ulysses(rank, world))
+        results.update(_case_gradients(rank, world))
         if HAVE_DIFFUSERS:
             results.update(_case_models(rank, world))
             results.update(_case_model_errors(rank, world))
@@ -190,6 +191,28 @@ def _case_ulysses(rank, world):
     results["ulysses_video_only_error"] = (
         _gather_tokens(video_only.contiguous(), world).transpose(1, 2) - reference_video).abs().max().item()
     return results
+
+
+def _case_gradients(rank, world):
+    """Autograd through the exchanges and sta.attention's backward (a library with a backward pass)."""
+    from sta import _library
+
+    if not _library.supports("backward"):
+        return {"gradient_errors": None}
+    attend = UlyssesAttention(CANVAS, TILE, WINDOWS)
+    q, k, v, _ = _inputs(seed=7)
+    upstream = _inputs(seed=8)[0]
+    local = [attend.sharding.shard(x, rank, dim=1).clone().requires_grad_() for x in (q, k, v)]
+    out = attend(*local)
+    (out * attend.sharding.shard(upstream, rank, dim=1)).sum().backward()
+    whole = [x.transpose(1, 2).contiguous().requires_grad_() for x in (q, k, v)]
+    plan = sta.Plan(CANVAS, TILE, text=0, windows=WINDOWS)
+    (sta.attention(*whole, plan)[0] * upstream.transpose(1, 2)).sum().backward()
+    errors = []
+    for mine, reference in zip(local, whole):
+        expected = attend.sharding.shard(reference.grad.transpose(1, 2), rank, dim=1)
+        errors.append((mine.grad - expected).abs().max().item() / expected.abs().max().item())
+    return {"gradient_errors": errors}
 
 
 def tiny_hunyuan(seed=0):
@@ -311,6 +334,13 @@ def test_two_ranks_ulysses_equals_one_process(two_ranks):
     assert two_ranks[0]["ulysses_heads"] == [0, 1] and two_ranks[1]["ulysses_heads"] == [2]
     assert two_ranks[0]["ulysses_plan_windows"] == WINDOWS[:2]
     assert two_ranks[1]["ulysses_plan_windows"] == WINDOWS[2:]
+
+
+def test_two_ranks_gradients_equal_one_process(two_ranks):
+    if two_ranks[0]["gradient_errors"] is None:
+        pytest.skip("the loaded libsta_c has no backward pass (C interface 1)")
+    for result in two_ranks:
+        assert all(error <= 1e-5 for error in result["gradient_errors"]), result["gradient_errors"]
 
 
 @pytest.mark.skipif(not HAVE_DIFFUSERS, reason="needs diffusers")
