@@ -81,7 +81,7 @@ def _window_tuple(window, what: str):
 
 def _head_windows(windows, what: str):
     """A single window (FULL or a tuple) or a per-head list of windows, normalised."""
-    if windows is FULL or isinstance(windows, str):
+    if windows is FULL or isinstance(windows, (str, int)):
         return _window_tuple(windows, what)
     items = list(windows)
     if items and all(isinstance(s, int) for s in items):

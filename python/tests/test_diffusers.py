@@ -203,13 +203,17 @@ def test_device_tile_order_equals_the_library(canvas, tile):
 
 
 @pytest.mark.parametrize("text_first", [False, True])
-def test_joint_layout_round_trip(text_first):
+@pytest.mark.parametrize("head_dim,dtype", [(5, torch.float32), (8, torch.float32), (8, torch.bfloat16)])
+def test_joint_layout_round_trip(text_first, head_dim, dtype):
+    """Both gather paths (8-byte words where the head dim allows, elements otherwise)."""
     from sta.diffusers._layout import JointLayout
 
     layout = JointLayout((3, 5, 6), (2, 2, 4), 4, text_first, "cpu")
-    x = torch.randn(2, layout.model_length, 3, 5)
+    x = torch.randn(2, layout.model_length, 3, head_dim).to(dtype)
     tiled = layout.to_tiles(x)
-    assert tiled.shape == (2, 3, layout.tile_length, 5) and tiled.is_contiguous()
+    assert tiled.shape == (2, 3, layout.tile_length, head_dim) and tiled.is_contiguous() and tiled.dtype == dtype
+    positions = layout.model_to_tile
+    assert torch.equal(tiled[:, :, positions].transpose(1, 2), x)
     assert torch.equal(layout.from_tiles(tiled), x)
     text_part = tiled[:, :, layout.padded_video:].transpose(1, 2)
     expected = x[:, :4] if text_first else x[:, -4:]
@@ -432,3 +436,43 @@ def test_per_layer_strategy_uses_distinct_plans():
         assert context.prepared_window_sets == 2
     finally:
         sd.disable_sta(model)
+
+
+class PipelineLike:
+    """What enable_sta reads from a diffusers pipeline: .transformer, .scheduler and .components."""
+
+    def __init__(self, transformer, scheduler):
+        self.transformer = transformer
+        self.scheduler = scheduler
+
+    @property
+    def components(self):
+        return {"transformer": self.transformer, "scheduler": self.scheduler}
+
+
+def test_pipeline_scheduler_gives_the_step_with_two_calls_per_step():
+    """Classifier-free guidance as separate conditional and unconditional calls: both calls of a step get the
+    step the scheduler is at."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    model = tiny("wan")
+    pipe = PipelineLike(model, FlowMatchEulerDiscreteScheduler(shift=3.0))
+    context = sd.enable_sta(pipe, strategy=FullFirst(1, Uniform((1, 3, 1))), tile=(2, 2, 4))
+    assert context.scheduler is pipe.scheduler and sd.context(model) is context
+    arguments = models.inputs("wan", model, tiny=True)
+    latents = arguments.pop("hidden_states")
+    steps = []
+    pipe.scheduler.set_timesteps(3)
+    try:
+        with torch.no_grad():
+            for t in pipe.scheduler.timesteps:
+                arguments["timestep"] = t.expand(1)
+                conditional = model(hidden_states=latents, **arguments).sample
+                steps.append(context.step)
+                unconditional = model(hidden_states=latents, **arguments).sample
+                steps.append(context.step)
+                latents = pipe.scheduler.step(unconditional + 2 * (conditional - unconditional), t, latents).prev_sample
+    finally:
+        sd.disable_sta(pipe)
+    assert steps == [0, 0, 1, 1, 2, 2]
+    assert not sd.is_enabled(model)

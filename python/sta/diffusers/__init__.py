@@ -46,12 +46,11 @@ copy is the price of keeping diffusers' blocks unchanged.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
-from ..strategy import FULL, WindowStrategy, as_strategy
+from ..strategy import FULL, as_strategy
 from ._context import STAContext
-from ._layout import JointLayout, raster_to_tile_order
+from ._layout import JointLayout
 from ._models import SUPPORTED, spec_for
 from ._plans import PlanCache, attend
 
@@ -59,12 +58,14 @@ __all__ = [
     "enable_sta",
     "disable_sta",
     "set_strategy",
+    "load_strategy",
     "set_step",
     "context",
     "is_enabled",
     "sta_attention",
     "SUPPORTED",
     "STAContext",
+    "FULL",
 ]
 
 _ATTRIBUTE = "_sta_state"
@@ -175,6 +176,14 @@ def set_strategy(pipe_or_transformer, strategy) -> STAContext:
     ctx._resolved.clear()
     ctx._prepared.clear()
     return ctx
+
+
+def load_strategy(pipe_or_transformer, path, *, canvas: Sequence[int] | None = None) -> STAContext:
+    """Reads a mask-strategy JSON (what ``sta search`` writes) into the enabled processors: the same as
+    ``set_strategy(model, sta.strategy.load_strategy(path, canvas=canvas))``, with the processors' tile."""
+    from ..strategy import load_strategy as read
+
+    return set_strategy(pipe_or_transformer, read(path, canvas=canvas))
 
 
 def set_step(pipe_or_transformer, step: int | None) -> None:

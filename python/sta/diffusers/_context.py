@@ -10,10 +10,9 @@ from the attention mask, once per mask tensor.
 from __future__ import annotations
 
 import inspect
-import math
 import weakref
 
-from ..strategy import FULL, MaskStrategy, WindowStrategy, _ranges
+from ..strategy import MaskStrategy, WindowStrategy, _ranges
 from ._layout import JointLayout
 from ._plans import PlanCache, attend
 
@@ -98,8 +97,8 @@ class STAContext:
         hidden = arguments.get("hidden_states")
         key = (self.canvas, self.text, str(hidden.device), self._dtype(model))
         if key not in self._prepared:
-            self._prepared.add(key)
             self._prepare(hidden.device, self._dtype(model))
+            self._prepared.add(key)
 
     @staticmethod
     def _dtype(model):
@@ -312,5 +311,3 @@ def _cuda_dtypes():
 def _shape(canvas) -> str:
     return "×".join(str(c) for c in canvas)
 
-
-__all__ += ["FULL"]

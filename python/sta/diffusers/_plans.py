@@ -81,6 +81,9 @@ def _attend_rows_by_valid_length(q, k, v, plan, text_valid, kernel, cache):
     canvas, tile, text = plan.canvas, plan.tile_shape, plan.text
     windows = plan.windows
     out = torch.empty_like(q)
+    if len(set(lengths)) == 1 and lengths[0] == plan.text_valid:
+        result = _sta_attention(q, k, v, plan, kernel=kernel)
+        return result[0] if isinstance(result, tuple) else result
     for valid in sorted(set(lengths)):
         rows = [b for b, n in enumerate(lengths) if n == valid]
         sub = cache.get(canvas, tile, text, windows, text_valid=valid) if cache else Plan(
