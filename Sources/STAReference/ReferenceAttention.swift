@@ -56,7 +56,7 @@ public enum ReferenceAttention {
         allows: (_ head: Int, _ query: Int, _ key: Int) -> Bool
     ) throws(ReferenceError) -> Result {
         try forward(
-            q: q.map(\.doubleValue), k: k.map(\.doubleValue), v: v.map(\.doubleValue),
+            q: doubles(q), k: doubles(k), v: doubles(v),
             batch: batch, heads: heads, keyValueHeads: keyValueHeads, sequenceLength: sequenceLength,
             headDim: headDim, scale: scale, allows: allows)
     }
@@ -105,7 +105,7 @@ public enum ReferenceAttention {
         queryRows: [Int]? = nil
     ) throws(ReferenceError) -> Result {
         try forward(
-            q: q.map(\.doubleValue), k: k.map(\.doubleValue), v: v.map(\.doubleValue),
+            q: doubles(q), k: doubles(k), v: doubles(v),
             batch: batch, headDim: headDim, plan: plan, keyValueHeads: keyValueHeads, scale: scale,
             queryRows: queryRows)
     }
@@ -146,9 +146,24 @@ public enum ReferenceAttention {
     }
 }
 
-extension StorageScalar {
-    /// The value as a `Double` (exact for f32, f16 and bf16).
-    fileprivate var doubleValue: Double { Double(floatValue) }
+extension ReferenceAttention {
+    /// `values` as `Double` (exact for f32, f16 and bf16), converted on all cores in chunks of 1 Mi
+    /// elements. Cost: O(count) conversions, 8 bytes of result per element.
+    public static func doubles<T: StorageScalar>(_ values: [T]) -> [Double] {
+        let chunk = 1 << 20
+        return [Double](unsafeUninitializedCapacity: values.count) { result, initialized in
+            let base = result.baseAddress
+            values.withUnsafeBufferPointer { source in
+                DispatchQueue.concurrentPerform(iterations: (values.count + chunk - 1) / chunk) { index in
+                    let start = index * chunk
+                    for i in start..<min(start + chunk, source.count) {
+                        (base! + i).initialize(to: Double(source[i].floatValue))
+                    }
+                }
+            }
+            initialized = values.count
+        }
+    }
 }
 
 // MARK: Implementation

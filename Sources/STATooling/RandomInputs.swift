@@ -1,3 +1,4 @@
+import Dispatch
 import STATensors
 
 /// A small, fast, seedable generator (SplitMix64) for test and benchmark inputs.
@@ -24,11 +25,28 @@ public struct RandomInputs: RandomNumberGenerator, Sendable {
         Float(next() >> 40) * (2.0 / Float(1 << 24)) - 1
     }
 
-    /// `count` values in [-amplitude, amplitude) in storage type `T`. Cost: O(count).
+    /// `count` values in [-amplitude, amplitude) in storage type `T`. Cost: O(count); counts of more than
+    /// 4 Mi values are drawn on all cores, chunk by chunk, each chunk from a generator seeded by this one,
+    /// so the values depend only on the seed.
     public mutating func values<T: StorageScalar>(_ count: Int, as: T.Type = T.self, amplitude: Float = 1) -> [T] {
-        var result = [T]()
-        result.reserveCapacity(count)
-        for _ in 0..<count { result.append(T(nextSigned() * amplitude)) }
-        return result
+        let chunk = 1 << 22
+        guard count > chunk else {
+            var result = [T]()
+            result.reserveCapacity(count)
+            for _ in 0..<count { result.append(T(nextSigned() * amplitude)) }
+            return result
+        }
+        let seeds = (0..<((count + chunk - 1) / chunk)).map { _ in next() }
+        return [T](unsafeUninitializedCapacity: count) { result, initialized in
+            let base = result.baseAddress!
+            DispatchQueue.concurrentPerform(iterations: seeds.count) { index in
+                var generator = RandomInputs(seed: seeds[index])
+                let start = index * chunk
+                for i in start..<min(start + chunk, count) {
+                    (base + i).initialize(to: T(generator.nextSigned() * amplitude))
+                }
+            }
+            initialized = count
+        }
     }
 }

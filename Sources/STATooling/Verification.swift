@@ -42,9 +42,9 @@ public enum Verification {
              try STALayout(canvas: [12, 16, 24], tile: [6, 8, 8], textCount: 64, textValid: 50), "1x1x3,3x3x3,1x1x1", 1, nil),
             ("3D 10x20x20 tile 4x8x8 (holes) text 16 w1x3x1",
              try STALayout(canvas: [10, 20, 20], tile: [4, 8, 8], textCount: 16), "1x3x1*2", 2, nil),
-            // Grid 5×4×4 with holes on T and W: every axis clamps a 3-tile window at both borders.
-            ("3D 18x16x30 tile 4x4x8 (holes) clamped w3x3x3,3x3x1",
-             try STALayout(canvas: [18, 16, 30], tile: [4, 4, 8]), "3x3x3,3x3x1", 1, nil),
+            // Grid 5×4×4 with holes on every axis: every axis clamps a 3-tile window at both borders.
+            ("3D 18x14x14 tile 4x4x4 (holes) clamped w3x3x3,3x3x1",
+             try STALayout(canvas: [18, 14, 14], tile: [4, 4, 4]), "3x3x3,3x3x1", 1, nil),
             // 300 text tokens, 200 valid: several text query blocks, padding starting inside one.
             ("2D 32x48 tile 8x16 text 200/300 w3x1 scale 0.05",
              try STALayout(canvas: [32, 48], tile: [8, 16], textCount: 300, textValid: 200), "3x1*2", 1, 0.05),
