@@ -33,12 +33,9 @@ extension CUDAEngine {
         scale: Float? = nil, textValid: DeviceBuffer? = nil, workspace: DeviceBuffer, stream: CUDAStream? = nil,
         kernel preference: KernelPreference = .automatic
     ) throws(AttentionError) -> AttentionKernel {
-        _ = try AttentionShape(plan: plan, batch: batch, headDim: headDim)
-        let scale = try AttentionScale.resolve(scale, headDim: headDim)
-        try TextValidLengths.requireDefault(textValid != nil)
         let call = AttentionCall(plan: plan, batch: batch, headDim: headDim, dtype: dtype, direction: .backward)
         let context = q.context
-        let kernel = try KernelSelection.choose(preference, call, on: .cuda(CUDADeviceProperties(context)))
+        let (kernel, scale) = try prepare(call, scale: scale, textValid: textValid, context: context, preference: preference)
         let compiled = try backwardKernel(for: call, context: context)
         do throws(STAKernelError) {
             try compiled.launch(
@@ -64,20 +61,14 @@ extension CUDAEngine {
         workspace: UInt64, workspaceBytes: Int, stream: UInt64 = 0, device: Int,
         kernel preference: KernelPreference = .automatic
     ) throws(AttentionError) -> AttentionKernel {
-        let shape = try AttentionShape(plan: plan, batch: batch, headDim: headDim)
         let call = AttentionCall(plan: plan, batch: batch, headDim: headDim, dtype: dtype, direction: .backward)
-        try KernelSelection.checkCall(preference, call, onCUDA: true)
         let tensors = [("q", q), ("k", k), ("v", v), ("out", output), ("dout", outputGradient), ("dq", dq), ("dk", dk), ("dv", dv)]
-        for (name, address) in tensors { try DeviceAddress.check(address, name, alignment: 16) }
-        try DeviceAddress.check(lse, "lse", alignment: 4)
-        try DeviceAddress.checkOptional(textValid, "text_valid", alignment: 4)
         try DeviceAddress.checkOptional(workspace, "workspace", alignment: 256)
         guard workspaceBytes >= 0 else {
             throw .invalidArgument("workspace_bytes is \(workspaceBytes); give the size sta_backward_cuda_workspace_size reported")
         }
-        guard device >= 0 else { throw .invalidArgument("device is \(device); give a CUDA device ordinal (0, 1, …)") }
-        let resolved = try AttentionScale.resolve(scale, headDim: headDim)
-        try TextValidLengths.requireDefault(textValid != 0)
+        let (shape, resolved, tensorBytes) = try checkAddresses(
+            call, preference: preference, tensors: tensors, lse: lse, textValid: textValid, device: device, scale: scale)
         let needed = try backwardWorkspaceByteCount(
             plan: plan, batch: batch, headDim: headDim, dtype: dtype, device: device, kernel: preference)
         guard workspaceBytes >= needed, needed == 0 || workspace != 0 else {
@@ -86,7 +77,6 @@ extension CUDAEngine {
                     + "(ask sta_backward_cuda_workspace_size)")
         }
         try BackwardGradients.requireInputDType()
-        let tensorBytes = try AttentionShape.product([shape.elementCount, dtype.byteCount], "tensor bytes")
         let context = try self.context(device: device)
         let buffers = try DeviceAddress.borrow(
             tensors.map { ($0.1, tensorBytes) } + [(lse, shape.rowCount * 4), (workspace, needed)], context: context)

@@ -20,12 +20,9 @@ extension CUDAEngine {
         scale: Float? = nil, textValid: DeviceBuffer? = nil, stream: CUDAStream? = nil,
         kernel preference: KernelPreference = .automatic
     ) throws(AttentionError) -> AttentionKernel {
-        _ = try AttentionShape(plan: plan, batch: batch, headDim: headDim)
-        let scale = try AttentionScale.resolve(scale, headDim: headDim)
-        try TextValidLengths.requireDefault(textValid != nil)
         let call = AttentionCall(plan: plan, batch: batch, headDim: headDim, dtype: dtype, direction: .forward)
         let context = q.context
-        let kernel = try KernelSelection.choose(preference, call, on: .cuda(CUDADeviceProperties(context)))
+        let (kernel, scale) = try prepare(call, scale: scale, textValid: textValid, context: context, preference: preference)
         let compiled = try forwardKernel(kernel, for: call, context: context)
         do throws(STAKernelError) {
             try compiled.launch(q: q, k: k, v: v, output: output, lse: lse, batch: batch, scale: scale, stream: stream)
@@ -47,18 +44,10 @@ extension CUDAEngine {
         q: UInt64, k: UInt64, v: UInt64, output: UInt64, lse: UInt64, scale: Double?, textValid: UInt64 = 0,
         stream: UInt64 = 0, device: Int, kernel preference: KernelPreference = .automatic
     ) throws(AttentionError) -> AttentionKernel {
-        let shape = try AttentionShape(plan: plan, batch: batch, headDim: headDim)
         let call = AttentionCall(plan: plan, batch: batch, headDim: headDim, dtype: dtype, direction: .forward)
-        try KernelSelection.checkCall(preference, call, onCUDA: true)
-        for (name, address) in [("q", q), ("k", k), ("v", v), ("out", output)] {
-            try DeviceAddress.check(address, name, alignment: 16)
-        }
-        try DeviceAddress.check(lse, "lse", alignment: 4)
-        try DeviceAddress.checkOptional(textValid, "text_valid", alignment: 4)
-        guard device >= 0 else { throw .invalidArgument("device is \(device); give a CUDA device ordinal (0, 1, …)") }
-        let resolved = try AttentionScale.resolve(scale, headDim: headDim)
-        try TextValidLengths.requireDefault(textValid != 0)
-        let tensorBytes = try AttentionShape.product([shape.elementCount, dtype.byteCount], "tensor bytes")
+        let (shape, resolved, tensorBytes) = try checkAddresses(
+            call, preference: preference, tensors: [("q", q), ("k", k), ("v", v), ("out", output)], lse: lse,
+            textValid: textValid, device: device, scale: scale)
         let context = try self.context(device: device)
         let buffers = try DeviceAddress.borrow(
             [(q, tensorBytes), (k, tensorBytes), (v, tensorBytes), (output, tensorBytes), (lse, shape.rowCount * 4)],

@@ -107,43 +107,39 @@ public final class CUDAEngine: Sendable {
     func forwardKernel(
         _ kernel: AttentionKernel, for call: AttentionCall, context: CUDAContext
     ) throws(AttentionError) -> any AttentionForwardKernel {
-        let key = KernelKey(
-            device: context.deviceOrdinal, plan: call.plan, headDim: call.headDim, dtype: call.dtype, kernel: kernel,
-            direction: .forward)
         let cache = self.cache
-        let result: Result<any AttentionForwardKernel, STAKernelError> = kernels.withLock { table in
-            if let compiled = table.forward[key] { return .success(compiled) }
-            do throws(STAKernelError) {
-                let compiled: any AttentionForwardKernel = kernel == .hopper
-                    ? try STAForwardHopperKernel(
-                        context: context, plan: call.plan, headDim: call.headDim, dtype: call.dtype, cache: cache)
-                    : try STAForwardKernel(
-                        context: context, plan: call.plan, headDim: call.headDim, dtype: call.dtype, cache: cache)
-                table.forward[key] = compiled
-                return .success(compiled)
-            } catch {
-                return .failure(error)
-            }
-        }
-        do throws(STAKernelError) {
-            return try result.get()
-        } catch {
-            throw .cuda("the \(kernel) forward kernel for \(call.dtype), head dim \(call.headDim): \(error)")
+        return try loaded(kernel, call, context, \.forward) { () throws(STAKernelError) -> any AttentionForwardKernel in
+            kernel == .hopper
+                ? try STAForwardHopperKernel(
+                    context: context, plan: call.plan, headDim: call.headDim, dtype: call.dtype, cache: cache)
+                : try STAForwardKernel(
+                    context: context, plan: call.plan, headDim: call.headDim, dtype: call.dtype, cache: cache)
         }
     }
 
     /// The backward kernels for `call` on `context`, compiled or loaded on first use.
     func backwardKernel(for call: AttentionCall, context: CUDAContext) throws(AttentionError) -> STABackwardKernel {
-        let key = KernelKey(
-            device: context.deviceOrdinal, plan: call.plan, headDim: call.headDim, dtype: call.dtype, kernel: .portable,
-            direction: .backward)
         let cache = self.cache
-        let result: Result<STABackwardKernel, STAKernelError> = kernels.withLock { table in
-            if let compiled = table.backward[key] { return .success(compiled) }
+        return try loaded(.portable, call, context, \.backward) { () throws(STAKernelError) in
+            try STABackwardKernel(
+                context: context, plan: call.plan, headDim: call.headDim, dtype: call.dtype, cache: cache)
+        }
+    }
+
+    /// The kernel of `table` for (`kernel`, `call`, `context`'s device), made with `make` under the lock
+    /// on first use. A failure is `cuda`, naming the kernel and what it was built for.
+    private func loaded<Kernel: Sendable>(
+        _ kernel: AttentionKernel, _ call: AttentionCall, _ context: CUDAContext,
+        _ table: WritableKeyPath<KernelTable, [KernelKey: Kernel]>, make: () throws(STAKernelError) -> Kernel
+    ) throws(AttentionError) -> Kernel {
+        let key = KernelKey(
+            device: context.deviceOrdinal, plan: call.plan, headDim: call.headDim, dtype: call.dtype, kernel: kernel,
+            direction: call.direction)
+        let result: Result<Kernel, STAKernelError> = kernels.withLock { kernels in
+            if let compiled = kernels[keyPath: table][key] { return .success(compiled) }
             do throws(STAKernelError) {
-                let compiled = try STABackwardKernel(
-                    context: context, plan: call.plan, headDim: call.headDim, dtype: call.dtype, cache: cache)
-                table.backward[key] = compiled
+                let compiled = try make()
+                kernels[keyPath: table][key] = compiled
                 return .success(compiled)
             } catch {
                 return .failure(error)
@@ -152,7 +148,7 @@ public final class CUDAEngine: Sendable {
         do throws(STAKernelError) {
             return try result.get()
         } catch {
-            throw .cuda("the portable backward kernels for \(call.dtype), head dim \(call.headDim): \(error)")
+            throw .cuda("the \(kernel) \(call.direction) kernel for \(call.dtype), head dim \(call.headDim): \(error)")
         }
     }
 
