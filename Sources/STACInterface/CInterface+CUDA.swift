@@ -95,7 +95,7 @@ public func sta_forward_cuda(
         do throws(STAKernelError) {
             try compiled.launch(
                 q: qBuffer, k: kBuffer, v: vBuffer, output: outBuffer, lse: lseBuffer, batch: shape.batch,
-                scale: scale, stream: borrowedStream)
+                scale: scale, textValid: nil, stream: borrowedStream)
         } catch {
             throw CInterfaceError(.cuda, "launch of the \(key.choice) kernel: \(error)")
         }

@@ -49,7 +49,9 @@ public enum GPUBenchmark {
             let stream = try CUDAStream(context: gpu.context)
             let scale = 1 / Float(problem.headDim).squareRoot()
             func launch() throws {
-                try kernel.launch(q: q, k: k, v: v, output: output, lse: lse, batch: problem.batch, scale: scale, stream: stream)
+                try kernel.launch(
+                    q: q, k: k, v: v, output: output, lse: lse, batch: problem.batch, scale: scale, textValid: nil,
+                    stream: stream)
             }
             let times = try eventTimes(on: stream, warmups: warmups, repetitions: repetitions, launch)
             let measurement = Measurement(
@@ -88,16 +90,19 @@ extension GPUBenchmark {
             let lse = try DeviceBuffer(context: gpu.context, byteCount: attention.rowCount * 4)
             let gradients = try (0..<3).map { _ in try DeviceBuffer(context: gpu.context, byteCount: attention.elementCount * 4) }
             let scratch = try DeviceBuffer(
-                context: gpu.context, byteCount: STABackwardKernel.scratchByteCount(plan: plan, batch: problem.batch))
+                context: gpu.context, byteCount: STABackwardKernel.workspaceByteCount(plan: plan, batch: problem.batch))
             let stream = try CUDAStream(context: gpu.context)
             let scale = 1 / Float(problem.headDim).squareRoot()
             let forward = try gpu.forwardKernel(plan: plan, headDim: problem.headDim, dtype: problem.dtype)
-            try forward.launch(q: q, k: k, v: v, output: output, lse: lse, batch: problem.batch, scale: scale, stream: stream)
+            try forward.launch(
+                q: q, k: k, v: v, output: output, lse: lse, batch: problem.batch, scale: scale, textValid: nil,
+                stream: stream)
             let kernel = try gpu.backwardKernel(plan: plan, headDim: problem.headDim, dtype: problem.dtype)
             func launch() throws {
                 try kernel.launch(
                     q: q, k: k, v: v, output: output, lse: lse, outputGradient: outputGradient, dq: gradients[0],
-                    dk: gradients[1], dv: gradients[2], batch: problem.batch, scale: scale, stream: stream, scratch: scratch)
+                    dk: gradients[1], dv: gradients[2], batch: problem.batch, scale: scale, textValid: nil, workspace: scratch,
+                    stream: stream)
             }
             let times = try eventTimes(on: stream, warmups: warmups, repetitions: repetitions, launch)
             let measurement = Measurement(

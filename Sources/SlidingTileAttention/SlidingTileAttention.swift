@@ -74,7 +74,8 @@ public struct SlidingTileAttention: Sendable {
             // Poisoned (all-ones bytes are NaN in bf16, fp16 and fp32), so an unwritten element shows.
             try output.fill(byte: 0xFF)
             try lse.fill(byte: 0xFF)
-            try kernel.launch(q: dq, k: dk, v: dv, output: output, lse: lse, batch: batch, scale: scale, stream: nil)
+            try kernel.launch(
+                q: dq, k: dk, v: dv, output: output, lse: lse, batch: batch, scale: scale, textValid: nil, stream: nil)
             try gpu.context.synchronize()
             return (try gpu.download(output, count: elementCount, as: T.self), try gpu.download(lse, count: rowCount, as: Float.self))
         }
@@ -84,8 +85,9 @@ public struct SlidingTileAttention: Sendable {
 extension SlidingTileAttention {
     /// Gradients of the forward pass for fine-tuning: given the inputs, the forward's `output` and `lse`
     /// and the gradient of the loss with respect to the output, returns dq, dk and dv ([B, H, S, D],
-    /// fp32, accumulated in fp32). Rows that attend nothing get dq = 0; keys nothing attends get
-    /// dk = dv = 0. On a GPU the portable backward kernels run (sm_80 and newer, bf16 or fp16).
+    /// fp32, accumulated in fp32; the GPU kernels round them to T first). Rows that attend nothing get
+    /// dq = 0; keys nothing attends get dk = dv = 0. On a GPU the portable backward kernels run (sm_80 and
+    /// newer, bf16 or fp16).
     /// Cost: about 2.5 × the forward's effective FLOPs.
     public func backward<T: StorageScalar>(
         q: [T], k: [T], v: [T], output: [T], lse: [Float], outputGradient: [T], scale: Float? = nil,
@@ -104,17 +106,19 @@ extension SlidingTileAttention {
             let kernel = try gpu.backwardKernel(plan: plan, headDim: headDim, dtype: T.dtype)
             let inputs = try [q, k, v, output, outputGradient].map { try gpu.upload($0) }
             let deviceLSE = try gpu.upload(lse)
-            let gradients = try (0..<3).map { _ in try DeviceBuffer(context: gpu.context, byteCount: elementCount * 4) }
+            let gradients = try (0..<3).map { _ in try DeviceBuffer(context: gpu.context, byteCount: elementCount * 2) }
+            let workspace = try DeviceBuffer(context: gpu.context, byteCount: kernel.workspaceByteCount(batch: batch))
             // Poisoned (all-ones bytes are NaN), so an unwritten element shows.
             for buffer in gradients { try buffer.fill(byte: 0xFF) }
             try kernel.launch(
                 q: inputs[0], k: inputs[1], v: inputs[2], output: inputs[3], lse: deviceLSE, outputGradient: inputs[4],
-                dq: gradients[0], dk: gradients[1], dv: gradients[2], batch: batch, scale: scale, stream: nil)
+                dq: gradients[0], dk: gradients[1], dv: gradients[2], batch: batch, scale: scale, textValid: nil,
+                workspace: workspace, stream: nil)
             try gpu.context.synchronize()
             let (dq, dk, dv) = try (
-                gpu.download(gradients[0], count: elementCount, as: Float.self),
-                gpu.download(gradients[1], count: elementCount, as: Float.self),
-                gpu.download(gradients[2], count: elementCount, as: Float.self))
+                gpu.download(gradients[0], count: elementCount, as: T.self).map(\.floatValue),
+                gpu.download(gradients[1], count: elementCount, as: T.self).map(\.floatValue),
+                gpu.download(gradients[2], count: elementCount, as: T.self).map(\.floatValue))
             return (dq, dk, dv)
         }
     }
