@@ -73,7 +73,7 @@ let package = Package(
         .testTarget(name: "STAReferenceTests", dependencies: ["STAReference"]),
         .testTarget(name: "STACPUKernelsTests", dependencies: ["STACPUKernels", "STAReference"]),
         .testTarget(name: "CUDADriverTests", dependencies: ["CUDADriver"]),
-        .testTarget(name: "STACUDAKernelsTests", dependencies: ["STACUDAKernels"]),
+        .testTarget(name: "STACUDAKernelsTests", dependencies: ["STACUDAKernels", "STAReference"]),
         .testTarget(name: "STAWindowSearchTests", dependencies: ["STAWindowSearch"]),
         .testTarget(name: "SlidingTileAttentionTests", dependencies: ["SlidingTileAttention"]),
         .testTarget(name: "STAToolingTests", dependencies: ["STATooling", "SlidingTileAttention", "STAReference"]),

@@ -54,6 +54,23 @@ struct Verify: ParsableCommand {
                 ("passed", .bool(outcome.passed)),
             ]))
         }
+        // Batches whose rows have their own valid text lengths (a device array; CUDA kernels only).
+        if case .cuda(let gpu) = backend {
+            for (index, testCase) in try Verification.textRowsCases().enumerated() {
+                let outcome = try Verification.runTextRows(testCase, backward: backward, on: gpu, seed: seed &+ UInt64(1000 + index))
+                if !outcome.passed { failures += 1 }
+                table.append(
+                    backendName, outcome.name, "\(outcome.dtype)", "\(outcome.headDim)", "\(outcome.sequenceLength)",
+                    scientific(outcome.outputError), scientific(outcome.tolerance), scientific(outcome.lseError),
+                    outcome.badEmptyRows == 0 ? "ok" : "\(outcome.badEmptyRows) bad", outcome.passed ? "PASS" : "FAIL")
+                records.append(.object([
+                    ("backend", .string(backendName)), ("case", .string(outcome.name)), ("dtype", .string("\(outcome.dtype)")), ("head_dim", .integer(outcome.headDim)),
+                    ("sequence_length", .integer(outcome.sequenceLength)), ("text_valid", .array(testCase.textValid.map { .integer($0) })),
+                    ("rel_err", .real(outcome.outputError)), ("lse_err", .real(outcome.lseError)),
+                    ("bad_empty_rows", .integer(outcome.badEmptyRows)), ("passed", .bool(outcome.passed)),
+                ]))
+            }
+        }
         }
         print(table.rendered)
         let total = records.count

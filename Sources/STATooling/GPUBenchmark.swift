@@ -78,7 +78,9 @@ extension GPUBenchmark {
             let (q, k, v, outputGradient) = (drawn[0], drawn[1], drawn[2], drawn[3])
             let output = try DeviceBuffer(context: gpu.context, byteCount: attention.elementCount * 2)
             let lse = try DeviceBuffer(context: gpu.context, byteCount: attention.rowCount * 4)
-            let gradients = try (0..<3).map { _ in try DeviceBuffer(context: gpu.context, byteCount: attention.elementCount * 4) }
+            let gradients = try (0..<3).map { _ in
+                try DeviceBuffer(context: gpu.context, byteCount: attention.elementCount * problem.dtype.byteCount)
+            }
             let workspace = try DeviceBuffer(
                 context: gpu.context,
                 byteCount: try gpu.engine.backwardWorkspaceByteCount(

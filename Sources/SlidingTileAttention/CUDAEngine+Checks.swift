@@ -10,7 +10,6 @@ extension CUDAEngine {
     ) throws(AttentionError) -> (kernel: AttentionKernel, scale: Float) {
         _ = try AttentionShape(plan: call.plan, batch: call.batch, headDim: call.headDim)
         let scale = try AttentionScale.resolve(scale, headDim: call.headDim)
-        try TextValidLengths.requireDefault(textValid != nil)
         return (try KernelSelection.choose(preference, call, on: .cuda(CUDADeviceProperties(context))), scale)
     }
 
@@ -29,7 +28,6 @@ extension CUDAEngine {
         try DeviceAddress.checkOptional(textValid, "text_valid", alignment: 4)
         guard device >= 0 else { throw .invalidArgument("device is \(device); give a CUDA device ordinal (0, 1, …)") }
         let resolved = try AttentionScale.resolve(scale, headDim: call.headDim)
-        try TextValidLengths.requireDefault(textValid != 0)
         let tensorBytes = try AttentionShape.product([shape.elementCount, call.dtype.byteCount], "tensor bytes")
         return (shape, resolved, tensorBytes)
     }

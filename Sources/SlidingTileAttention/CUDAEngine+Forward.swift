@@ -24,8 +24,10 @@ extension CUDAEngine {
         let context = q.context
         let (kernel, scale) = try prepare(call, scale: scale, textValid: textValid, context: context, preference: preference)
         let compiled = try forwardKernel(kernel, for: call, context: context)
+        let lengths = try self.textValid(textValid, plan: plan, kernelPlan: compiled.plan, batch: batch, context: context)
         do throws(STAKernelError) {
-            try compiled.launch(q: q, k: k, v: v, output: output, lse: lse, batch: batch, scale: scale, stream: stream)
+            try compiled.launch(
+                q: q, k: k, v: v, output: output, lse: lse, batch: batch, scale: scale, textValid: lengths, stream: stream)
         } catch {
             throw .cuda("launch of the \(kernel) forward kernel: \(error)")
         }
@@ -54,7 +56,8 @@ extension CUDAEngine {
             context: context)
         return try forward(
             plan: plan, batch: batch, headDim: headDim, dtype: dtype, q: buffers[0], k: buffers[1], v: buffers[2],
-            output: buffers[3], lse: buffers[4], scale: resolved, textValid: nil,
+            output: buffers[3], lse: buffers[4], scale: resolved,
+            textValid: try DeviceAddress.borrowOptional(textValid, byteCount: batch * 4, context: context),
             stream: try DeviceAddress.stream(stream, context: context), kernel: preference)
     }
 
@@ -117,6 +120,12 @@ enum DeviceAddress {
                 try DeviceBuffer(borrowing: region.0, byteCount: region.1, context: context)
             }
         }
+    }
+
+    /// A borrowed buffer over `address`, or nil for 0.
+    static func borrowOptional(_ address: UInt64, byteCount: Int, context: CUDAContext) throws(AttentionError) -> DeviceBuffer? {
+        guard address != 0 else { return nil }
+        return try borrow([(address, byteCount)], context: context)[0]
     }
 
     /// The caller's stream, or nil (the legacy default stream) for 0.

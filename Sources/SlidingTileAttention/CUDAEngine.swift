@@ -12,8 +12,13 @@ import Synchronization
 /// - Contexts: the primary context of each device (the one the CUDA runtime, and so PyTorch, uses: its
 ///   device addresses are valid here), retained once on first use and kept for the engine's lifetime.
 /// - Kernels: compiled by NVRTC (or read from `cache`) on first use and kept, keyed by device, plan
-///   (layout and windows), head dim, dtype, kernel and direction. A kernel is compiled under a lock, so two
-///   threads asking for the same one compile it once; other threads wait meanwhile.
+///   (layout and windows), head dim, dtype, kernel and direction. The plan's default valid text length is
+///   not part of the key: the kernels read valid lengths at run time, so plans that differ only in it
+///   share one kernel. A kernel is compiled under a lock, so two threads asking for the same one compile
+///   it once; other threads wait meanwhile.
+/// - Plan tables: the window tables live with each kernel; for a call without per-row lengths whose plan's
+///   default differs from the kernel's, the engine passes a small device array of that length for every
+///   row, made once per (device, length, batch) and kept.
 /// - Every call checks its arguments and asks `KernelSelection` which kernel runs it before any device
 ///   work, so a refused call has touched nothing.
 ///
@@ -27,6 +32,13 @@ public final class CUDAEngine: Sendable {
 
     private let contexts = Mutex<[Int: CUDAContext]>([:])
     private let kernels = Mutex<KernelTable>(KernelTable())
+    private let uniformTextValid = Mutex<[UniformTextValidKey: DeviceBuffer]>([:])
+
+    struct UniformTextValidKey: Hashable, Sendable {
+        let device: Int
+        let valid: Int
+        let batch: Int
+    }
 
     /// A compiled kernel's identity.
     struct KernelKey: Hashable, Sendable {
@@ -39,9 +51,17 @@ public final class CUDAEngine: Sendable {
         let kernel: AttentionKernel
         let direction: AttentionDirection
 
+        /// `layout` with every text token valid: the part of a layout a kernel is compiled for.
+        static func normalised(_ layout: STALayout) -> STALayout {
+            guard layout.text.valid != layout.text.count else { return layout }
+            // Same canvas and tile, text.valid = text.count: valid by construction.
+            return (try? STALayout(
+                canvas: layout.canvas.extents, tile: layout.tile.extents, textCount: layout.text.count)) ?? layout
+        }
+
         init(device: Int, plan: AttentionPlan, headDim: Int, dtype: DType, kernel: AttentionKernel, direction: AttentionDirection) {
             self.device = device
-            self.layout = plan.layout
+            self.layout = Self.normalised(plan.layout)
             self.windows = plan.windows
             self.windowIndexByHead = plan.windowIndexByHead
             self.headDim = headDim
@@ -149,6 +169,33 @@ public final class CUDAEngine: Sendable {
             return try result.get()
         } catch {
             throw .cuda("the \(kernel) \(call.direction) kernel for \(call.dtype), head dim \(call.headDim): \(error)")
+        }
+    }
+
+    /// The valid text lengths to launch `compiled` with for a call on `plan`: the caller's array, or nil
+    /// when the kernel's default is the plan's, or else a device array holding the plan's default for each
+    /// of `batch` rows (made once per device, length and batch, and kept).
+    func textValid(
+        _ given: DeviceBuffer?, plan: AttentionPlan, kernelPlan: AttentionPlan, batch: Int, context: CUDAContext
+    ) throws(AttentionError) -> DeviceBuffer? {
+        if let given { return given }
+        let valid = plan.layout.text.valid
+        guard valid != kernelPlan.layout.text.valid else { return nil }
+        let key = UniformTextValidKey(device: context.deviceOrdinal, valid: valid, batch: batch)
+        let result: Result<DeviceBuffer, CUDAError> = uniformTextValid.withLock { table in
+            if let buffer = table[key] { return .success(buffer) }
+            do throws(CUDAError) {
+                let buffer = try DeviceBuffer(context: context, copying: [Int32](repeating: Int32(valid), count: batch))
+                table[key] = buffer
+                return .success(buffer)
+            } catch {
+                return .failure(error)
+            }
+        }
+        do throws(CUDAError) {
+            return try result.get()
+        } catch {
+            throw .cuda("the valid text lengths of the plan on device \(context.deviceOrdinal): \(error)")
         }
     }
 
