@@ -8,9 +8,13 @@ public struct AttentionShape: Sendable, Equatable {
     /// The largest head dim any backend takes.
     public static let headDimLimit = 65_536
 
+    /// B: sequences of one call.
     public let batch: Int
+    /// H: the plan's heads.
     public let heads: Int
+    /// S: the plan's sequence length (padded video tokens, then text).
     public let sequenceLength: Int
+    /// D: the head dimension.
     public let headDim: Int
     /// B · H · S.
     public let rowCount: Int
