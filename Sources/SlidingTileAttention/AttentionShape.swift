@@ -78,12 +78,4 @@ enum TextValidLengths {
                 "text_valid[\(row)] is \(value); each entry must be in 0...\(layout.text.count) (the plan's text count)")
         }
     }
-
-    /// Until the kernels read per-row lengths at run time: only the plan default is accepted.
-    static func requireDefault(_ given: Bool) throws(AttentionError) {
-        guard !given else {
-            throw .invalidArgument(
-                "text_valid is given, but this build's kernels take the plan's valid text length only; pass none (NULL / 0)")
-        }
-    }
 }
