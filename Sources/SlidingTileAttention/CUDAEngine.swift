@@ -155,15 +155,8 @@ public final class CUDAEngine: Sendable {
         let key = KernelKey(
             device: context.deviceOrdinal, plan: call.plan, headDim: call.headDim, dtype: call.dtype, kernel: kernel,
             direction: call.direction)
-        let result: Result<Kernel, STAKernelError> = kernels.withLock { kernels in
-            if let compiled = kernels[keyPath: table][key] { return .success(compiled) }
-            do throws(STAKernelError) {
-                let compiled = try make()
-                kernels[keyPath: table][key] = compiled
-                return .success(compiled)
-            } catch {
-                return .failure(error)
-            }
+        let result = kernels.withLock { kernels in
+            lookUp(key, in: &kernels[keyPath: table], orMake: make)
         }
         do throws(STAKernelError) {
             return try result.get()
@@ -182,20 +175,29 @@ public final class CUDAEngine: Sendable {
         let valid = plan.layout.text.valid
         guard valid != kernelPlan.layout.text.valid else { return nil }
         let key = UniformTextValidKey(device: context.deviceOrdinal, valid: valid, batch: batch)
-        let result: Result<DeviceBuffer, CUDAError> = uniformTextValid.withLock { table in
-            if let buffer = table[key] { return .success(buffer) }
-            do throws(CUDAError) {
-                let buffer = try DeviceBuffer(context: context, copying: [Int32](repeating: Int32(valid), count: batch))
-                table[key] = buffer
-                return .success(buffer)
-            } catch {
-                return .failure(error)
+        let result = uniformTextValid.withLock { table in
+            lookUp(key, in: &table) { () throws(CUDAError) in
+                try DeviceBuffer(context: context, copying: [Int32](repeating: Int32(valid), count: batch))
             }
         }
         do throws(CUDAError) {
             return try result.get()
         } catch {
             throw .cuda("the valid text lengths of the plan on device \(context.deviceOrdinal): \(error)")
+        }
+    }
+
+    /// `table[key]`, made with `make` and stored on a miss; the caller holds the table's lock.
+    private func lookUp<Key: Hashable, Value, Failure: Error>(
+        _ key: Key, in table: inout [Key: Value], orMake make: () throws(Failure) -> Value
+    ) -> Result<Value, Failure> {
+        if let value = table[key] { return .success(value) }
+        do throws(Failure) {
+            let value = try make()
+            table[key] = value
+            return .success(value)
+        } catch {
+            return .failure(error)
         }
     }
 
