@@ -122,7 +122,7 @@ def attention_forward(q: Tensor, k: Tensor, v: Tensor, plan: int, scale: float, 
         q, k, v = _aligned(q, k, v)
         with _CUDACall(q) as (device, stream):
             valid = _device_text_valid(text_valid, q)
-            if _library.supports("text_valid"):
+            if _library.interface_version() >= 2:
                 _library.call("sta_forward_cuda", handle, code, batch, head_dim, q.data_ptr(), k.data_ptr(),
                               v.data_ptr(), out.data_ptr(), lse.data_ptr(), scale, valid, stream, device,
                               kernel.encode())
