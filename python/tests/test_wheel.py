@@ -62,6 +62,13 @@ def test_wheel_from_the_loaded_library(tmp_path):
                          f"{info}/RECORD"):
             assert required in names, required
         assert not any("wheel_backend" in n or "tests/" in n or n.endswith(".pyc") for n in names)
+        # Every module of the package, subpackages included.
+        package = os.path.join(ROOT, "python", "sta")
+        for folder, _, entries in os.walk(package):
+            for entry in entries:
+                if entry.endswith(".py"):
+                    relative = os.path.relpath(os.path.join(folder, entry), package).replace(os.sep, "/")
+                    assert f"sta/{relative}" in names, relative
         metadata = archive.read(f"{info}/METADATA").decode()
         assert "Name: sliding-tile-attention" in metadata
         assert f"Version: {sta.__version__}" in metadata
