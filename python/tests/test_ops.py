@@ -49,7 +49,7 @@ def tiny_plan(text=3):
     return sta.Plan(canvas=(3, 4), tile=(2, 2), text=text, windows=[(1, 1), (1, 3)])
 
 
-def small_plan(text=8, text_valid=None, head_dim_hint=None):
+def small_plan(text=8, text_valid=None):
     return sta.Plan(canvas=(3, 3, 5), tile=(2, 2, 4), text=text, text_valid=text_valid,
                     windows=[(1, 1, 1), (3, 1, 3)])
 
@@ -489,3 +489,17 @@ def test_cuda_compile_inductor_training_step():
     assert relative_error(got, want) < 1e-2
     for a, b in zip(got_grads, want_grads):
         assert relative_error(a, b) < 2e-2
+
+
+@needs_cuda
+@needs_backward
+def test_cuda_opcheck():
+    plan = gpu_plan()
+    q, k, v = (x.requires_grad_() for x in random_inputs(plan, head_dim=64, dtype=torch.bfloat16, device="cuda"))
+    valid = torch.tensor([7, 40], dtype=torch.int32, device="cuda") if sta.supports("text_valid") else None
+    torch.library.opcheck(torch.ops.sta.attention_forward.default,
+                          (q, k, v, plan.handle.value, 0.0, valid, "auto", 0))
+    out, lse = sta.attention(q.detach(), k.detach(), v.detach(), plan, text_valid=valid)
+    torch.library.opcheck(torch.ops.sta.attention_backward.default,
+                          (q.detach(), k.detach(), v.detach(), out, lse, loss_weights(out).cuda(), plan.handle.value,
+                           0.0, valid, "auto", 0))
