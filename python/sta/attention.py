@@ -120,9 +120,9 @@ def check_text_valid_int(plan: Plan, value) -> int:
 def require_text_valid_support() -> None:
     if not _library.supports("text_valid"):
         raise RuntimeError(
-            f"per-call text_valid needs libsta_c of C interface 2; {_library.library_path()} implements "
-            f"version {_library.interface_version()}. Rebuild the library, or use a plan whose text_valid "
-            "is the length you need")
+            "per-call text_valid needs a libsta_c with per-row text lengths (C interface 2); "
+            f"{_library.library_path()} (C interface {_library.interface_version()}) does not offer them. Rebuild "
+            "the library, or use a plan whose text_valid is the length you need")
 
 
 def host_text_valid(plan: Plan, batch: int, value):
@@ -174,12 +174,12 @@ def call_forward_cpu(handle, dtype_code, batch, head_dim, pointers, lse_pointer,
     """sta_forward_cpu in either interface version (host addresses as ints)."""
     q, k, v, out = (ctypes.c_void_p(p) for p in pointers)
     thread_count = 0 if threads is None else int(threads)
-    if _library.supports("text_valid"):
+    if text_valid_pointer is not None:
+        require_text_valid_support()
+    if _library.interface_version() >= 2:
         _library.call("sta_forward_cpu", handle, dtype_code, batch, head_dim, q, k, v, out,
                       ctypes.c_void_p(lse_pointer), scale, ctypes.c_void_p(text_valid_pointer), thread_count)
     else:
-        if text_valid_pointer is not None:
-            require_text_valid_support()
         _library.call("sta_forward_cpu", handle, dtype_code, batch, head_dim, q, k, v, out,
                       ctypes.c_void_p(lse_pointer), scale, thread_count)
 
