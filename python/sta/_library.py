@@ -1,4 +1,8 @@
-"""Locating and loading libsta_c.so, and the ctypes signatures of its functions (see sta.h)."""
+"""Locating and loading libsta_c.so, and the ctypes signatures of its functions (see sta.h).
+
+Both C interface versions load: version 2 (per-row text lengths, the backward pass, sta_kernel_choice,
+sta_version) and version 1 (forward only). ``supports(feature)`` says what the loaded library offers.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,12 @@ import glob
 import os
 import sys
 import threading
+import warnings
 
-__all__ = ["STAError", "library", "library_path", "check", "error_buffer"]
+from ._version import __version__
+
+__all__ = ["STAError", "library", "library_path", "interface_version", "library_version", "supports", "check",
+           "error_buffer"]
 
 STA_OK = 0
 STATUS_NAMES = {
@@ -19,7 +27,12 @@ STATUS_NAMES = {
     5: "CUDA",
 }
 DTYPE_CODES = {"float32": 0, "float16": 1, "bfloat16": 2}
-INTERFACE_VERSION = 1
+INTERFACE_VERSIONS = (1, 2)
+# What each interface version adds; ``supports`` answers from the loaded library.
+FEATURES = {
+    1: frozenset({"forward"}),
+    2: frozenset({"forward", "text_valid", "backward", "kernel_choice", "version"}),
+}
 ERROR_LENGTH = 2048
 
 
@@ -38,22 +51,22 @@ _library: ctypes.CDLL | None = None
 _path: str | None = None
 
 
-def _candidates() -> list[str]:
-    """Where the library is looked for, in order: $STA_LIBRARY, next to this package, the SwiftPM build
-    folders of the repository this package sits in (release first)."""
+def _candidates() -> list[tuple[str, str]]:
+    """Where the library is looked for, in order, with where each candidate comes from: the copy bundled
+    in this package (an installed wheel), $STA_LIBRARY (a file or a folder), the SwiftPM build folders of
+    the repository this package sits in (release first)."""
     package = os.path.dirname(os.path.abspath(__file__))
     repository = os.path.dirname(os.path.dirname(package))
-    result = []
+    result = [(os.path.join(package, "libsta_c.so"), "bundled")]
     override = os.environ.get("STA_LIBRARY")
     if override:
         override = os.path.abspath(os.path.expanduser(override))
         if os.path.isdir(override):
             override = os.path.join(override, "libsta_c.so")
-        return [override]
-    result.append(os.path.join(package, "libsta_c.so"))
-    result.append(os.path.join(os.path.dirname(package), "libsta_c.so"))
+        result.append((override, "$STA_LIBRARY"))
+    result.append((os.path.join(os.path.dirname(package), "libsta_c.so"), "python/"))
     for configuration in ("release", "debug"):
-        result.append(os.path.join(repository, ".build", configuration, "libsta_c.so"))
+        result.append((os.path.join(repository, ".build", configuration, "libsta_c.so"), "build tree"))
     return result
 
 
@@ -61,71 +74,139 @@ _I64 = ctypes.c_int64
 _P_I64 = ctypes.POINTER(ctypes.c_int64)
 _ERR = (ctypes.c_char_p, ctypes.c_size_t)
 
-_SIGNATURES = {
-    "sta_interface_version": (ctypes.c_int32, []),
-    "sta_plan_create": (
-        ctypes.c_void_p,
-        [ctypes.c_int32, _P_I64, _P_I64, _I64, _I64, _I64, _P_I64, *_ERR],
-    ),
-    "sta_plan_destroy": (ctypes.c_int32, [ctypes.c_void_p, *_ERR]),
-    "sta_plan_sequence_length": (ctypes.c_int32, [ctypes.c_void_p, _P_I64, *_ERR]),
-    "sta_plan_shape": (ctypes.c_int32, [ctypes.c_void_p] + [_P_I64] * 7 + list(_ERR)),
-    "sta_plan_video_sparsity": (ctypes.c_int32, [ctypes.c_void_p, ctypes.POINTER(ctypes.c_double), *_ERR]),
-    "sta_plan_effective_flops": (
-        ctypes.c_int32,
-        [ctypes.c_void_p, _I64, _I64, ctypes.POINTER(ctypes.c_double), *_ERR],
-    ),
-    "sta_plan_sequence_index": (ctypes.c_int32, [ctypes.c_void_p, _P_I64, _I64, *_ERR]),
-    "sta_tile": (ctypes.c_int32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, _I64, _I64, *_ERR]),
-    "sta_untile": (ctypes.c_int32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, _I64, _I64, *_ERR]),
-    "sta_forward_cpu": (
-        ctypes.c_int32,
-        [ctypes.c_void_p, ctypes.c_int32, _I64, _I64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-         ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_int32, *_ERR],
-    ),
-    "sta_forward_cuda": (
-        ctypes.c_int32,
-        [ctypes.c_void_p, ctypes.c_int32, _I64, _I64, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64,
-         ctypes.c_uint64, ctypes.c_uint64, ctypes.c_double, ctypes.c_uint64, ctypes.c_int32, ctypes.c_char_p,
-         *_ERR],
-    ),
+_C = ctypes.c_int32
+_VP = ctypes.c_void_p
+_U64 = ctypes.c_uint64
+_F64 = ctypes.c_double
+
+# Functions of every interface version.
+_COMMON = {
+    "sta_interface_version": (_C, []),
+    "sta_plan_create": (_VP, [_C, _P_I64, _P_I64, _I64, _I64, _I64, _P_I64, *_ERR]),
+    "sta_plan_destroy": (_C, [_VP, *_ERR]),
+    "sta_plan_sequence_length": (_C, [_VP, _P_I64, *_ERR]),
+    "sta_plan_shape": (_C, [_VP] + [_P_I64] * 7 + list(_ERR)),
+    "sta_plan_video_sparsity": (_C, [_VP, ctypes.POINTER(_F64), *_ERR]),
+    "sta_plan_effective_flops": (_C, [_VP, _I64, _I64, ctypes.POINTER(_F64), *_ERR]),
+    "sta_plan_sequence_index": (_C, [_VP, _P_I64, _I64, *_ERR]),
+    "sta_tile": (_C, [_VP, _VP, _VP, _I64, _I64, *_ERR]),
+    "sta_untile": (_C, [_VP, _VP, _VP, _I64, _I64, *_ERR]),
 }
+
+# Version 1: the forward pass without per-row text lengths.
+_VERSION_1 = {
+    "sta_forward_cpu": (_C, [_VP, _C, _I64, _I64, _VP, _VP, _VP, _VP, _VP, _F64, _C, *_ERR]),
+    "sta_forward_cuda": (
+        _C, [_VP, _C, _I64, _I64, _U64, _U64, _U64, _U64, _U64, _F64, _U64, _C, ctypes.c_char_p, *_ERR]),
+}
+
+# Version 2 (CONTRACT §2): text_valid in both forwards, the backward pass, kernel choice, version string.
+_VERSION_2 = {
+    "sta_forward_cpu": (_C, [_VP, _C, _I64, _I64, _VP, _VP, _VP, _VP, _VP, _F64, _VP, _C, *_ERR]),
+    "sta_forward_cuda": (
+        _C, [_VP, _C, _I64, _I64, _U64, _U64, _U64, _U64, _U64, _F64, _U64, _U64, _C, ctypes.c_char_p, *_ERR]),
+    "sta_backward_cpu": (
+        _C, [_VP, _C, _I64, _I64, _VP, _VP, _VP, _VP, _VP, _VP, _VP, _VP, _VP, _F64, _VP, _C, *_ERR]),
+    "sta_backward_cuda_workspace_size": (_C, [_VP, _C, _I64, _I64, _C, ctypes.c_char_p, _P_I64, *_ERR]),
+    "sta_backward_cuda": (
+        _C, [_VP, _C, _I64, _I64, *([_U64] * 9), _F64, _U64, _U64, _I64, _U64, _C, ctypes.c_char_p, *_ERR]),
+    "sta_kernel_choice": (_C, [_VP, _C, _I64, _C, _C, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t, *_ERR]),
+    "sta_version": (ctypes.c_char_p, []),
+}
+
+_SIGNATURES = {1: {**_COMMON, **_VERSION_1}, 2: {**_COMMON, **_VERSION_2}}
+
+_interface_version: int | None = None
+_features: frozenset = frozenset()
+_warned_override = False
+
+
+def _bind(loaded: ctypes.CDLL, candidate: str) -> int:
+    """Sets restype/argtypes of every function of the library's interface version; returns the version."""
+    try:
+        version_function = loaded.sta_interface_version
+    except AttributeError:
+        raise OSError(f"{candidate} does not export sta_interface_version; it is not libsta_c.so") from None
+    version_function.restype, version_function.argtypes = _C, []
+    version = int(version_function())
+    if version not in _SIGNATURES:
+        raise OSError(
+            f"{candidate} implements C interface version {version}; this package (sta {__version__}) reads "
+            f"versions {', '.join(map(str, INTERFACE_VERSIONS))}: rebuild the library or update the package")
+    for name, (restype, argtypes) in _SIGNATURES[version].items():
+        try:
+            function = getattr(loaded, name)
+        except AttributeError:
+            raise OSError(
+                f"{candidate} reports C interface version {version} but does not export {name}; rebuild it "
+                "(swift build --product sta_c)") from None
+        function.restype = restype
+        function.argtypes = argtypes
+    if version >= 2:
+        reported = loaded.sta_version()
+        reported = reported.decode("utf-8", errors="replace") if reported else "(none)"
+        if reported != __version__:
+            raise OSError(
+                f"{candidate} is libsta_c {reported}; this Python package is sta {__version__}. Use the "
+                "library built from the same checkout (or the wheel's own copy)")
+    return version
 
 
 def library() -> ctypes.CDLL:
     """The loaded library (loaded on first use). Raises OSError listing every path tried."""
-    global _library, _path
+    global _library, _path, _interface_version, _features, _warned_override
+    loaded_now = _library
+    if loaded_now is not None:
+        return loaded_now
     with _lock:
         if _library is not None:
             return _library
         tried = []
-        for candidate in _candidates():
+        for candidate, origin in _candidates():
             if not os.path.exists(candidate):
-                tried.append(f"{candidate} (absent)")
+                tried.append(f"{candidate} ({origin}, absent)")
                 continue
             try:
                 loaded = ctypes.CDLL(candidate)
             except OSError as error:
-                tried.append(f"{candidate} ({error})")
+                tried.append(f"{candidate} ({origin}: {error})")
                 continue
-            for name, (restype, argtypes) in _SIGNATURES.items():
-                try:
-                    function = getattr(loaded, name)
-                except AttributeError:
-                    raise OSError(f"{candidate} does not export {name}; rebuild it (swift build --product sta_c)")
-                function.restype = restype
-                function.argtypes = argtypes
-            version = loaded.sta_interface_version()
-            if version != INTERFACE_VERSION:
-                raise OSError(
-                    f"{candidate} implements C interface version {version}; this package needs "
-                    f"{INTERFACE_VERSION}: rebuild the library or update the package")
+            version = _bind(loaded, candidate)
+            override = os.environ.get("STA_LIBRARY")
+            if origin == "bundled" and override and not _warned_override:
+                _warned_override = True
+                warnings.warn(
+                    f"sta: using the library bundled with the package ({candidate}); STA_LIBRARY={override} "
+                    "is only read when the package has no bundled copy", stacklevel=3)
             _library, _path = loaded, candidate
+            _interface_version, _features = version, FEATURES[version]
             return loaded
         raise OSError(
-            "libsta_c.so was not found. Build it with `swift build -c release --product sta_c` "
-            "(or --static-swift-stdlib for a copy that runs without a Swift toolchain) and set STA_LIBRARY "
-            "to its path. Tried: " + "; ".join(tried))
+            "libsta_c.so was not found. Install the wheel (pip install sliding-tile-attention), or build it "
+            "with `swift build -c release --product sta_c` (--static-swift-stdlib for a copy that runs without "
+            "a Swift toolchain) and set STA_LIBRARY to its path. Tried: " + "; ".join(tried))
+
+
+def interface_version() -> int:
+    """The C interface version of the loaded library (loading it if needed): 1 or 2."""
+    library()
+    assert _interface_version is not None
+    return _interface_version
+
+
+def supports(feature: str) -> bool:
+    """Whether the loaded library offers ``feature``: "forward", "text_valid" (per-row text lengths),
+    "backward", "kernel_choice" or "version". False while no library is loaded (this never loads one, so
+    it is safe inside code that torch.compile traces; every caller has loaded it through a Plan)."""
+    return feature in _features
+
+
+def library_version() -> str | None:
+    """The library's own version string (C interface 2), or None for a version-1 library."""
+    lib = library()
+    if not supports("version"):
+        return None
+    return lib.sta_version().decode("utf-8", errors="replace")
 
 
 def library_path() -> str:

@@ -24,7 +24,14 @@ except OSError as error:  # pragma: no cover - depends on the build
 
 HEADER = os.path.join(ROOT, "Sources", "STACInterface", "include", "sta.h")
 # A function declaration: its return type, its name, its parameter list.
-DECLARATION = r"(?:int32_t|sta_plan\s*\*)\s*{name}\s*\("
+
+
+DECLARATION = r"(?:int32_t|sta_plan\s*\*|const\s+char\s*\*)\s*{name}\s*\("
+
+
+def header_version() -> int:
+    text = open(HEADER, encoding="utf-8").read()
+    return int(re.search(r"#define\s+STA_C_INTERFACE_VERSION\s+(\d+)", text).group(1))
 
 
 def declared_functions() -> set[str]:
@@ -34,14 +41,20 @@ def declared_functions() -> set[str]:
 
 def test_header_declares_exactly_the_bound_functions():
     declared = declared_functions()
-    assert declared == set(_library._SIGNATURES), declared ^ set(_library._SIGNATURES)
-    for name in declared:
-        assert hasattr(sta.library(), name), f"{name} is declared in sta.h but not exported"
+    bound = set(_library._SIGNATURES[header_version()])
+    assert declared == bound, declared ^ bound
+    if sta.interface_version() == header_version():
+        for name in declared:
+            assert hasattr(sta.library(), name), f"{name} is declared in sta.h but not exported"
+
+
+def test_package_reads_the_header_version():
+    assert header_version() in _library.INTERFACE_VERSIONS
 
 
 def test_header_parameter_counts_match_ctypes():
     text = open(HEADER, encoding="utf-8").read()
-    for name, (_, argtypes) in _library._SIGNATURES.items():
+    for name, (_, argtypes) in _library._SIGNATURES[header_version()].items():
         match = re.search(DECLARATION.format(name=name) + r"([^)]*)\)", text)
         assert match, name
         parameters = [p for p in match.group(1).split(",") if p.strip() and p.strip() != "void"]
@@ -64,9 +77,16 @@ int main(void) {
     float *o = calloc((size_t)s * 8, 4), *lse = calloc((size_t)s, 4);
     for (int64_t i = 0; i < raster * 8; i++) x[i] = (float)(i % 17) / 17.0f;
     if (sta_tile(plan, x, y, 1, 8 * 4, error, sizeof error) != STA_OK) return 4;
-    if (sta_forward_cpu(plan, STA_DTYPE_FLOAT32, 1, 8, y, y, y, o, lse, 0.0, 0, error, sizeof error) != STA_OK)
+#if STA_C_INTERFACE_VERSION >= 2
+#define TEXT_VALID NULL,
+#else
+#define TEXT_VALID
+#endif
+    if (sta_forward_cpu(plan, STA_DTYPE_FLOAT32, 1, 8, y, y, y, o, lse, 0.0, TEXT_VALID 0, error, sizeof error)
+        != STA_OK)
         return 5;
-    if (sta_forward_cpu(plan, 9, 1, 8, y, y, y, o, lse, 0.0, 0, error, sizeof error) != STA_ERROR_INVALID_ARGUMENT)
+    if (sta_forward_cpu(plan, 9, 1, 8, y, y, y, o, lse, 0.0, TEXT_VALID 0, error, sizeof error)
+        != STA_ERROR_INVALID_ARGUMENT)
         return 6;
     printf("S=%lld lse0=%.6f\n", (long long)s, lse[0]);
     return sta_plan_destroy(plan, error, sizeof error) == STA_OK ? 0 : 7;
@@ -85,6 +105,8 @@ def test_c_program_against_the_header(tmp_path):
     compiler = c_compiler()
     if compiler is None:
         pytest.skip("no C compiler")
+    if sta.interface_version() != header_version():
+        pytest.skip(f"the loaded library is C interface {sta.interface_version()}; sta.h is {header_version()}")
     source = tmp_path / "main.c"
     source.write_text(C_PROGRAM)
     library = sta.library_path()
