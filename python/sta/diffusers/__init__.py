@@ -207,9 +207,7 @@ def sta_attention(query, key, value, *, canvas: Sequence[int], tile: Sequence[in
     ``text_valid`` None, an int, or an int32 [B] tensor of per-row valid text lengths. Plans and indices are
     cached across calls.
     """
-    import torch
-
-    from ..strategy import resolve_window, _head_windows
+    from ..strategy import _head_windows, resolve_window
 
     heads = query.shape[2]
     grid = [-(-int(c) // int(t)) for c, t in zip(canvas, tile)]
@@ -223,7 +221,5 @@ def sta_attention(query, key, value, *, canvas: Sequence[int], tile: Sequence[in
     layout = _functional_layouts.get(layout_key)
     if layout is None:
         layout = _functional_layouts[layout_key] = JointLayout(canvas, tile, text, text_first, query.device)
-    if isinstance(text_valid, int):
-        text_valid = torch.full((query.shape[0],), text_valid, dtype=torch.int32, device=query.device)
     tiled = [layout.to_tiles(x) for x in (query, key, value)]
-    return layout.from_tiles(attend(*tiled, plan, text_valid=text_valid, kernel=kernel, cache=_functional_plans))
+    return layout.from_tiles(attend(*tiled, plan, text_valid=text_valid, kernel=kernel))

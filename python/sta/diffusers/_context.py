@@ -298,7 +298,7 @@ class STAContext:
         tiled = [layout.to_tiles(x) for x in (query, key, value)]
         if self.capture is not None and self.capture.wants(self.step, layer):
             self.capture.save(self, layer, *tiled, layout=layout, text_valid=text_valid)
-        out = attend(*tiled, plan, text_valid=text_valid, kernel=self.kernel, cache=self.plans)
+        out = attend(*tiled, plan, text_valid=text_valid, kernel=self.kernel)
         return layout.from_tiles(out)
 
 
