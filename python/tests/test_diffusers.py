@@ -196,7 +196,7 @@ def test_one_layer_equals_sdpa_under_the_explicit_mask(name, which):
 @pytest.mark.parametrize("canvas,tile", [((5, 7, 9), (2, 2, 4)), ((30, 48, 80), (6, 8, 8)), ((12, 16), (2, 4)),
                                          ((13, 20), (8, 16)), ((21, 45, 80), (6, 8, 8))])
 def test_device_tile_order_equals_the_library(canvas, tile):
-    from sta.diffusers._layout import raster_to_tile_order
+    from sta._diffusers_layout import raster_to_tile_order
 
     plan = sta.Plan(canvas, tile, text=0, windows=[tuple(1 for _ in canvas)])
     assert raster_to_tile_order(canvas, tile).tolist() == plan.sequence_index().tolist()
@@ -206,7 +206,7 @@ def test_device_tile_order_equals_the_library(canvas, tile):
 @pytest.mark.parametrize("head_dim,dtype", [(5, torch.float32), (8, torch.float32), (8, torch.bfloat16)])
 def test_joint_layout_round_trip(text_first, head_dim, dtype):
     """Both gather paths (8-byte words where the head dim allows, elements otherwise)."""
-    from sta.diffusers._layout import JointLayout
+    from sta._diffusers_layout import JointLayout
 
     layout = JointLayout((3, 5, 6), (2, 2, 4), 4, text_first, "cpu")
     x = torch.randn(2, layout.model_length, 3, head_dim).to(dtype)

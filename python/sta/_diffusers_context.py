@@ -12,9 +12,9 @@ from __future__ import annotations
 import inspect
 import weakref
 
-from ..strategy import MaskStrategy, WindowStrategy, _ranges
-from ._layout import JointLayout
-from ._plans import PlanCache, attend
+from .strategy import MaskStrategy, WindowStrategy, _ranges
+from ._diffusers_layout import JointLayout
+from ._diffusers_plans import PlanCache, attend
 
 __all__ = ["STAContext"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import threading
 from typing import Sequence
 
-from ..attention import attention as _sta_attention
-from ..plan import Plan
+from .attention import attention as _sta_attention
+from .plan import Plan
 
 __all__ = ["PlanCache", "attend"]
 
