@@ -178,13 +178,36 @@ def library() -> ctypes.CDLL:
                 warnings.warn(
                     f"sta: using the library bundled with the package ({candidate}); STA_LIBRARY={override} "
                     "is only read when the package has no bundled copy", stacklevel=3)
+            features = FEATURES[version]
+            if "text_valid" in features and not _accepts_text_valid(loaded):
+                features = features - {"text_valid"}
             _library, _path = loaded, candidate
-            _interface_version, _features = version, FEATURES[version]
+            _interface_version, _features = version, features
             return loaded
         raise OSError(
             "libsta_c.so was not found. Install the wheel (pip install sliding-tile-attention), or build it "
             "with `swift build -c release --product sta_c` (--static-swift-stdlib for a copy that runs without "
             "a Swift toolchain) and set STA_LIBRARY to its path. Tried: " + "; ".join(tried))
+
+
+def _accepts_text_valid(loaded: ctypes.CDLL) -> bool:
+    """Whether a version-2 library runs a forward with per-row text lengths. A build whose kernels do not
+    read them yet rejects any text_valid; one CPU call on a two-token plan tells (microseconds)."""
+    buffer = error_buffer()
+    one = (ctypes.c_int64 * 1)(1)
+    plan = loaded.sta_plan_create(1, one, one, 1, -1, 1, one, buffer, ctypes.sizeof(buffer))
+    if not plan:
+        return False
+    try:
+        values = (ctypes.c_float * 2)(1.0, 1.0)
+        out = (ctypes.c_float * 2)()
+        lse = (ctypes.c_float * 2)()
+        lengths = (ctypes.c_int32 * 1)(0)
+        status = loaded.sta_forward_cpu(plan, DTYPE_CODES["float32"], 1, 1, values, values, values, out, lse, 0.0,
+                                        lengths, 1, buffer, ctypes.sizeof(buffer))
+        return status == STA_OK
+    finally:
+        loaded.sta_plan_destroy(plan, None, 0)
 
 
 def interface_version() -> int:
@@ -195,8 +218,9 @@ def interface_version() -> int:
 
 
 def supports(feature: str) -> bool:
-    """Whether the loaded library offers ``feature``: "forward", "text_valid" (per-row text lengths),
-    "backward", "kernel_choice" or "version". False while no library is loaded (this never loads one, so
+    """Whether the loaded library offers ``feature``: "forward", "text_valid" (per-row text lengths; a
+    version-2 build whose kernels do not read them yet says no), "backward", "kernel_choice" or "version".
+    False while no library is loaded (this never loads one, so
     it is safe inside code that torch.compile traces; every caller has loaded it through a Plan)."""
     return feature in _features
 

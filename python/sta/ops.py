@@ -11,7 +11,8 @@ q, k, v, out, dout are [B, H, S, D] in tile order; lse is [B, H, S] float32.
 
 Both are ``torch.library.custom_op``s with fake (meta) implementations, so ``torch.compile`` traces them
 as single graph nodes without a graph break, and the forward has an autograd formula that calls the
-backward op: gradients reach q, k and v. lse is marked non-differentiable (a loss that uses it gets no
+backward op: gradients reach q, k and v (with the forward's kernel when it has a backward pass, else the
+automatic choice: the Hopper kernel is forward-only). lse is marked non-differentiable (a loss that uses it gets no
 gradient through it). The CUDA backward takes its scratch memory from PyTorch's caching allocator, sized
 by ``sta_backward_cuda_workspace_size``; both ops run on the current stream and never synchronise.
 Use ``sta.attention``: it checks its arguments and turns a plan and an int ``text_valid`` into these.
@@ -197,14 +198,37 @@ def _backward(ctx, dout, dlse):
     q, k, v, out, lse, text_valid = ctx.saved_tensors
     if dout is None:
         return None, None, None, None, None, None, None, None
+    kernel = _backward_kernel(ctx.plan, q, ctx.kernel)
     dq, dk, dv = torch.ops.sta.attention_backward(
-        q, k, v, out, lse, dout, ctx.plan, ctx.scale, text_valid, ctx.kernel, ctx.threads)
+        q, k, v, out, lse, dout, ctx.plan, ctx.scale, text_valid, kernel, ctx.threads)
     needs = ctx.needs_input_grad
     return (dq if needs[0] else None, dk if needs[1] else None, dv if needs[2] else None,
             None, None, None, None, None)
 
 
 attention_forward.register_autograd(_backward, setup_context=_setup_context)
+
+_backward_kernels: dict = {}
+
+
+def _backward_kernel(plan: int, q, kernel: str) -> str:
+    """The kernel named for the forward runs the backward too when it has a backward pass; otherwise (the
+    Hopper kernel is forward-only today) the automatic choice does. Asked once per (plan, dtype, D, device)."""
+    if kernel == "auto" or q.device.type != "cuda" or not _library.supports("kernel_choice"):
+        return kernel
+    key = (plan, q.dtype, int(q.shape[-1]), q.device.index, kernel)
+    choice = _backward_kernels.get(key)
+    if choice is None:
+        name = ctypes.create_string_buffer(32)
+        buffer = _library.error_buffer()
+        device = q.device.index if q.device.index is not None else torch.cuda.current_device()
+        _library.prepare_nvrtc()
+        status = _library.library().sta_kernel_choice(
+            ctypes.c_void_p(plan), _library.DTYPE_CODES[_DTYPE_NAMES[q.dtype]], int(q.shape[-1]), 1, device,
+            kernel.encode(), name, ctypes.sizeof(name), buffer, ctypes.sizeof(buffer))
+        choice = kernel if status == _library.STA_OK else "auto"
+        _backward_kernels[key] = choice
+    return choice
 
 
 # MARK: helpers of the operator bodies (real tensors only)

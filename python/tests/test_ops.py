@@ -49,7 +49,7 @@ def tiny_plan(text=3):
     return sta.Plan(canvas=(3, 4), tile=(2, 2), text=text, windows=[(1, 1), (1, 3)])
 
 
-def small_plan(text=8, text_valid=None, head_dim_hint=None):
+def small_plan(text=8, text_valid=None):
     return sta.Plan(canvas=(3, 3, 5), tile=(2, 2, 4), text=text, text_valid=text_valid,
                     windows=[(1, 1, 1), (3, 1, 3)])
 
@@ -445,14 +445,17 @@ def test_cuda_text_valid_on_the_host_is_refused():
 @needs_cuda
 @needs_backward
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("kernel", ["auto", "portable"])
+@pytest.mark.parametrize("kernel", ["auto", "portable", "hopper"])
 @pytest.mark.parametrize("head_dim", [64, 128])
 def test_cuda_gradients_match_float64_autograd(dtype, kernel, head_dim):
+    if kernel == "hopper" and torch.cuda.get_device_capability()[0] != 9:
+        pytest.skip("the Hopper kernel needs compute capability 9.x")
     plan = gpu_plan()
-    rows = [7, 40]
+    per_row = sta.supports("text_valid")
+    rows = [7, 40] if per_row else [40, 40]
     base = random_inputs(plan, head_dim=head_dim, dtype=dtype)
     q, k, v = (x.cuda().requires_grad_() for x in base)
-    valid = torch.tensor(rows, dtype=torch.int32, device="cuda")
+    valid = torch.tensor(rows, dtype=torch.int32, device="cuda") if per_row else None
     out, lse = sta.attention(q, k, v, plan, text_valid=valid, kernel=kernel)
     weights = loss_weights(out).cuda()
     (out * weights).sum().backward()
@@ -474,7 +477,7 @@ def test_cuda_compile_inductor_training_step():
     torch._dynamo.reset()
     plan = gpu_plan()
     base = [x.transpose(1, 2).contiguous().cuda() for x in random_inputs(plan, head_dim=64, dtype=torch.bfloat16)]
-    valid = torch.tensor([7, 40], dtype=torch.int32, device="cuda")
+    valid = torch.tensor([7, 40], dtype=torch.int32, device="cuda") if sta.supports("text_valid") else None
     compiled = torch.compile(block, fullgraph=True)
     results = []
     for function in (compiled, block):
@@ -486,3 +489,17 @@ def test_cuda_compile_inductor_training_step():
     assert relative_error(got, want) < 1e-2
     for a, b in zip(got_grads, want_grads):
         assert relative_error(a, b) < 2e-2
+
+
+@needs_cuda
+@needs_backward
+def test_cuda_opcheck():
+    plan = gpu_plan()
+    q, k, v = (x.requires_grad_() for x in random_inputs(plan, head_dim=64, dtype=torch.bfloat16, device="cuda"))
+    valid = torch.tensor([7, 40], dtype=torch.int32, device="cuda") if sta.supports("text_valid") else None
+    torch.library.opcheck(torch.ops.sta.attention_forward.default,
+                          (q, k, v, plan.handle.value, 0.0, valid, "auto", 0))
+    out, lse = sta.attention(q.detach(), k.detach(), v.detach(), plan, text_valid=valid)
+    torch.library.opcheck(torch.ops.sta.attention_backward.default,
+                          (q.detach(), k.detach(), v.detach(), out, lse, loss_weights(out).cuda(), plan.handle.value,
+                           0.0, valid, "auto", 0))

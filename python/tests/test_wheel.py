@@ -62,6 +62,13 @@ def test_wheel_from_the_loaded_library(tmp_path):
                          f"{info}/RECORD"):
             assert required in names, required
         assert not any("wheel_backend" in n or "tests/" in n or n.endswith(".pyc") for n in names)
+        # Every module of the package, subpackages included.
+        package = os.path.join(ROOT, "python", "sta")
+        for folder, _, entries in os.walk(package):
+            for entry in entries:
+                if entry.endswith(".py"):
+                    relative = os.path.relpath(os.path.join(folder, entry), package).replace(os.sep, "/")
+                    assert f"sta/{relative}" in names, relative
         metadata = archive.read(f"{info}/METADATA").decode()
         assert "Name: sliding-tile-attention" in metadata
         assert f"Version: {sta.__version__}" in metadata
@@ -108,3 +115,17 @@ def test_metadata_hook_names_the_distribution(tmp_path):
     name = backend.prepare_metadata_for_build_wheel(str(tmp_path))
     assert name == f"sliding_tile_attention-{sta.__version__}.dist-info"
     assert f"Version: {sta.__version__}" in (tmp_path / name / "METADATA").read_text()
+
+
+def test_library_search_order(monkeypatch, tmp_path):
+    from sta import _library
+
+    package = os.path.join(ROOT, "python", "sta")
+    monkeypatch.setenv("STA_LIBRARY", str(tmp_path))
+    candidates = _library._candidates()
+    assert candidates[0] == (os.path.join(package, "libsta_c.so"), "bundled")
+    assert candidates[1] == (str(tmp_path / "libsta_c.so"), "$STA_LIBRARY")   # a folder names its libsta_c.so
+    assert [origin for _, origin in candidates[2:]] == ["python/", "build tree", "build tree"]
+    assert candidates[3][0].endswith(os.path.join(".build", "release", "libsta_c.so"))
+    monkeypatch.delenv("STA_LIBRARY")
+    assert "$STA_LIBRARY" not in [origin for _, origin in _library._candidates()]

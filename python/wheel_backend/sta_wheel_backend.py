@@ -222,11 +222,16 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
 
 
 def _package_files(settings):
+    """Every .py file of the package, subpackages included (sta/diffusers/, sta/parallel/, ...)."""
     package = os.path.join(ROOT, settings.get("package", "python/sta"))
     files = []
-    for entry in sorted(os.listdir(package)):
-        if entry.endswith(".py"):
-            files.append((f"sta/{entry}", open(os.path.join(package, entry), "rb").read(), 0o644))
+    for folder, subfolders, entries in os.walk(package):
+        subfolders[:] = sorted(d for d in subfolders if d != "__pycache__" and not d.startswith("."))
+        for entry in sorted(entries):
+            if entry.endswith(".py"):
+                path = os.path.join(folder, entry)
+                name = "sta/" + os.path.relpath(path, package).replace(os.sep, "/")
+                files.append((name, open(path, "rb").read(), 0o644))
     header = settings.get("header")
     if header:
         files.append(("sta/include/sta.h", open(os.path.join(ROOT, header), "rb").read(), 0o644))
