@@ -250,7 +250,7 @@ def bench_model(name, args, device, dtype, log, rows, deadline):
 
     def layout_ms():
         """The processors' permutation cost per call: q, k, v into tile order and the output back."""
-        from sta.diffusers._layout import JointLayout
+        from sta._diffusers_layout import JointLayout
 
         layout = JointLayout(canvas, tile, 0 if name == "wan" else text, name == "flux", device)
         x = torch.randn(1, layout.model_length, heads, head_dim, device=device, dtype=dtype)

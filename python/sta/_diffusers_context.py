@@ -12,9 +12,9 @@ from __future__ import annotations
 import inspect
 import weakref
 
-from ..strategy import MaskStrategy, WindowStrategy, _ranges
-from ._layout import JointLayout
-from ._plans import PlanCache, attend
+from .strategy import MaskStrategy, WindowStrategy, _ranges
+from ._diffusers_layout import JointLayout
+from ._diffusers_plans import PlanCache, attend
 
 __all__ = ["STAContext"]
 
@@ -298,7 +298,7 @@ class STAContext:
         tiled = [layout.to_tiles(x) for x in (query, key, value)]
         if self.capture is not None and self.capture.wants(self.step, layer):
             self.capture.save(self, layer, *tiled, layout=layout, text_valid=text_valid)
-        out = attend(*tiled, plan, text_valid=text_valid, kernel=self.kernel, cache=self.plans)
+        out = attend(*tiled, plan, text_valid=text_valid, kernel=self.kernel)
         return layout.from_tiles(out)
 
 

@@ -80,7 +80,7 @@ def _flux_canvas(model, arguments, context):
 
 
 def _registry():
-    from . import _processors
+    from . import _diffusers_processors as _processors
 
     return {
         "HunyuanVideoTransformer3DModel": ModelSpec(

@@ -48,11 +48,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..strategy import FULL, as_strategy
-from ._context import STAContext
-from ._layout import JointLayout
-from ._models import SUPPORTED, spec_for
-from ._plans import PlanCache, attend
+from .strategy import FULL, as_strategy
+from ._diffusers_context import STAContext
+from ._diffusers_layout import JointLayout
+from ._diffusers_models import SUPPORTED, spec_for
+from ._diffusers_plans import PlanCache, attend
 
 __all__ = [
     "enable_sta",
@@ -181,7 +181,7 @@ def set_strategy(pipe_or_transformer, strategy) -> STAContext:
 def load_strategy(pipe_or_transformer, path, *, canvas: Sequence[int] | None = None) -> STAContext:
     """Reads a mask-strategy JSON (what ``sta search`` writes) into the enabled processors: the same as
     ``set_strategy(model, sta.strategy.load_strategy(path, canvas=canvas))``, with the processors' tile."""
-    from ..strategy import load_strategy as read
+    from .strategy import load_strategy as read
 
     return set_strategy(pipe_or_transformer, read(path, canvas=canvas))
 
@@ -207,9 +207,7 @@ def sta_attention(query, key, value, *, canvas: Sequence[int], tile: Sequence[in
     ``text_valid`` None, an int, or an int32 [B] tensor of per-row valid text lengths. Plans and indices are
     cached across calls.
     """
-    import torch
-
-    from ..strategy import resolve_window, _head_windows
+    from .strategy import _head_windows, resolve_window
 
     heads = query.shape[2]
     grid = [-(-int(c) // int(t)) for c, t in zip(canvas, tile)]
@@ -223,7 +221,5 @@ def sta_attention(query, key, value, *, canvas: Sequence[int], tile: Sequence[in
     layout = _functional_layouts.get(layout_key)
     if layout is None:
         layout = _functional_layouts[layout_key] = JointLayout(canvas, tile, text, text_first, query.device)
-    if isinstance(text_valid, int):
-        text_valid = torch.full((query.shape[0],), text_valid, dtype=torch.int32, device=query.device)
     tiled = [layout.to_tiles(x) for x in (query, key, value)]
-    return layout.from_tiles(attend(*tiled, plan, text_valid=text_valid, kernel=kernel, cache=_functional_plans))
+    return layout.from_tiles(attend(*tiled, plan, text_valid=text_valid, kernel=kernel))
