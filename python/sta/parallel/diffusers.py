@@ -267,6 +267,12 @@ def enable_sta_parallelism(pipe_or_transformer, strategy=(3, 3, 3), *, tile: Seq
     _register(transformer.rope, rotary_to_tile(context, 0 if hunyuan else 1), "sta_rope_tile")
     if config is not None:
         _apply_context_parallel(transformer, config, _tile_aware_plan(hunyuan))
+        # Exchange over the group whose rank order diffusers' split and gather use (the flattened mesh).
+        import torch.distributed as dist
+
+        mesh = transformer._parallel_config.context_parallel_config._flattened_mesh
+        context.group = mesh.get_group()
+        context.world_size, context.rank = dist.get_world_size(context.group), dist.get_rank(context.group)
     first_block = "transformer_blocks.0" if hunyuan else "blocks.0"
     _register(transformer.get_submodule(first_block), hidden_to_tile(context), "sta_hidden_tile")
     _register(transformer.proj_out, output_to_raster(context), "sta_output_raster")
