@@ -15,9 +15,10 @@ head. Per attention call:
    each rank's heads of the text output to every rank (the text stream continues replicated).
 
 Four exchanges of B·S·H·D elements in all (q, k, v in, out back), each rank sending (P−1)/P of its
-shard. The three input exchanges are issued asynchronously one after the other so that packing the next
-tensor and unpacking the previous one overlap the transfer (without autograd; with autograd the
-differentiable collectives of ``torch.distributed.nn.functional`` run one at a time).
+shard. The rank's heads go through steps 1-4 in ``head_chunks`` chunks: every chunk's input exchanges
+are started at once (asynchronous), chunk c is attended as soon as its q, k, v have arrived while the
+next chunk's are still travelling, and its output travels while the next chunk is attended. With
+autograd the differentiable collectives of ``torch.distributed.nn.functional`` run one at a time.
 """
 
 from __future__ import annotations
