@@ -1,11 +1,23 @@
-import STAGeometry
+import SlidingTileAttention
 
 // The plan functions of sta.h. Each one validates every argument, never throws or traps across the C
 // boundary, and reports failures through its status and the caller's message buffer.
 
 /// `STA_C_INTERFACE_VERSION` of the header this library implements.
 @_cdecl("sta_interface_version")
-public func sta_interface_version() -> Int32 { 1 }
+public func sta_interface_version() -> Int32 { 2 }
+
+/// The library's version string (`SlidingTileAttentionVersion.string`), NUL-terminated, static storage.
+@_cdecl("sta_version")
+public func sta_version() -> UnsafePointer<CChar> { libraryVersion }
+
+/// `SlidingTileAttentionVersion.string` as a C string that lives as long as the process.
+private nonisolated(unsafe) let libraryVersion: UnsafePointer<CChar> = {
+    let bytes = Array(SlidingTileAttentionVersion.string.utf8CString)
+    let storage = UnsafeMutablePointer<CChar>.allocate(capacity: bytes.count)
+    storage.initialize(from: bytes, count: bytes.count)
+    return UnsafePointer(storage)
+}()
 
 /// Creates a plan; see `sta_plan_create` in sta.h. Returns nil (and a message) on failure.
 @_cdecl("sta_plan_create")

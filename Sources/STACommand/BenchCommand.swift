@@ -1,9 +1,8 @@
 import ArgumentParser
 import STATensors
 import STACPUKernels
-import CUDADriver
-import STACUDAKernels
 import SlidingTileAttention
+import STATooling
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -58,7 +57,7 @@ struct Bench: ParsableCommand {
             ? try GPUBenchmark.runBackward(
                 problems: problems, on: gpu, warmups: warmups, repetitions: repetitions, progress: { print("  \($0)") })
             : try GPUBenchmark.run(
-                problems: problems, kernels: try kernelChoices(kernel, context: gpu.context), on: gpu, warmups: warmups,
+                problems: problems, kernels: try kernelChoices(kernel, on: gpu), on: gpu, warmups: warmups,
                 repetitions: repetitions, progress: { print("  \($0)") })
         var table = TextTable("problem", "kernel", "S", "sparsity", "median ms", "min ms", "eff. TFLOP/s", "of matmul")
         for m in measurements {
@@ -109,11 +108,22 @@ extension Bench {
     }
 }
 
-/// The kernels `--kernel` names: `all` is every kernel that runs on `context`.
-func kernelChoices(_ name: String, context: CUDAContext) throws -> [ForwardKernelChoice] {
-    if name == "all" { return context.computeCapability.major == 9 ? [.portable, .hopper] : [.portable] }
-    guard let choice = ForwardKernelChoice(rawValue: name) else {
-        throw ValidationError("unknown kernel '\(name)'; kernels are all, \(ForwardKernelChoice.allCases.map(\.rawValue).joined(separator: ", "))")
+/// The kernels `--kernel` names for `direction` on `gpu`: `all` is every kernel that runs there; a name
+/// (`automatic`/`auto`, `portable`, `hopper`) is the kernel `KernelSelection` chooses for it on this device
+/// (a bf16 call at head dim 128), with its refusal as the error.
+func kernelChoices(_ name: String, direction: AttentionDirection = .forward, on gpu: CUDABackend) throws -> [AttentionKernel] {
+    if name == "all" { return KernelSelection.cudaKernels(direction, on: gpu.properties) }
+    let preference = try KernelPreference(name: name)
+    guard preference != .cpu else { throw ValidationError("kernel 'cpu' is not a GPU kernel; use --cpu") }
+    if let kernel = preference.kernel {
+        // A named kernel: refused here with the selection's message when it cannot run on this device.
+        guard KernelSelection.cudaKernels(direction, on: gpu.properties).contains(kernel) else {
+            throw ValidationError("the \(kernel) kernel does not run \(direction) attention on \(gpu.properties)")
+        }
+        return [kernel]
     }
-    return [choice.resolved(for: context)]
+    guard let first = KernelSelection.automaticKernel(direction, on: gpu.properties) else {
+        throw ValidationError("no CUDA kernel runs \(direction) attention on \(gpu.properties)")
+    }
+    return [first]
 }

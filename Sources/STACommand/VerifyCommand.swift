@@ -1,6 +1,7 @@
 import ArgumentParser
 import STATensors
 import SlidingTileAttention
+import STATooling
 
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -26,11 +27,10 @@ struct Verify: ParsableCommand {
         var backends: [AttentionBackend] = [.cpu(threads: nil)]
         if !cpu {
             let probe = try CUDABackend(ordinal: 0)
-            // The backward pass has one CUDA implementation (the portable kernels).
-            let choices = backward ? [.portable] : try kernelChoices(kernel, context: probe.context)
-            backends = try choices.map { .cuda(try CUDABackend(ordinal: 0, kernel: $0)) }
+            let choices = try kernelChoices(kernel, direction: backward ? .backward : .forward, on: probe)
+            backends = try choices.map { .cuda(try CUDABackend(ordinal: 0, kernel: KernelPreference(name: $0.rawValue))) }
         }
-        let seed = self.seed ?? UInt64(Clock.now * 1e6)
+        let seed = self.seed ?? UInt64(MonotonicClock.now * 1e6)
         print("verify \(backward ? "backward" : "forward") on \(backends.map(\.description).joined(separator: "; ")), seed \(seed)")
         var table = TextTable("backend", "case", "dtype", "D", "S", "rel err", "tolerance", "lse err", "empty rows", "result")
         var records = [JSONValue]()

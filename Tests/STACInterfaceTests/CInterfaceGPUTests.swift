@@ -5,11 +5,12 @@ import Testing
 
 @testable import CUDADriver
 @testable import STACInterface
+import SlidingTileAttention
 
 /// The primary context of GPU 0 and NVRTC, or nil on machines without them (then these tests are skipped).
 let interfaceGPU: CUDAContext? = {
     guard (try? NVRTCCompiler.load()) != nil else { return nil }
-    return try? PrimaryContexts.context(device: 0)
+    return try? CUDAEngine.shared.context(device: 0)
 }()
 
 @Suite(.enabled(if: interfaceGPU != nil, "needs a CUDA GPU and NVRTC"), .serialized)
@@ -64,7 +65,7 @@ struct CInterfaceGPUTests {
         let message = MessageBuffer()
         let status = sta_forward_cuda(
             c.pointer, 2, Int64(batch), Int64(headDim), q.address, k.address, v.address, out.address, lse.address, 0,
-            streamHandle, 0, kernel, message.storage, message.length)
+            0, streamHandle, 0, kernel, message.storage, message.length)
         #expect(status == 0, "\(message.text)")
         if let stream { try stream.synchronize() }
         try context.synchronize()

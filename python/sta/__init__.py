@@ -29,4 +29,9 @@ __all__ = [
 # The custom operators must exist before torch.compile traces a call, so they are registered here rather
 # than on first use. Without torch (numpy only) this is skipped.
 if _importlib_util.find_spec("torch") is not None:
-    from . import ops  # noqa: E402,F401
+    try:
+        from . import ops  # noqa: E402,F401
+    except ImportError as _error:  # a torch that does not import: numpy use keeps working
+        import warnings as _warnings
+
+        _warnings.warn(f"sta: the torch operators are unavailable ({_error}); numpy arrays still work")

@@ -18,6 +18,7 @@ Use ``sta.attention``: it checks its arguments and turns a plan and an int ``tex
 """
 
 import ctypes
+import numbers
 from typing import Optional
 
 import torch
@@ -87,8 +88,8 @@ def _text_valid_tensor(plan, batch, value, device) -> Optional[Tensor]:
                 "(a CUDA kernel reads it there, without a host synchronisation)")
         require_text_valid_support()
         return value.to(torch.int32).contiguous()
-    if isinstance(value, int) and not isinstance(value, bool):
-        valid = check_text_valid_int(plan, value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        valid = check_text_valid_int(plan, int(value))
         if valid == plan.text_valid:
             return None
         require_text_valid_support()

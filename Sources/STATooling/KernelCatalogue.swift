@@ -1,3 +1,4 @@
+import SlidingTileAttention
 import STACUDAKernels
 import STAGeometry
 import STATensors

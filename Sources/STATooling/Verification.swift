@@ -1,3 +1,4 @@
+import SlidingTileAttention
 import STAGeometry
 import STAReference
 import STATensors
@@ -107,7 +108,7 @@ public enum Verification {
             q: q, k: k, v: v, output: forward.output, lse: forward.lse, outputGradient: outputGradient,
             batch: c.batch, headDim: c.headDim, plan: plan)
         let errors = [(gradients.dq, reference.dq), (gradients.dk, reference.dk), (gradients.dv, reference.dv)].map {
-            AttentionAccuracy.relativeError($0.0.map(Double.init), reference: $0.1)
+            AttentionAccuracy.relativeError($0.0.map { Double($0.floatValue) }, reference: $0.1)
         }
         return Outcome(
             name: c.name, dtype: c.dtype, headDim: c.headDim, sequenceLength: c.layout.sequenceLength,
