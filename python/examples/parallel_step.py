@@ -61,7 +61,8 @@ def parse_arguments(argv=None):
     parser.add_argument("--baseline", help="JSON file of a one-GPU run of the same model and window: speedup and "
                                            "output comparison")
     parser.add_argument("--save-output", default="auto",
-                        help="where rank 0 saves the step's output ('auto': next to --json; 'none': nowhere)")
+                        help="where rank 0 saves the step's output ('auto': next to --json on one GPU only; "
+                             "'none': nowhere)")
     parser.add_argument("--check-attention", action="store_true",
                         help="compare one Ulysses call with the one-rank call first (real shape, batch 2)")
     parser.add_argument("--head-chunks", type=int, default=2,
@@ -326,7 +327,8 @@ def compare_with_baseline(args, row, output) -> None:
 def save_output(args, row, output) -> None:
     import torch
 
-    if args.save_output == "none" or (args.save_output == "auto" and not args.json):
+    # 'auto': the one-GPU run keeps its output next to its JSON file for later runs to compare with.
+    if args.save_output == "none" or (args.save_output == "auto" and (not args.json or row["gpus"] != 1)):
         return
     if args.save_output == "auto":
         base = os.path.splitext(args.json)[0]
