@@ -61,9 +61,13 @@ def parse_arguments(argv=None):
     parser.add_argument("--baseline", help="JSON file of a one-GPU run of the same model and window: speedup and "
                                            "output comparison")
     parser.add_argument("--save-output", default="auto",
-                        help="where rank 0 saves the step's output ('auto': next to --json; 'none': nowhere)")
+                        help="where rank 0 saves the step's output ('auto': next to --json on one GPU only; "
+                             "'none': nowhere)")
     parser.add_argument("--check-attention", action="store_true",
                         help="compare one Ulysses call with the one-rank call first (real shape, batch 2)")
+    parser.add_argument("--head-chunks", type=int, default=2,
+                        help="attend each rank's heads in this many chunks so exchanges overlap attention "
+                             "(1: exchange everything first, which times the exchanges alone)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -232,7 +236,7 @@ def main(argv=None) -> int:
         config = ContextParallelConfig(ulysses_degree=world)
     timer = StepTimer()
     context = enable_sta_parallelism(model, Uniform(windows), tile=problem["tile"], config=config,
-                                     kernel=args.kernel, timer=timer)
+                                     kernel=args.kernel, timer=timer, head_chunks=args.head_chunks)
     text_valid = None
     if args.model == "hunyuan" and args.text_valid is not None:
         text_valid = [args.text_valid]
@@ -272,7 +276,8 @@ def main(argv=None) -> int:
                tiles_per_rank=sharding.tiles_per_rank, bytes_per_call_per_gpu=bytes_per_call,
                bytes_per_step_per_gpu=bytes_per_call * len(context.layers),
                all_to_all_GBps=(bytes_per_call * len(context.layers) / all_to_all / 1e9) if all_to_all else None,
-               kernel=args.kernel, text_valid=args.text_valid, build_s=build_s, speedup=None, **check)
+               kernel=args.kernel, text_valid=args.text_valid, head_chunks=args.head_chunks, build_s=build_s,
+               speedup=None, **check)
     if device.type == "cuda":
         row["gpu"] = torch.cuda.get_device_name(device)
         row["max_memory_gb"] = torch.cuda.max_memory_allocated(device) / 1e9
@@ -322,7 +327,8 @@ def compare_with_baseline(args, row, output) -> None:
 def save_output(args, row, output) -> None:
     import torch
 
-    if args.save_output == "none" or (args.save_output == "auto" and not args.json):
+    # 'auto': the one-GPU run keeps its output next to its JSON file for later runs to compare with.
+    if args.save_output == "none" or (args.save_output == "auto" and (not args.json or row["gpus"] != 1)):
         return
     if args.save_output == "auto":
         base = os.path.splitext(args.json)[0]

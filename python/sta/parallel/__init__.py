@@ -6,7 +6,7 @@ bytes model that compares Ulysses with halo exchange. See docs/PARALLEL.md.
     attend = UlyssesAttention(canvas=(30, 48, 80), tile=(6, 8, 8), windows=[(3, 3, 3)] * 24)
     out, text_out = attend(q_local, k_local, v_local, text=(tq, tk, tv), text_valid=valid)
 
-torch is imported when a function needs it; diffusers only by ``sta.parallel.diffusers``.
+diffusers is imported only by ``sta.parallel.diffusers``; ``sta.parallel.traffic`` (the bytes model) is pure Python.
 """
 
 from .sharding import TileSharding, head_ranges, valid_world_sizes

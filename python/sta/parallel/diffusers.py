@@ -54,8 +54,9 @@ class ContextParallelSTAContext(STAContext):
     current canvas), ``timer`` (a ``StepTimer`` or None)."""
 
     def __init__(self, model, spec, strategy, *, group, world_size: int, rank: int, timer: StepTimer | None,
-                 **options):
+                 head_chunks: int = 2, **options):
         self.group, self.world_size, self.rank, self.timer = group, int(world_size), int(rank), timer
+        self.head_chunks = int(head_chunks)
         self._shardings: dict[tuple, TileSharding] = {}
         self._ulysses: dict[tuple, UlyssesAttention] = {}
         self._video_plans: dict[tuple, Plan] = {}
@@ -103,7 +104,7 @@ class ContextParallelSTAContext(STAContext):
         attend = self._ulysses.get(key)
         if attend is None:
             attend = UlyssesAttention(self.canvas, self.tile, windows, group=self.group, kernel=self.kernel,
-                                      single_process=self.world_size == 1)
+                                      single_process=self.world_size == 1, head_chunks=self.head_chunks)
             self._ulysses[key] = attend
         return attend
 
@@ -149,16 +150,16 @@ class ContextParallelSTAContext(STAContext):
         if self.prepare_mode != "all":
             return
         attends = [self.ulysses(windows) for windows in sorted(sets)]
-        plans = [attend.plan(self.text or 0) for attend in attends]
+        plans = [attend.plan(self.text or 0, chunk) for attend in attends for chunk in range(len(attend.chunks))]
         import torch
 
         if getattr(device, "type", "cpu") != "cuda" or dtype not in (torch.bfloat16, torch.float16):
             return
-        heads = len(attends[0].local_heads)
         with torch.no_grad():
-            zeros = torch.zeros((1, heads, plans[0].sequence_length, self.head_dim), device=device, dtype=dtype)
             for plan in plans:
+                zeros = torch.zeros((1, plan.heads, plan.sequence_length, self.head_dim), device=device, dtype=dtype)
                 _attend(zeros, zeros, zeros, plan, scale=None, text_valid=None, kernel=self.kernel)
+                del zeros
 
 
 # MARK: hooks
@@ -215,8 +216,8 @@ def _register(module, hook, name: str) -> None:
 
 def enable_sta_parallelism(pipe_or_transformer, strategy=(3, 3, 3), *, tile: Sequence[int] | None = None,
                            config=None, kernel: str = "auto", scheduler=None, prepare: str = "all",
-                           validate: bool = True, calls_per_step: int = 1,
-                           timer: StepTimer | None = None) -> ContextParallelSTAContext:
+                           validate: bool = True, calls_per_step: int = 1, timer: StepTimer | None = None,
+                           head_chunks: int = 2) -> ContextParallelSTAContext:
     """STA on a HunyuanVideo or Wan 2.1 transformer (or a pipeline holding one), sharded over
     torch.distributed's default group when ``config`` is a ``diffusers.ContextParallelConfig`` (or a
     ``ParallelConfig`` holding one) with ``ulysses_degree`` = the world size and ring degree 1.
@@ -225,6 +226,8 @@ def enable_sta_parallelism(pipe_or_transformer, strategy=(3, 3, 3), *, tile: Seq
     ``sta.diffusers.enable_sta`` (the windows of every head of every layer, per step when the strategy
     says so; each rank runs its heads' windows).
     timer: a ``StepTimer`` that collects the all-to-all and attention times of every call.
+    head_chunks: the rank's heads are attended in this many chunks so that exchanges overlap attention
+        (``UlyssesAttention``); 1 exchanges everything before attending.
 
     Returns the context. Raises for an unsupported model, a model with STA or parallelism already enabled,
     a ring degree above 1, a strategy whose heads do not match the model, and (at the first call) a world
@@ -246,7 +249,7 @@ def enable_sta_parallelism(pipe_or_transformer, strategy=(3, 3, 3), *, tile: Seq
 
     context = ContextParallelSTAContext(
         transformer, spec, as_strategy(strategy), group=group, world_size=world_size, rank=rank, timer=timer,
-        tile=tile, kernel=kernel, scheduler=scheduler, prepare=prepare, validate=validate,
+        head_chunks=head_chunks, tile=tile, kernel=kernel, scheduler=scheduler, prepare=prepare, validate=validate,
         calls_per_step=calls_per_step)
     originals = []
     for layer, module in context.layers:
@@ -267,6 +270,12 @@ def enable_sta_parallelism(pipe_or_transformer, strategy=(3, 3, 3), *, tile: Seq
     _register(transformer.rope, rotary_to_tile(context, 0 if hunyuan else 1), "sta_rope_tile")
     if config is not None:
         _apply_context_parallel(transformer, config, _tile_aware_plan(hunyuan))
+        # Exchange over the group whose rank order diffusers' split and gather use (the flattened mesh).
+        import torch.distributed as dist
+
+        mesh = transformer._parallel_config.context_parallel_config._flattened_mesh
+        context.group = mesh.get_group()
+        context.world_size, context.rank = dist.get_world_size(context.group), dist.get_rank(context.group)
     first_block = "transformer_blocks.0" if hunyuan else "blocks.0"
     _register(transformer.get_submodule(first_block), hidden_to_tile(context), "sta_hidden_tile")
     _register(transformer.proj_out, output_to_raster(context), "sta_output_raster")
