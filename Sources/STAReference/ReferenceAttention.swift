@@ -180,9 +180,11 @@ extension ReferenceAttention {
     public static func doubles<T: StorageScalar>(_ values: [T]) -> [Double] {
         let chunk = 1 << 20
         return [Double](unsafeUninitializedCapacity: values.count) { result, initialized in
-            let base = result.baseAddress
             values.withUnsafeBufferPointer { source in
+                // Each chunk writes its own elements.
+                nonisolated(unsafe) let shared = (source, result.baseAddress)
                 DispatchQueue.concurrentPerform(iterations: (values.count + chunk - 1) / chunk) { index in
+                    let (source, base) = shared
                     let start = index * chunk
                     for i in start..<min(start + chunk, source.count) {
                         (base! + i).initialize(to: Double(source[i].floatValue))

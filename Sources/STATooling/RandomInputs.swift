@@ -38,7 +38,8 @@ public struct RandomInputs: RandomNumberGenerator, Sendable {
         }
         let seeds = (0..<((count + chunk - 1) / chunk)).map { _ in next() }
         return [T](unsafeUninitializedCapacity: count) { result, initialized in
-            let base = result.baseAddress!
+            // Each chunk writes its own elements.
+            nonisolated(unsafe) let base = result.baseAddress!
             DispatchQueue.concurrentPerform(iterations: seeds.count) { index in
                 var generator = RandomInputs(seed: seeds[index])
                 let start = index * chunk
