@@ -4,6 +4,7 @@ import STACPUKernels
 import CUDADriver
 import STACUDAKernels
 import SlidingTileAttention
+import STAGeometry
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -14,14 +15,14 @@ struct Bench: ParsableCommand {
     @Option(help: "Only problems whose name contains this text (e.g. 3x3x3).")
     var only: String?
 
-    @Option(help: "Timed repetitions per problem.")
-    var repetitions: Int = 10
+    @Option(help: "Timed repetitions per problem, 1...\(STALimits.maximumRepetitions). Default 10.")
+    var repetitions: Int?
 
-    @Option(help: "Untimed launches before timing.")
-    var warmups: Int = 3
+    @Option(help: "Untimed launches before timing, 0...\(STALimits.maximumRepetitions). Default 3.")
+    var warmups: Int?
 
-    @Option(help: "Also write the results as JSON to this file.")
-    var json: String?
+    @Flag(help: "Print the results as JSON on standard output instead of the table (progress stays on standard error).")
+    var json = false
 
     @Flag(help: "Run the CPU benchmark instead: the FMA peak, dense fp32 attention (S 4096, D 128, 8 heads) and STA at 91% sparsity against dense on the same tokens.")
     var cpu = false
@@ -32,43 +33,53 @@ struct Bench: ParsableCommand {
     @Flag(help: "With --cpu: fewer repetitions, no half-precision runs.")
     var quick = false
 
-    @Option(help: "With --cpu: threads to use (default: all cores).")
+    @Option(help: "With --cpu: threads to use, 1...\(STALimits.maximumThreads) (default: all cores).")
     var threads: Int?
 
-    @Option(help: "Kernels to time: all (every kernel this GPU runs), automatic, portable or hopper.")
-    var kernel: String = "all"
+    @Option(help: "Kernels to time: all (every kernel this GPU runs), automatic, portable or hopper. Default all.")
+    var kernel: String?
+
+    /// Options that only the GPU benchmark uses, by name, when given.
+    private var gpuOnlyOptions: [String] {
+        problem.givenOptions + [
+            only.map { _ in "--only" }, repetitions.map { _ in "--repetitions" }, warmups.map { _ in "--warmups" },
+            backward ? "--backward" : nil, kernel.map { _ in "--kernel" },
+        ].compactMap { $0 }
+    }
 
     func run() throws {
-        if cpu { return try runCPU() }
+        if cpu {
+            try rejectIgnored(gpuOnlyOptions, by: "bench --cpu (a fixed CPU suite)")
+            return try runCPU()
+        }
+        try rejectIgnored([quick ? "--quick" : nil, threads.map { _ in "--threads" }].compactMap { $0 }, by: "bench on the GPU (give --cpu)")
+        if backward, let kernel, kernel != "portable", kernel != "all" {
+            throw UsageError("bench --backward times the portable kernels only; drop --kernel \(kernel)")
+        }
+        let repetitions = try STALimits.check(
+            self.repetitions ?? 10, "--repetitions", minimum: 1, maximum: STALimits.maximumRepetitions)
+        let warmups = try STALimits.check(self.warmups ?? 3, "--warmups", minimum: 0, maximum: STALimits.maximumRepetitions)
         var problems = try problem.problems()
         if let only { problems = problems.filter { $0.name.contains(only) } }
         guard !problems.isEmpty else { throw ValidationError("no problem matches --only \(only ?? "")") }
-        guard repetitions >= 1, warmups >= 0 else { throw ValidationError("--repetitions must be ≥ 1 and --warmups ≥ 0") }
         let gpu = try CUDABackend(ordinal: 0)
-        print("bench on \(gpu.context.deviceName) (\(gpu.context.architecture), \(gpu.context.multiprocessorCount) SMs)")
+        let kernels = backward ? [] : try kernelChoices(kernel ?? "all", context: gpu.context)
+        progress("bench on \(gpu.context.deviceName) (\(gpu.context.architecture), \(gpu.context.multiprocessorCount) SMs)")
         var matrixRate: Double? = nil
         do {
             let rate = try GPUBenchmark.matrixProductRate(on: gpu)
             matrixRate = rate.teraFLOPsPerSecond
-            print("  bf16 matrix product 8192³ (cuBLAS): \(fixed(rate.milliseconds, 3)) ms, \(fixed(rate.teraFLOPsPerSecond, 1)) TFLOP/s")
+            progress("  bf16 matrix product 8192³ (cuBLAS): \(fixed(rate.milliseconds, 3)) ms, \(fixed(rate.teraFLOPsPerSecond, 1)) TFLOP/s")
         } catch {
-            print("  bf16 matrix-product rate not measured: \(error)")
+            progress("  bf16 matrix-product rate not measured: \(error)")
         }
         let measurements = backward
             ? try GPUBenchmark.runBackward(
-                problems: problems, on: gpu, warmups: warmups, repetitions: repetitions, progress: { print("  \($0)") })
+                problems: problems, on: gpu, warmups: warmups, repetitions: repetitions, progress: { progress("  \($0)") })
             : try GPUBenchmark.run(
-                problems: problems, kernels: try kernelChoices(kernel, context: gpu.context), on: gpu, warmups: warmups,
-                repetitions: repetitions, progress: { print("  \($0)") })
-        var table = TextTable("problem", "kernel", "S", "sparsity", "median ms", "min ms", "eff. TFLOP/s", "of matmul")
-        for m in measurements {
-            table.append(
-                m.problem, "\(m.kernel)", "\(m.sequenceLength)", fixed(m.videoSparsity * 100, 1) + "%", fixed(m.medianMilliseconds, 2),
-                fixed(m.minMilliseconds, 2), fixed(m.teraFLOPsPerSecond, 1),
-                matrixRate.map { fixed(m.teraFLOPsPerSecond / $0 * 100, 1) + "%" } ?? "-")
-        }
-        print(table.rendered)
-        if let json {
+                problems: problems, kernels: kernels, on: gpu, warmups: warmups,
+                repetitions: repetitions, progress: { progress("  \($0)") })
+        if json {
             let records = measurements.map { m in
                 JSONValue.object([
                     ("problem", .string(m.problem)), ("kernel", .string("\(m.kernel)")), ("sequence_length", .integer(m.sequenceLength)),
@@ -77,34 +88,43 @@ struct Bench: ParsableCommand {
                     ("tflops", .real(m.teraFLOPsPerSecond)),
                 ])
             }
-            try writeText(JSONValue.object([
+            print(JSONValue.object([
                 ("device", .string(gpu.context.deviceName)),
                 ("matmul_bf16_tflops", matrixRate.map { .real($0) } ?? .string("not measured")),
                 ("results", .array(records)),
-            ]).serialized + "\n", to: json)
+            ]).serialized)
+            return
         }
+        var table = TextTable("problem", "kernel", "S", "sparsity", "median ms", "min ms", "eff. TFLOP/s", "of matmul")
+        for m in measurements {
+            table.append(
+                m.problem, "\(m.kernel)", "\(m.sequenceLength)", fixed(m.videoSparsity * 100, 1) + "%", fixed(m.medianMilliseconds, 2),
+                fixed(m.minMilliseconds, 2), fixed(m.teraFLOPsPerSecond, 1),
+                matrixRate.map { fixed(m.teraFLOPsPerSecond / $0 * 100, 1) + "%" } ?? "-")
+        }
+        print(table.rendered)
     }
 }
 
 extension Bench {
     func runCPU() throws {
-        guard threads.map({ $0 >= 1 }) ?? true else { throw ValidationError("--threads must be at least 1") }
         var configuration = CPUBenchmark.SuiteConfiguration()
-        configuration.threads = threads
+        configuration.threads = try threads.map { try STALimits.check($0, "--threads", minimum: 1, maximum: STALimits.maximumThreads) }
         if quick {
             configuration.repetitions = 3
             configuration.denseOverCanvasRepetitions = 1
             configuration.includeHalfPrecision = false
         }
-        let report = try CPUBenchmark.runSuite(configuration, log: { print("  \($0)") })
-        print(report)
-        if let json {
-            try writeText(JSONValue.object([
+        let report = try CPUBenchmark.runSuite(configuration, log: { progress("  \($0)") })
+        if json {
+            print(JSONValue.object([
                 ("peak_fma_flops", .real(report.peak.flopsPerSecond)),
                 ("dense_fp32_flops", .real(report.dense.flopsPerSecond)),
                 ("dense_fraction_of_peak", .real(report.denseFractionOfPeak)),
                 ("sta_density", .real(report.staDensity)), ("sta_speedup_over_dense", .real(report.staSpeedup)),
-            ]).serialized + "\n", to: json)
+            ]).serialized)
+        } else {
+            print(report)
         }
     }
 }

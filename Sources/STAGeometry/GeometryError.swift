@@ -64,7 +64,7 @@ public enum GeometryError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .exceedsLimit(what, value, limit):
             return "\(what) is \(value), above the limit of \(limit) (see the limits in docs/CLI.md)"
         case let .belowMinimum(what, value, minimum):
-            return "\(what) is \(value); it must be at least \(minimum)"
+            return "\(what) is \(value); it must be " + (minimum == 0 ? "0 or more" : "at least \(minimum)")
         }
     }
 }
