@@ -1,4 +1,7 @@
 import Testing
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 @testable import STAGeometry
 
@@ -125,5 +128,51 @@ import Testing
         }
         // Both outcomes occur, so the generator reaches both sides of the limits.
         #expect(built > 100 && rejected > 100, "built \(built), rejected \(rejected)")
+    }
+}
+
+/// docs/CLI.md documents every limit with its value; the Python package's copy is checked against the
+/// same table (python/tests/test_limits.py).
+@Suite struct LimitsDocumentationTests {
+    @Test func theDocumentedTableMatchesTheConstants() throws {
+        // Tests/STAGeometryTests/LimitsTests.swift → the repository root.
+        let root = URLPath.root(of: #filePath)
+        let text = try #require(readText(root + "/docs/CLI.md"), "docs/CLI.md not found")
+        var documented = [String: Int]()
+        for line in text.split(separator: "\n") where line.hasPrefix("| ") {
+            let cells = line.split(separator: "|").map { $0.trimmingCharacters(in: " ") }
+            if cells.count >= 2, let value = Int(cells[1]) { documented[cells[0]] = value }
+        }
+        for (name, value) in STALimits.table {
+            #expect(documented[name] == value, "docs/CLI.md: \(name) is \(documented[name].map(String.init) ?? "missing"), STALimits has \(value)")
+        }
+        #expect(documented.count == STALimits.table.count)
+    }
+}
+
+private enum URLPath {
+    static func root(of file: String) -> String {
+        var parts = file.split(separator: "/", omittingEmptySubsequences: false)
+        parts.removeLast(3)
+        return parts.joined(separator: "/")
+    }
+}
+
+private func readText(_ path: String) -> String? {
+    guard let file = fopen(path, "rb") else { return nil }
+    defer { fclose(file) }
+    var bytes = [UInt8]()
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let count = fread(&chunk, 1, chunk.count, file)
+        bytes += chunk[0..<count]
+        if count < chunk.count { break }
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+extension Substring {
+    fileprivate func trimmingCharacters(in set: Character) -> String {
+        String(drop { $0 == set }.reversed().drop { $0 == set }.reversed())
     }
 }
