@@ -36,8 +36,8 @@ struct ForwardShape: Sendable {
     let elements: Int
 
     init(handle: PlanHandle, batch: Int64, headDim: Int64) throws(CInterfaceError) {
-        self.batch = try checked(batch, "batch", in: 1...65_535)
-        self.headDim = try checked(headDim, "head_dim", in: 1...65_536)
+        self.batch = try checked(batch, "batch", in: 1...STALimits.maximumBatch)
+        self.headDim = try checked(headDim, "head_dim", in: 1...STALimits.maximumHeadDim)
         rows = try product([self.batch, handle.plan.heads, handle.layout.sequenceLength], "batch × heads × S")
         elements = try product([rows, self.headDim], "batch × heads × S × head_dim")
     }
@@ -80,8 +80,9 @@ public func sta_forward_cpu(
         try checkAlignment(UInt(bitPattern: v), "v", dtype.byteCount)
         try checkAlignment(UInt(bitPattern: out), "out", dtype.byteCount)
         try checkAlignment(UInt(bitPattern: lse), "lse", 4)
-        guard threads >= 0 else {
-            throw .invalidArgument("threads is \(threads); give 0 for every core or a positive count")
+        guard threads >= 0, threads <= STALimits.maximumThreads else {
+            throw .invalidArgument(
+                "threads is \(threads); give 0 for every core or a count up to \(STALimits.maximumThreads)")
         }
         let scale = try resolvedScale(scale, headDim: shape.headDim)
         let threadCount: Int? = threads == 0 ? nil : Int(threads)
