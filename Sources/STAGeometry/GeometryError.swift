@@ -62,7 +62,7 @@ public enum GeometryError: Error, Equatable, Sendable, CustomStringConvertible {
             return "a block grid of \(rows)×\(columns) blocks is too large to classify; "
                 + "at most \(limit) blocks are allowed: use larger query or key blocks"
         case let .exceedsLimit(what, value, limit):
-            return "\(what) is \(value), above the limit of \(limit) (see the limits in docs/CLI.md)"
+            return "\(what) is \(value), which exceeds the limit of \(limit) (see the limits in docs/CLI.md)"
         case let .belowMinimum(what, value, minimum):
             return "\(what) is \(value); it must be " + (minimum == 0 ? "0 or more" : "at least \(minimum)")
         }

@@ -29,7 +29,7 @@ import Testing
         // 10¹⁵ tokens, and a product that overflows Int.
         for canvas in [[100_000, 100_000, 100_000], [Int.max, Int.max, 2], [1 << 40, 1 << 40]] {
             let error = try #require(throws: GeometryError.self) { try Canvas(canvas) }
-            #expect(error.description.contains("above the limit of \(STALimits.maximumSequenceLength)"), "\(error)")
+            #expect(error.description.contains("exceeds the limit of \(STALimits.maximumSequenceLength)"), "\(error)")
         }
         // Padding counts: 2²⁶ + 1 tokens with a 2²⁶-token tile pads to 2²⁷ + … tokens.
         #expect(throws: GeometryError.self) {
@@ -62,9 +62,9 @@ import Testing
         #expect(throws: GeometryError.self) { try STALimits.sum(Int.max, 1, "x", limit: Int.max) }
         #expect(try STALimits.check(5, "n", minimum: 1, maximum: 5) == 5)
         let low = try #require(throws: GeometryError.self) { try STALimits.check(-5, "--text", minimum: 0, maximum: 9) }
-        #expect(low.description == "--text is -5; it must be at least 0")
+        #expect(low.description == "--text is -5; it must be 0 or more")
         let high = try #require(throws: GeometryError.self) { try STALimits.check(10, "--text", minimum: 0, maximum: 9) }
-        #expect(high.description.contains("above the limit of 9"))
+        #expect(high.description.contains("exceeds the limit of 9"))
     }
 
     @Test func limitTableNamesEveryLimitOnce() {

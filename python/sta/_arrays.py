@@ -39,7 +39,7 @@ def checked_int(value: Any, name: str, minimum: int, maximum: int) -> int:
     if result < minimum:
         raise ValueError(f"{name} is {result}; it must be at least {minimum}")
     if result > maximum:
-        raise ValueError(f"{name} is {result}, above the limit of {maximum} (see the limits in docs/CLI.md)")
+        raise ValueError(f"{name} is {result}, which exceeds the limit of {maximum} (see the limits in docs/CLI.md)")
     return result
 
 

@@ -73,7 +73,7 @@ class Plan:
         if not windows:
             raise ValueError("give windows: a list of per-head windows in tiles, or one window and heads=")
         if len(windows) > LIMITS["heads"]:
-            raise ValueError(f"{len(windows)} heads, above the limit of {LIMITS['heads']} (see the limits in docs/CLI.md)")
+            raise ValueError(f"{len(windows)} heads, which exceeds the limit of {LIMITS['heads']} (see the limits in docs/CLI.md)")
         rank = len(canvas)
         for head, window in enumerate(windows):
             if len(window) != rank:
