@@ -59,8 +59,8 @@ public enum GeometryError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .nonPositiveBlockSize(what, tokens):
             return "\(what) is \(tokens) tokens; a kernel block must be at least 1 token"
         case let .blockGridTooLarge(rows, columns, limit):
-            return "a block grid of \(rows)×\(columns) blocks is too large to classify; "
-                + "at most \(limit) blocks are allowed: use larger query or key blocks"
+            return "a block grid of \(rows)×\(columns) blocks is too large to classify; at most \(limit) blocks, "
+                + "and \(MaskAnalysis.maximumBlocksPerSide) per side, are allowed: use larger query or key blocks"
         case let .exceedsLimit(what, value, limit):
             return "\(what) is \(value), which exceeds the limit of \(limit) (see the limits in docs/CLI.md)"
         case let .belowMinimum(what, value, minimum):

@@ -176,3 +176,18 @@ extension Substring {
         String(drop { $0 == set }.reversed().drop { $0 == set }.reversed())
     }
 }
+
+@Suite struct MaskAnalysisLimitTests {
+    @Test func extremeBlockSizesAreAnswersOrErrorsNotTraps() throws {
+        let layout = try STALayout(canvas: [8, 8], tile: [4, 4])
+        // A block of Int.max tokens used to overflow in the ceiling division.
+        let one = try MaskAnalysis(layout: layout, family: .full, queryBlock: Int.max, keyBlock: Int.max)
+        #expect(one.rows == 1 && one.columns == 1 && one.dense == 1)
+        // A long thin grid is bounded per side before its boxes are allocated.
+        let long = try STALayout(canvas: [1 << 21], tile: [1])
+        let error = try #require(throws: GeometryError.self) {
+            try MaskAnalysis(layout: long, family: .full, queryBlock: 1, keyBlock: 1 << 21)
+        }
+        #expect(error.description.contains("per side"))
+    }
+}
