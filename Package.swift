@@ -4,7 +4,7 @@ import PackageDescription
 let package = Package(
     name: "SlidingTileAttention",
     products: [
-        .library(name: "SlidingTileAttention", targets: ["SlidingTileAttention"]),
+        .library(name: "SlidingTileAttention", targets: ["SlidingTileAttention", "STAWindowSearch"]),
         .executable(name: "sta", targets: ["STACommand"]),
         // The C interface (include/sta.h) as libsta_c.so, for Python (ctypes) and other languages.
         .library(name: "sta_c", type: .dynamic, targets: ["STACInterface", "STACLibraryLinkage"]),
@@ -31,17 +31,25 @@ let package = Package(
         ),
         // Head-specialised window search over captured activations (training-free, spec §6).
         .target(name: "STAWindowSearch", dependencies: ["STAGeometry", "STATensors", "STACPUKernels"]),
-        // The façade: one attention call, a device to run it on.
+        // The façade: one attention call, a device to run it on. Re-exports STAGeometry and STATensors.
         .target(
             name: "SlidingTileAttention",
+            dependencies: ["STAGeometry", "STATensors", "STAReference", "STACPUKernels", "STACUDAKernels"]
+        ),
+        // Development tooling over the façade (in no library product): verification against the float64
+        // reference, GPU benchmarks, the demo problem, benchmark suites, the kernel catalogue, random
+        // inputs and the shape syntax of the command line.
+        .target(
+            name: "STATooling",
             dependencies: [
-                "STAGeometry", "STATensors", "STAReference", "STACPUKernels", "STACUDAKernels", "STAWindowSearch",
+                "SlidingTileAttention", "STAGeometry", "STATensors", "STAReference", "STACUDAKernels", "CUDADriver",
             ]
         ),
-        // The C ABI: @_cdecl functions over plans, permutations and both backends; header in include/.
+        // The C ABI: @_cdecl functions over plans and permutations, and argument marshalling over the
+        // façade's engines for both backends; header in include/.
         .target(
             name: "STACInterface",
-            dependencies: ["CUDADriver", "STAGeometry", "STATensors", "STACPUKernels", "STACUDAKernels"],
+            dependencies: ["SlidingTileAttention"],
             exclude: ["include"]
         ),
         // Link settings of libsta_c.so only (a target, not a product setting, is all SwiftPM offers; tests
@@ -56,7 +64,7 @@ let package = Package(
         .executableTarget(
             name: "STACommand",
             dependencies: [
-                "SlidingTileAttention",
+                "SlidingTileAttention", "STATooling", "STAWindowSearch",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -65,11 +73,12 @@ let package = Package(
         .testTarget(name: "STAReferenceTests", dependencies: ["STAReference"]),
         .testTarget(name: "STACPUKernelsTests", dependencies: ["STACPUKernels", "STAReference"]),
         .testTarget(name: "CUDADriverTests", dependencies: ["CUDADriver"]),
-        .testTarget(name: "STACUDAKernelsTests", dependencies: ["STACUDAKernels"]),
+        .testTarget(name: "STACUDAKernelsTests", dependencies: ["STACUDAKernels", "STAReference"]),
         .testTarget(name: "STAWindowSearchTests", dependencies: ["STAWindowSearch"]),
         .testTarget(name: "SlidingTileAttentionTests", dependencies: ["SlidingTileAttention"]),
+        .testTarget(name: "STAToolingTests", dependencies: ["STATooling", "SlidingTileAttention", "STAReference"]),
         .testTarget(name: "STACommandTests", dependencies: ["STACommand"]),
-        .testTarget(name: "STACInterfaceTests", dependencies: ["STACInterface", "STACPUKernels", "STAReference", "CUDADriver"]),
+        .testTarget(name: "STACInterfaceTests", dependencies: ["STACInterface", "SlidingTileAttention", "STACPUKernels", "STAReference", "CUDADriver"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,6 +1,6 @@
-import STACPUKernels
-import STAGeometry
-import STATensors
+import SlidingTileAttention
+
+// The CPU functions of sta.h: argument marshalling over `CPUEngine`, which owns the checks and the kernel.
 
 /// The storage dtype codes of sta.h (`STA_DTYPE_*`).
 enum InterfaceDType: Int32, Sendable {
@@ -23,34 +23,36 @@ enum InterfaceDType: Int32, Sendable {
         case .bfloat16: return .bfloat16
         }
     }
-
-    var byteCount: Int { dtype.byteCount }
 }
 
-/// The element and row counts of one forward call, validated: q, k, v, out hold `elements` values,
-/// lse holds `rows`.
-struct ForwardShape: Sendable {
+/// The arguments every attention function of sta.h begins with: the plan behind the handle, the dtype,
+/// batch and head dim (whose ranges the engines check).
+struct CallArguments {
+    let plan: AttentionPlan
+    let dtype: DType
     let batch: Int
     let headDim: Int
-    let rows: Int
-    let elements: Int
 
-    init(handle: PlanHandle, batch: Int64, headDim: Int64) throws(CInterfaceError) {
-        self.batch = try checked(batch, "batch", in: 1...STALimits.maximumBatch)
-        self.headDim = try checked(headDim, "head_dim", in: 1...STALimits.maximumHeadDim)
-        rows = try product([self.batch, handle.plan.heads, handle.layout.sequenceLength], "batch × heads × S")
-        elements = try product([rows, self.headDim], "batch × heads × S × head_dim")
+    init(_ plan: OpaquePointer?, _ dtype: Int32, _ batch: Int64, _ headDim: Int64) throws(CInterfaceError) {
+        self.plan = try HandleRegistry.lookup(plan).plan
+        self.dtype = try InterfaceDType(code: dtype).dtype
+        self.batch = try size(batch, "batch")
+        self.headDim = try size(headDim, "head_dim")
     }
 }
 
-/// The softmax scale of a call: 0 means 1/√headDim; otherwise positive and finite (as a Float).
-func resolvedScale(_ scale: Double, headDim: Int) throws(CInterfaceError) -> Float {
-    if scale == 0 { return 1 / Float(headDim).squareRoot() }
-    let single = Float(scale)
-    guard scale.isFinite, scale > 0, single.isFinite, single > 0 else {
-        throw .invalidArgument("scale is \(scale); give 0 for 1/sqrt(head_dim) or a positive finite number")
-    }
-    return single
+/// A host pointer of the caller, non-NULL and aligned to `alignment` bytes.
+func hostPointer<P: _Pointer>(_ pointer: P?, _ name: String, alignment: Int) throws(CInterfaceError) -> P {
+    let pointer = try required(pointer, name)
+    try checkAlignment(UInt(bitPattern: pointer), name, alignment)
+    return pointer
+}
+
+/// Host pointers of the caller, each non-NULL and aligned to `alignment` bytes, in order.
+func hostPointers<P: _Pointer>(_ named: [(String, P?)], alignment: Int) throws(CInterfaceError) -> [P] {
+    var result = [P]()
+    for (name, pointer) in named { result.append(try hostPointer(pointer, name, alignment: alignment)) }
+    return result
 }
 
 /// Throws unless `pointer` is a multiple of `alignment`.
@@ -61,60 +63,68 @@ func checkAlignment(_ pointer: UInt, _ name: String, _ alignment: Int) throws(CI
     }
 }
 
+/// The per-row valid text lengths behind `pointer` (`batch` entries), or nil for NULL.
+func textValidLengths(_ pointer: UnsafePointer<Int32>?, batch: Int) -> [Int]? {
+    pointer.map { pointer in (0..<batch).map { Int(pointer[$0]) } }
+}
+
+/// The thread count of a call: 0 means every core.
+func threadCount(_ threads: Int32) throws(CInterfaceError) -> Int? {
+    guard threads >= 0, threads <= STALimits.maximumThreads else {
+        throw .invalidArgument("threads is \(threads); give 0 for every core or a count up to \(STALimits.maximumThreads)")
+    }
+    return threads == 0 ? nil : Int(threads)
+}
+
 /// Attention on the CPU; see sta.h.
 @_cdecl("sta_forward_cpu")
 public func sta_forward_cpu(
     _ plan: OpaquePointer?, _ dtype: Int32, _ batch: Int64, _ headDim: Int64,
     _ q: UnsafeRawPointer?, _ k: UnsafeRawPointer?, _ v: UnsafeRawPointer?, _ out: UnsafeMutableRawPointer?,
-    _ lse: UnsafeMutablePointer<Float>?, _ scale: Double, _ threads: Int32,
+    _ lse: UnsafeMutablePointer<Float>?, _ scale: Double, _ textValid: UnsafePointer<Int32>?, _ threads: Int32,
     _ error: UnsafeMutablePointer<CChar>?, _ errorLength: Int
 ) -> Int32 {
     withStatus(error: error, length: errorLength) { () throws(CInterfaceError) in
-        let handle = try HandleRegistry.lookup(plan)
-        let dtype = try InterfaceDType(code: dtype)
-        let shape = try ForwardShape(handle: handle, batch: batch, headDim: headDim)
-        let q = try required(q, "q"), k = try required(k, "k"), v = try required(v, "v")
-        let out = try required(out, "out"), lse = try required(lse, "lse")
-        try checkAlignment(UInt(bitPattern: q), "q", dtype.byteCount)
-        try checkAlignment(UInt(bitPattern: k), "k", dtype.byteCount)
-        try checkAlignment(UInt(bitPattern: v), "v", dtype.byteCount)
-        try checkAlignment(UInt(bitPattern: out), "out", dtype.byteCount)
-        try checkAlignment(UInt(bitPattern: lse), "lse", 4)
-        guard threads >= 0, threads <= STALimits.maximumThreads else {
-            throw .invalidArgument(
-                "threads is \(threads); give 0 for every core or a count up to \(STALimits.maximumThreads)")
-        }
-        let scale = try resolvedScale(scale, headDim: shape.headDim)
-        let threadCount: Int? = threads == 0 ? nil : Int(threads)
-        let lseBuffer = UnsafeMutableBufferPointer(start: lse, count: shape.rows)
-        do throws(CPUAttentionError) {
-            switch dtype {
-            case .float32:
-                try run(Float.self, handle: handle, shape: shape, q: q, k: k, v: v, out: out, lse: lseBuffer,
-                        scale: scale, threads: threadCount)
-            case .float16:
-                try run(Float16.self, handle: handle, shape: shape, q: q, k: k, v: v, out: out, lse: lseBuffer,
-                        scale: scale, threads: threadCount)
-            case .bfloat16:
-                try run(BFloat16.self, handle: handle, shape: shape, q: q, k: k, v: v, out: out, lse: lseBuffer,
-                        scale: scale, threads: threadCount)
-            }
-        } catch {
-            throw CInterfaceError(.cpu, error.description)
+        let a = try CallArguments(plan, dtype, batch, headDim)
+        let inputs = try hostPointers([("q", q), ("k", k), ("v", v)], alignment: a.dtype.byteCount)
+        let out = try hostPointer(out, "out", alignment: a.dtype.byteCount)
+        let lse = try hostPointer(lse, "lse", alignment: 4)
+        let threads = try threadCount(threads)
+        try interface { () throws(AttentionError) in
+            // Shape first: text_valid is read only once batch is known to be valid.
+            _ = try AttentionShape(plan: a.plan, batch: a.batch, headDim: a.headDim)
+            try CPUEngine.forward(
+                plan: a.plan, batch: a.batch, headDim: a.headDim, dtype: a.dtype, q: inputs[0], k: inputs[1],
+                v: inputs[2], output: out, lse: lse, scale: scale, textValid: textValidLengths(textValid, batch: a.batch),
+                threads: threads)
         }
     }
 }
 
-private func run<T: StorageScalar>(
-    _ type: T.Type, handle: PlanHandle, shape: ForwardShape,
-    q: UnsafeRawPointer, k: UnsafeRawPointer, v: UnsafeRawPointer, out: UnsafeMutableRawPointer,
-    lse: UnsafeMutableBufferPointer<Float>, scale: Float, threads: Int?
-) throws(CPUAttentionError) {
-    func input(_ pointer: UnsafeRawPointer) -> UnsafeBufferPointer<T> {
-        UnsafeBufferPointer(start: pointer.assumingMemoryBound(to: T.self), count: shape.elements)
+/// The backward pass on the CPU; see sta.h.
+@_cdecl("sta_backward_cpu")
+public func sta_backward_cpu(
+    _ plan: OpaquePointer?, _ dtype: Int32, _ batch: Int64, _ headDim: Int64,
+    _ q: UnsafeRawPointer?, _ k: UnsafeRawPointer?, _ v: UnsafeRawPointer?, _ out: UnsafeRawPointer?,
+    _ lse: UnsafePointer<Float>?, _ dout: UnsafeRawPointer?,
+    _ dq: UnsafeMutableRawPointer?, _ dk: UnsafeMutableRawPointer?, _ dv: UnsafeMutableRawPointer?,
+    _ scale: Double, _ textValid: UnsafePointer<Int32>?, _ threads: Int32,
+    _ error: UnsafeMutablePointer<CChar>?, _ errorLength: Int
+) -> Int32 {
+    withStatus(error: error, length: errorLength) { () throws(CInterfaceError) in
+        let a = try CallArguments(plan, dtype, batch, headDim)
+        let inputs = try hostPointers(
+            [("q", q), ("k", k), ("v", v), ("out", out), ("dout", dout)], alignment: a.dtype.byteCount)
+        let lse = try hostPointer(lse, "lse", alignment: 4)
+        let gradients = try hostPointers([("dq", dq), ("dk", dk), ("dv", dv)], alignment: a.dtype.byteCount)
+        let threads = try threadCount(threads)
+        try interface { () throws(AttentionError) in
+            _ = try AttentionShape(plan: a.plan, batch: a.batch, headDim: a.headDim)
+            try CPUEngine.backward(
+                plan: a.plan, batch: a.batch, headDim: a.headDim, dtype: a.dtype, q: inputs[0], k: inputs[1],
+                v: inputs[2], output: inputs[3], lse: lse, outputGradient: inputs[4], dq: gradients[0],
+                dk: gradients[1], dv: gradients[2], scale: scale, textValid: textValidLengths(textValid, batch: a.batch),
+                threads: threads)
+        }
     }
-    try CPUAttention.forward(
-        plan: handle.plan, batch: shape.batch, headDim: shape.headDim, q: input(q), k: input(k), v: input(v),
-        output: UnsafeMutableBufferPointer(start: out.assumingMemoryBound(to: T.self), count: shape.elements),
-        lse: lse, scale: scale, threads: threads)
 }

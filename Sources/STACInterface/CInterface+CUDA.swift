@@ -1,120 +1,107 @@
-import CUDADriver
-import STACUDAKernels
-import STAGeometry
-import Synchronization
+import SlidingTileAttention
 
-/// The primary contexts opened so far, one per device ordinal, kept for the life of the process (the
-/// same contexts the CUDA runtime, and so PyTorch, use: their device addresses are valid here).
-enum PrimaryContexts {
-    private static let contexts = Mutex<[Int: CUDAContext]>([:])
+// The CUDA functions of sta.h: argument marshalling over `CUDAEngine.shared`, which owns the devices'
+// primary contexts, the compiled kernels, the checks and the kernel choice.
 
-    /// The primary context of device `ordinal`, opened (and retained) on first use; made current on the
-    /// calling thread.
-    static func context(device ordinal: Int) throws(CUDAError) -> CUDAContext {
-        let result: Result<CUDAContext, CUDAError> = contexts.withLock { table in
-            if let context = table[ordinal] { return .success(context) }
-            do throws(CUDAError) {
-                let context = try CUDAContext.open(device: ordinal)
-                table[ordinal] = context
-                return .success(context)
-            } catch {
-                return .failure(error)
-            }
-        }
-        let context = try result.get()
-        try context.makeCurrent()
-        return context
-    }
-}
-
-/// Parses the `kernel` argument of `sta_forward_cuda`: nil or "auto", "portable", "hopper".
-func kernelChoice(_ name: UnsafePointer<CChar>?) throws(CInterfaceError) -> ForwardKernelChoice {
+/// Parses the `kernel` argument: NULL means "auto"; otherwise a name `KernelPreference(name:)` takes.
+/// Reads at most 33 bytes, so a long or unterminated string is rejected without scanning further.
+func kernelPreference(_ name: UnsafePointer<CChar>?) throws(CInterfaceError) -> KernelPreference {
     guard let name else { return .automatic }
-    // Bounded read: a name longer than 32 bytes is rejected without scanning further.
     var bytes = [UInt8]()
     var index = 0
     while index <= 32, name[index] != 0 {
         bytes.append(UInt8(bitPattern: name[index]))
         index += 1
     }
-    let text = String(decoding: bytes, as: UTF8.self)
-    switch text.lowercased() {
-    case "auto", "automatic", "": return .automatic
-    case "portable", "sm80", "sm_80": return .portable
-    case "hopper", "sm90", "sm_90", "sm_90a": return .hopper
-    default:
-        throw .invalidArgument("kernel is \"\(text)\"; allowed: \"auto\", \"portable\" (sm_80 and newer) or \"hopper\" (sm_90)")
-    }
+    return try interface { () throws(AttentionError) in try KernelPreference(name: String(decoding: bytes, as: UTF8.self)) }
 }
 
 /// Attention on a CUDA GPU over caller-owned device memory; see sta.h.
 @_cdecl("sta_forward_cuda")
 public func sta_forward_cuda(
     _ plan: OpaquePointer?, _ dtype: Int32, _ batch: Int64, _ headDim: Int64,
-    _ q: UInt64, _ k: UInt64, _ v: UInt64, _ out: UInt64, _ lse: UInt64, _ scale: Double, _ stream: UInt64,
-    _ device: Int32, _ kernel: UnsafePointer<CChar>?, _ error: UnsafeMutablePointer<CChar>?, _ errorLength: Int
+    _ q: UInt64, _ k: UInt64, _ v: UInt64, _ out: UInt64, _ lse: UInt64, _ scale: Double, _ textValid: UInt64,
+    _ stream: UInt64, _ device: Int32, _ kernel: UnsafePointer<CChar>?,
+    _ error: UnsafeMutablePointer<CChar>?, _ errorLength: Int
 ) -> Int32 {
     withStatus(error: error, length: errorLength) { () throws(CInterfaceError) in
-        let handle = try HandleRegistry.lookup(plan)
-        let dtype = try InterfaceDType(code: dtype)
-        guard dtype != .float32 else {
-            throw .invalidArgument("dtype is STA_DTYPE_FLOAT32; the CUDA kernels take float16 or bfloat16 (convert first, or use sta_forward_cpu)")
-        }
-        let shape = try ForwardShape(handle: handle, batch: batch, headDim: headDim)
-        let choice = try kernelChoice(kernel)
-        try checkDeviceAddress(q, "q", alignment: 16)
-        try checkDeviceAddress(k, "k", alignment: 16)
-        try checkDeviceAddress(v, "v", alignment: 16)
-        try checkDeviceAddress(out, "out", alignment: 16)
-        try checkDeviceAddress(lse, "lse", alignment: 4)
-        guard device >= 0 else { throw .invalidArgument("device is \(device); give a CUDA device ordinal (0, 1, …)") }
-        let scale = try resolvedScale(scale, headDim: shape.headDim)
-        let tensorBytes = try product([shape.elements, dtype.byteCount], "tensor bytes")
-        let lseBytes = try product([shape.rows, 4], "lse bytes")
-
-        let context = try cuda { () throws(CUDAError) in try PrimaryContexts.context(device: Int(device)) }
-        let key = PlanHandle.KernelKey(
-            device: Int(device), dtype: dtype.dtype, headDim: shape.headDim, choice: choice.resolved(for: context))
-        let compiled: any AttentionForwardKernel
-        do throws(STAKernelError) {
-            compiled = try handle.kernel(for: key, context: context)
-        } catch {
-            throw CInterfaceError(.cuda, "the \(key.choice) kernel for \(dtype.dtype), head dim \(shape.headDim): \(error)")
-        }
-        let (qBuffer, kBuffer, vBuffer, outBuffer, lseBuffer, borrowedStream) = try cuda {
-            () throws(CUDAError) in
-            (
-                try DeviceBuffer(borrowing: q, byteCount: tensorBytes, context: context),
-                try DeviceBuffer(borrowing: k, byteCount: tensorBytes, context: context),
-                try DeviceBuffer(borrowing: v, byteCount: tensorBytes, context: context),
-                try DeviceBuffer(borrowing: out, byteCount: tensorBytes, context: context),
-                try DeviceBuffer(borrowing: lse, byteCount: lseBytes, context: context),
-                stream == 0 ? nil : try CUDAStream(borrowing: stream, context: context)
-            )
-        }
-        do throws(STAKernelError) {
-            try compiled.launch(
-                q: qBuffer, k: kBuffer, v: vBuffer, output: outBuffer, lse: lseBuffer, batch: shape.batch,
-                scale: scale, stream: borrowedStream)
-        } catch {
-            throw CInterfaceError(.cuda, "launch of the \(key.choice) kernel: \(error)")
+        let a = try CallArguments(plan, dtype, batch, headDim)
+        let preference = try kernelPreference(kernel)
+        try interface { () throws(AttentionError) in
+            try CUDAEngine.shared.forward(
+                plan: a.plan, batch: a.batch, headDim: a.headDim, dtype: a.dtype, q: q, k: k, v: v, output: out,
+                lse: lse, scale: scale, textValid: textValid, stream: stream, device: Int(device), kernel: preference)
         }
     }
 }
 
-/// `body`'s result, with a driver error turned into `STA_ERROR_CUDA`.
-private func cuda<T>(_ body: () throws(CUDAError) -> T) throws(CInterfaceError) -> T {
-    do throws(CUDAError) {
-        return try body()
-    } catch {
-        throw CInterfaceError(.cuda, error.description)
+/// Bytes of device workspace `sta_backward_cuda` needs; see sta.h.
+@_cdecl("sta_backward_cuda_workspace_size")
+public func sta_backward_cuda_workspace_size(
+    _ plan: OpaquePointer?, _ dtype: Int32, _ batch: Int64, _ headDim: Int64, _ device: Int32,
+    _ kernel: UnsafePointer<CChar>?, _ bytes: UnsafeMutablePointer<Int64>?,
+    _ error: UnsafeMutablePointer<CChar>?, _ errorLength: Int
+) -> Int32 {
+    withStatus(error: error, length: errorLength) { () throws(CInterfaceError) in
+        let a = try CallArguments(plan, dtype, batch, headDim)
+        let preference = try kernelPreference(kernel)
+        let output = try required(bytes, "bytes")
+        let count = try interface { () throws(AttentionError) in
+            try CUDAEngine.shared.backwardWorkspaceByteCount(
+                plan: a.plan, batch: a.batch, headDim: a.headDim, dtype: a.dtype, device: Int(device), kernel: preference)
+        }
+        output.pointee = Int64(count)
     }
 }
 
-/// Throws unless `address` is non-zero and a multiple of `alignment`.
-private func checkDeviceAddress(_ address: UInt64, _ name: String, alignment: Int) throws(CInterfaceError) {
-    guard address != 0 else {
-        throw .invalidArgument("\(name) is a NULL device address; pass tensor.data_ptr() of a CUDA tensor")
+/// The backward pass on a CUDA GPU over caller-owned device memory; see sta.h.
+@_cdecl("sta_backward_cuda")
+public func sta_backward_cuda(
+    _ plan: OpaquePointer?, _ dtype: Int32, _ batch: Int64, _ headDim: Int64,
+    _ q: UInt64, _ k: UInt64, _ v: UInt64, _ out: UInt64, _ lse: UInt64, _ dout: UInt64,
+    _ dq: UInt64, _ dk: UInt64, _ dv: UInt64, _ scale: Double, _ textValid: UInt64,
+    _ workspace: UInt64, _ workspaceBytes: Int64, _ stream: UInt64, _ device: Int32, _ kernel: UnsafePointer<CChar>?,
+    _ error: UnsafeMutablePointer<CChar>?, _ errorLength: Int
+) -> Int32 {
+    withStatus(error: error, length: errorLength) { () throws(CInterfaceError) in
+        let a = try CallArguments(plan, dtype, batch, headDim)
+        let preference = try kernelPreference(kernel)
+        let workspaceBytes = try size(workspaceBytes, "workspace_bytes")
+        try interface { () throws(AttentionError) in
+            try CUDAEngine.shared.backward(
+                plan: a.plan, batch: a.batch, headDim: a.headDim, dtype: a.dtype, q: q, k: k, v: v, output: out,
+                lse: lse, outputGradient: dout, dq: dq, dk: dk, dv: dv, scale: scale, textValid: textValid,
+                workspace: workspace, workspaceBytes: workspaceBytes, stream: stream, device: Int(device),
+                kernel: preference)
+        }
     }
-    try checkAlignment(UInt(address), name, alignment)
+}
+
+/// Which kernel a call would run; see sta.h.
+@_cdecl("sta_kernel_choice")
+public func sta_kernel_choice(
+    _ plan: OpaquePointer?, _ dtype: Int32, _ headDim: Int64, _ direction: Int32, _ device: Int32,
+    _ kernel: UnsafePointer<CChar>?, _ name: UnsafeMutablePointer<CChar>?, _ nameLength: Int,
+    _ error: UnsafeMutablePointer<CChar>?, _ errorLength: Int
+) -> Int32 {
+    withStatus(error: error, length: errorLength) { () throws(CInterfaceError) in
+        let a = try CallArguments(plan, dtype, 1, headDim)
+        guard let direction = AttentionDirection(rawValue: Int(direction)) else {
+            throw .invalidArgument("direction is \(direction); allowed: 0 (forward) or 1 (backward)")
+        }
+        guard device >= -1 else {
+            throw .invalidArgument("device is \(device); give -1 for the CPU or a CUDA device ordinal (0, 1, …)")
+        }
+        let preference = try kernelPreference(kernel)
+        let name = try required(name, "name")
+        guard nameLength > 0 else { throw .invalidArgument("name_len is \(nameLength); give the size of name in bytes") }
+        let chosen = try interface { () throws(AttentionError) in
+            // The same checks, in the same order, as the call itself (batch 1).
+            _ = try AttentionShape(plan: a.plan, batch: 1, headDim: a.headDim)
+            let call = AttentionCall(plan: a.plan, batch: 1, headDim: a.headDim, dtype: a.dtype, direction: direction)
+            if device == -1 { return try KernelSelection.choose(preference, call, on: .cpu) }
+            return try CUDAEngine.shared.kernel(for: call, preference: preference, device: Int(device))
+        }
+        writeMessage(chosen.rawValue, to: name, length: nameLength)
+    }
 }

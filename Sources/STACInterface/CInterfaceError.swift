@@ -1,3 +1,5 @@
+import SlidingTileAttention
+
 /// Why a call of the C interface failed: a status code of `sta.h` and a message for the caller.
 struct CInterfaceError: Error, Sendable, CustomStringConvertible {
     /// The status codes of `sta.h` (`STA_ERROR_*`).
@@ -18,6 +20,30 @@ struct CInterfaceError: Error, Sendable, CustomStringConvertible {
     }
 
     static func invalidArgument(_ message: String) -> CInterfaceError { CInterfaceError(.invalidArgument, message) }
+
+    /// The status and message of an engine's refusal: its text unchanged.
+    init(_ error: AttentionError) {
+        switch error.kind {
+        case .invalidArgument: self.init(.invalidArgument, error.description)
+        case .cpu: self.init(.cpu, error.description)
+        case .cuda: self.init(.cuda, error.description)
+        }
+    }
+}
+
+/// `body`'s result, with an engine error turned into its status code (message unchanged).
+func interface<T>(_ body: () throws(AttentionError) -> T) throws(CInterfaceError) -> T {
+    do throws(AttentionError) {
+        return try body()
+    } catch {
+        throw CInterfaceError(error)
+    }
+}
+
+/// A size argument as an `Int` (the engine checks its range and names it in its message).
+func size(_ value: Int64, _ name: String) throws(CInterfaceError) -> Int {
+    guard let int = Int(exactly: value) else { throw .invalidArgument("\(name) is \(value); it does not fit this platform's Int") }
+    return int
 }
 
 /// Status code of success (`STA_OK`).

@@ -1,29 +1,14 @@
-import CUDADriver
-import STACUDAKernels
-import STAGeometry
-import STATensors
+import SlidingTileAttention
 import Synchronization
 
-/// What an `sta_plan*` points to: an attention plan, the permutation tables of its layout, and the CUDA
-/// kernels compiled for it so far.
-///
-/// Immutable except for the kernel table, which a mutex guards, so one handle may serve several threads.
+/// What an `sta_plan*` points to: an attention plan and the permutation tables of its layout. Immutable,
+/// so one handle may serve several threads. (Compiled kernels live in `CUDAEngine.shared`.)
 final class PlanHandle: Sendable {
     let plan: AttentionPlan
     /// For each tile-order video position (holes included), the raster index of its token or −1.
     let rasterIndexBySequenceIndex: [Int32]
     /// For each raster video token, its tile-order sequence index.
     let sequenceIndexByRasterIndex: [Int64]
-
-    /// A compiled kernel's identity: everything the kernel is specialised for besides the plan.
-    struct KernelKey: Hashable, Sendable {
-        let device: Int
-        let dtype: DType
-        let headDim: Int
-        let choice: ForwardKernelChoice
-    }
-
-    private let kernels = Mutex<[KernelKey: any AttentionForwardKernel]>([:])
 
     /// Builds the tables. Cost: O(padded video tokens).
     init(plan: AttentionPlan) {
@@ -40,29 +25,6 @@ final class PlanHandle: Sendable {
     var layout: STALayout { plan.layout }
     /// Tokens of a raster-order tensor: real video tokens then text.
     var rasterLength: Int { layout.videoTokenCount + layout.text.count }
-
-    /// The kernel for `key` on `context` (whose ordinal is `key.device`), compiled or loaded from the
-    /// disk cache on first use and kept for the handle's lifetime. Compiles under the lock, so two
-    /// threads asking for the same kernel compile it once.
-    func kernel(
-        for key: KernelKey, context: CUDAContext
-    ) throws(STAKernelError) -> any AttentionForwardKernel {
-        let result: Result<any AttentionForwardKernel, STAKernelError> = kernels.withLock { table in
-            if let kernel = table[key] { return .success(kernel) }
-            do throws(STAKernelError) {
-                let kernel = try key.choice.make(
-                    context: context, plan: plan, headDim: key.headDim, dtype: key.dtype, cache: KernelCache())
-                table[key] = kernel
-                return .success(kernel)
-            } catch {
-                return .failure(error)
-            }
-        }
-        return try result.get()
-    }
-
-    /// Kernels compiled so far (for tests and diagnostics).
-    var compiledKernelCount: Int { kernels.withLock { $0.count } }
 }
 
 /// The live plan handles, so that a NULL, foreign or already destroyed `sta_plan*` is reported instead

@@ -1,6 +1,7 @@
 import ArgumentParser
 import STATensors
 import SlidingTileAttention
+import STATooling
 import STAGeometry
 
 /// Options shared by `analyze` and `render`: the layout, the STA window and the kernel block size.

@@ -1,10 +1,9 @@
 import ArgumentParser
 import STATensors
 import STACPUKernels
-import CUDADriver
-import STACUDAKernels
 import SlidingTileAttention
 import STAGeometry
+import STATooling
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -63,7 +62,7 @@ struct Bench: ParsableCommand {
         if let only { problems = problems.filter { $0.name.contains(only) } }
         guard !problems.isEmpty else { throw ValidationError("no problem matches --only \(only ?? "")") }
         let gpu = try CUDABackend(ordinal: 0)
-        let kernels = backward ? [] : try kernelChoices(kernel ?? "all", context: gpu.context)
+        let kernels = backward ? [] : try kernelChoices(kernel ?? "all", on: gpu)
         progress("bench on \(gpu.context.deviceName) (\(gpu.context.architecture), \(gpu.context.multiprocessorCount) SMs)")
         var matrixRate: Double? = nil
         do {
@@ -129,11 +128,22 @@ extension Bench {
     }
 }
 
-/// The kernels `--kernel` names: `all` is every kernel that runs on `context`.
-func kernelChoices(_ name: String, context: CUDAContext) throws -> [ForwardKernelChoice] {
-    if name == "all" { return context.computeCapability.major == 9 ? [.portable, .hopper] : [.portable] }
-    guard let choice = ForwardKernelChoice(rawValue: name) else {
-        throw ValidationError("unknown kernel '\(name)'; kernels are all, \(ForwardKernelChoice.allCases.map(\.rawValue).joined(separator: ", "))")
+/// The kernels `--kernel` names for `direction` on `gpu`: `all` is every kernel that runs there; a name
+/// (`automatic`/`auto`, `portable`, `hopper`) is the kernel `KernelSelection` chooses for it on this device
+/// (a bf16 call at head dim 128), with its refusal as the error.
+func kernelChoices(_ name: String, direction: AttentionDirection = .forward, on gpu: CUDABackend) throws -> [AttentionKernel] {
+    if name == "all" { return KernelSelection.cudaKernels(direction, on: gpu.properties) }
+    let preference = try KernelPreference(name: name)
+    guard preference != .cpu else { throw ValidationError("kernel 'cpu' is not a GPU kernel; use --cpu") }
+    if let kernel = preference.kernel {
+        // A named kernel: refused here with the selection's message when it cannot run on this device.
+        guard KernelSelection.cudaKernels(direction, on: gpu.properties).contains(kernel) else {
+            throw ValidationError("the \(kernel) kernel does not run \(direction) attention on \(gpu.properties)")
+        }
+        return [kernel]
     }
-    return [choice.resolved(for: context)]
+    guard let first = KernelSelection.automaticKernel(direction, on: gpu.properties) else {
+        throw ValidationError("no CUDA kernel runs \(direction) attention on \(gpu.properties)")
+    }
+    return [first]
 }

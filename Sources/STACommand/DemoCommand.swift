@@ -1,5 +1,6 @@
 import ArgumentParser
 import SlidingTileAttention
+import STATooling
 
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CUDADriver
 import SlidingTileAttention
+import STATooling
 import STACUDAKernels
 import STATensors
 

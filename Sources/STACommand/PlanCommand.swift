@@ -1,6 +1,7 @@
 import ArgumentParser
 import STATensors
 import SlidingTileAttention
+import STATooling
 import STAGeometry
 
 struct Plan: ParsableCommand {
@@ -16,9 +17,9 @@ struct Plan: ParsableCommand {
         var table = TextTable("problem", "canvas", "tile", "grid", "S", "heads", "key tiles/query tile", "video sparsity", "eff. GFLOP", "vs dense", "build ms")
         var records = [JSONValue]()
         for problem in try problem.problems() {
-            let start = Clock.now
+            let start = MonotonicClock.now
             let plan = try problem.plan()
-            let buildMilliseconds = Clock.milliseconds(since: start)
+            let buildMilliseconds = MonotonicClock.milliseconds(since: start)
             let layout = plan.layout
             let keyTiles = plan.windows.map(\.tileCount)
             let flops = plan.effectiveFLOPs(batch: problem.batch, headDim: problem.headDim)

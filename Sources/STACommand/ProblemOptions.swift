@@ -1,5 +1,6 @@
 import ArgumentParser
 import SlidingTileAttention
+import STATooling
 import STAGeometry
 import STATensors
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import SlidingTileAttention
+import STATooling
 import STAGeometry
 import STATensors
 import STAWindowSearch
@@ -113,11 +114,11 @@ struct Search: ParsableCommand {
         var measured = 0
         for (index, capture) in opened.enumerated() {
             let path = capture.path
-            let start = Clock.now
+            let start = MonotonicClock.now
             try search.add(capture)
             if capture.step >= fullSteps {
                 measured += 1
-                let seconds = Clock.now - start
+                let seconds = MonotonicClock.now - start
                 progress("[\(index + 1)/\(files.count)] \(path): step \(capture.step), layer \(capture.layer), "
                     + "prompt \(capture.prompt), \(capture.heads) heads, \(search.candidates.count) candidates, \(fixed(seconds, 2)) s")
             }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import STATensors
 import SlidingTileAttention
+import STATooling
 
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -27,15 +28,11 @@ struct Verify: ParsableCommand {
         if cpu {
             try rejectIgnored(kernel.map { _ in ["--kernel"] } ?? [], by: "verify --cpu")
         } else {
-            if backward, let kernel, kernel != "portable", kernel != "all" {
-                throw UsageError("verify --backward checks the portable kernels only; drop --kernel \(kernel)")
-            }
             let probe = try CUDABackend(ordinal: 0)
-            // The backward pass has one CUDA implementation (the portable kernels).
-            let choices = backward ? [.portable] : try kernelChoices(kernel ?? "all", context: probe.context)
-            backends = try choices.map { .cuda(try CUDABackend(ordinal: 0, kernel: $0)) }
+            let choices = try kernelChoices(kernel ?? "all", direction: backward ? .backward : .forward, on: probe)
+            backends = try choices.map { .cuda(try CUDABackend(ordinal: 0, kernel: KernelPreference(name: $0.rawValue))) }
         }
-        let seed = self.seed ?? UInt64(Clock.now * 1e6)
+        let seed = self.seed ?? UInt64(MonotonicClock.now * 1e6)
         let heading = "verify \(backward ? "backward" : "forward") on \(backends.map(\.description).joined(separator: "; ")), seed \(seed)"
         if json { progress(heading) } else { print(heading) }
         var table = TextTable("backend", "case", "dtype", "D", "S", "rel err", "tolerance", "lse err", "empty rows", "result")
@@ -60,6 +57,23 @@ struct Verify: ParsableCommand {
                 ("lse_err", .real(outcome.lseError)), ("bad_empty_rows", .integer(outcome.badEmptyRows)),
                 ("passed", .bool(outcome.passed)),
             ]))
+        }
+        // Batches whose rows have their own valid text lengths (a device array; CUDA kernels only).
+        if case .cuda(let gpu) = backend {
+            for (index, testCase) in try Verification.textRowsCases().enumerated() {
+                let outcome = try Verification.runTextRows(testCase, backward: backward, on: gpu, seed: seed &+ UInt64(1000 + index))
+                if !outcome.passed { failures += 1 }
+                table.append(
+                    backendName, outcome.name, "\(outcome.dtype)", "\(outcome.headDim)", "\(outcome.sequenceLength)",
+                    scientific(outcome.outputError), scientific(outcome.tolerance), scientific(outcome.lseError),
+                    outcome.badEmptyRows == 0 ? "ok" : "\(outcome.badEmptyRows) bad", outcome.passed ? "PASS" : "FAIL")
+                records.append(.object([
+                    ("backend", .string(backendName)), ("case", .string(outcome.name)), ("dtype", .string("\(outcome.dtype)")), ("head_dim", .integer(outcome.headDim)),
+                    ("sequence_length", .integer(outcome.sequenceLength)), ("text_valid", .array(testCase.textValid.map { .integer($0) })),
+                    ("rel_err", .real(outcome.outputError)), ("lse_err", .real(outcome.lseError)),
+                    ("bad_empty_rows", .integer(outcome.badEmptyRows)), ("passed", .bool(outcome.passed)),
+                ]))
+            }
         }
         }
         let total = records.count

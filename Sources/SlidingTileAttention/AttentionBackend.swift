@@ -1,6 +1,4 @@
 import CUDADriver
-import STACPUKernels
-import STACUDAKernels
 import STAGeometry
 import STATensors
 
@@ -8,7 +6,7 @@ import STATensors
 public enum AttentionBackend: Sendable, CustomStringConvertible {
     /// The multicore SIMD CPU kernel; `threads` nil means all cores.
     case cpu(threads: Int?)
-    /// A CUDA GPU, through a `CUDABackend` that keeps its context and compiled kernels.
+    /// A CUDA GPU, through the engine that keeps its context and compiled kernels.
     case cuda(CUDABackend)
 
     /// The first CUDA GPU if a driver and device are present, else the CPU. `reason` says why the GPU was
@@ -21,11 +19,11 @@ public enum AttentionBackend: Sendable, CustomStringConvertible {
         }
     }
 
-    /// `cpu`, or the CUDA kernel that runs (`portable`, `hopper`).
+    /// `cpu`, or the CUDA kernel a bf16 forward call runs (`portable`, `hopper`).
     public var shortName: String {
         switch self {
         case .cpu: return "cpu"
-        case .cuda(let backend): return "\(backend.kernelChoice.resolved(for: backend.context))"
+        case .cuda(let backend): return backend.kernelName
         }
     }
 
@@ -33,68 +31,43 @@ public enum AttentionBackend: Sendable, CustomStringConvertible {
         switch self {
         case .cpu(let threads): return "CPU (\(threads.map { "\($0) threads" } ?? "all cores"))"
         case .cuda(let backend):
-            return "CUDA \(backend.context.deviceName) (\(backend.context.architecture), \(backend.kernelChoice.resolved(for: backend.context)) kernel)"
+            return "CUDA \(backend.properties.name) (\(backend.properties.architecture), \(backend.kernelName) kernel)"
         }
     }
 }
 
-/// A CUDA device with its kernel cache and the kernels compiled for it so far.
-///
-/// Compiling a specialisation costs NVRTC time once per (plan, head dim, dtype) per machine; later runs
-/// load it from the disk cache. Not safe for concurrent use from several threads.
-public final class CUDABackend: @unchecked Sendable {
+/// One CUDA device of a `CUDAEngine`, with the kernel calls on it should prefer. Cheap to copy; the
+/// engine keeps the context and the compiled kernels.
+public struct CUDABackend: Sendable {
+    public let engine: CUDAEngine
+    /// The device's primary context (current on the thread that created this value).
     public let context: CUDAContext
-    public let cache: KernelCache
-    /// Which kernel `forwardKernel` builds: by default the Hopper kernel on sm_90, else the portable one.
-    public let kernelChoice: ForwardKernelChoice
-    private var kernels: [KernelKey: any AttentionForwardKernel] = [:]
-    private var backwardKernels: [KernelKey: STABackwardKernel] = [:]
+    public let properties: CUDADeviceProperties
+    /// The kernel calls ask for (`automatic` by default).
+    public let kernel: KernelPreference
 
-    private struct KernelKey: Hashable {
-        let plan: AttentionPlan
-        let headDim: Int
-        let dtype: DType
-        let choice: ForwardKernelChoice
+    /// Device `ordinal` of `engine`. Throws `cuda` when there is no driver or no such device.
+    public init(ordinal: Int = 0, kernel: KernelPreference = .automatic, engine: CUDAEngine = .shared) throws(AttentionError) {
+        self.engine = engine
+        self.context = try engine.context(device: ordinal)
+        self.properties = CUDADeviceProperties(context)
+        self.kernel = kernel
     }
 
-    public init(ordinal: Int, kernel: ForwardKernelChoice = .automatic, cache: KernelCache = KernelCache()) throws {
-        self.context = try CUDAContext.open(device: ordinal)
-        self.kernelChoice = kernel
-        self.cache = cache
+    /// The device ordinal.
+    public var ordinal: Int { context.deviceOrdinal }
+
+    /// The kernel a forward call in bf16 at head dim 128 runs here, by name (for reports).
+    public var kernelName: String {
+        if let chosen = kernel.kernel { return chosen.rawValue }
+        return KernelSelection.automaticKernel(.forward, on: properties)?.rawValue ?? "none"
     }
 
-    /// The forward kernel for `plan` (`choice` defaults to `kernelChoice`), compiled or loaded on first use.
-    public func forwardKernel(
-        plan: AttentionPlan, headDim: Int, dtype: DType, choice: ForwardKernelChoice? = nil
-    ) throws -> any AttentionForwardKernel {
-        let key = KernelKey(plan: plan, headDim: headDim, dtype: dtype, choice: choice ?? kernelChoice)
-        if let kernel = kernels[key] { return kernel }
-        let kernel = try key.choice.make(context: context, plan: plan, headDim: headDim, dtype: dtype, cache: cache)
-        kernels[key] = kernel
-        return kernel
-    }
-
-    /// The backward kernels for `plan` (portable, sm_80 and newer), compiled or loaded on first use.
-    public func backwardKernel(plan: AttentionPlan, headDim: Int, dtype: DType) throws -> STABackwardKernel {
-        let key = KernelKey(plan: plan, headDim: headDim, dtype: dtype, choice: .portable)
-        if let kernel = backwardKernels[key] { return kernel }
-        let kernel = try STABackwardKernel(context: context, plan: plan, headDim: headDim, dtype: dtype, cache: cache)
-        backwardKernels[key] = kernel
-        return kernel
-    }
-
-    /// Uploads `values` into a new device buffer.
-    public func upload<T>(_ values: [T]) throws -> DeviceBuffer {
-        let buffer = try DeviceBuffer(context: context, byteCount: max(1, values.count * MemoryLayout<T>.stride))
-        try values.withUnsafeBytes { try buffer.copy(from: $0) }
-        return buffer
-    }
+    /// Uploads `values` into a new device buffer (at least one byte).
+    public func upload<T>(_ values: [T]) throws -> DeviceBuffer { try HostCopy.upload(values, context: context) }
 
     /// Copies `count` elements of type `T` back from `buffer`.
-    public func download<T>(_ buffer: DeviceBuffer, count: Int, as: T.Type) throws -> [T] {
-        try [T](unsafeUninitializedCapacity: count) { storage, initialized in
-            try buffer.copy(to: UnsafeMutableRawBufferPointer(storage))
-            initialized = count
-        }
+    public func download<T>(_ buffer: DeviceBuffer, count: Int, as type: T.Type) throws -> [T] {
+        try HostCopy.download(buffer, count: count, as: type)
     }
 }

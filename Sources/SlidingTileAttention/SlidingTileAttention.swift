@@ -1,6 +1,4 @@
-import CUDADriver
 import STACPUKernels
-import STACUDAKernels
 import STAGeometry
 import STATensors
 
@@ -11,19 +9,17 @@ import STATensors
 /// `lse` is [B, H, S], natural log. Rows that attend nothing (holes, padding text) come back as 0 and −∞.
 /// Hole and padding-text rows of k and v are never attended but must hold finite values (`tile` writes
 /// zeros there): the Hopper kernel multiplies them by zero weights.
+///
+/// The CPU runs through `CPUEngine`, a GPU through `CUDAEngine`; both check their arguments and choose
+/// their kernel with `KernelSelection`, so every front end refuses a call with the same message.
 public struct SlidingTileAttention: Sendable {
     public let plan: AttentionPlan
     public let batch: Int
     public let headDim: Int
 
-    /// Why a call was rejected before running.
-    public struct InputError: Error, CustomStringConvertible, Sendable {
-        public let description: String
-    }
-
-    public init(plan: AttentionPlan, batch: Int, headDim: Int) throws {
-        guard batch >= 1 else { throw InputError(description: "batch is \(batch); it must be at least 1") }
-        guard headDim >= 1 else { throw InputError(description: "head dim is \(headDim); it must be at least 1") }
+    /// Throws `invalidArgument` for a batch outside 1...65535 or a head dim outside 1...65536.
+    public init(plan: AttentionPlan, batch: Int, headDim: Int) throws(AttentionError) {
+        _ = try AttentionShape(plan: plan, batch: batch, headDim: headDim)
         self.plan = plan
         self.batch = batch
         self.headDim = headDim
@@ -34,88 +30,104 @@ public struct SlidingTileAttention: Sendable {
     /// Rows of the log-sum-exp: B · H · S.
     public var rowCount: Int { batch * plan.heads * plan.layout.sequenceLength }
 
-    /// Runs the forward pass. `scale` defaults to 1/√D. Cost: effective FLOPs of the plan.
+    /// Runs the forward pass. `scale` nil means 1/√D (otherwise positive and finite); `textValid` nil
+    /// means the plan's valid text length for every batch row. Cost: effective FLOPs of the plan.
     public func forward<T: StorageScalar>(
-        q: [T], k: [T], v: [T], scale: Float? = nil, on backend: AttentionBackend
-    ) throws -> (output: [T], lse: [Float]) {
-        for (name, tensor) in [("q", q), ("k", k), ("v", v)] where tensor.count != elementCount {
-            throw InputError(
-                description: "\(name) has \(tensor.count) elements; [B, H, S, D] = [\(batch), \(plan.heads), "
-                    + "\(plan.layout.sequenceLength), \(headDim)] needs \(elementCount)")
-        }
-        let scale = scale ?? 1 / Float(headDim).squareRoot()
+        q: [T], k: [T], v: [T], scale: Float? = nil, textValid: [Int]? = nil, on backend: AttentionBackend
+    ) throws(AttentionError) -> (output: [T], lse: [Float]) {
         switch backend {
         case .cpu(let threads):
+            let shape = try AttentionShape(plan: plan, batch: batch, headDim: headDim)
+            try shape.check([("q", q.count), ("k", k.count), ("v", v.count)])
             // Poisoned, so an element the kernel fails to write shows as NaN.
             var output = [T](repeating: T(.nan), count: elementCount)
             var lse = [Float](repeating: .nan, count: rowCount)
-            try q.withUnsafeBufferPointer { q in
-                try k.withUnsafeBufferPointer { k in
-                    try v.withUnsafeBufferPointer { v in
-                        try output.withUnsafeMutableBufferPointer { output in
-                            try lse.withUnsafeMutableBufferPointer { lse in
-                                try CPUAttention.forward(
-                                    plan: plan, batch: batch, headDim: headDim, q: q, k: k, v: v,
-                                    output: output, lse: lse, scale: scale, threads: threads)
+            try typed { try withHostPointers(q, k, v) { (q, k, v) in
+                try output.withUnsafeMutableBytes { output in
+                    try lse.withUnsafeMutableBufferPointer { lse in
+                        try CPUEngine.forward(
+                            plan: plan, batch: batch, headDim: headDim, dtype: T.dtype, q: q, k: k, v: v,
+                            output: output.baseAddress!, lse: lse.baseAddress!, scale: scale.map(Double.init),
+                            textValid: textValid, threads: threads)
+                    }
+                }
+            } }
+            return (output, lse)
+        case .cuda(let gpu):
+            let result = try gpu.engine.forward(
+                plan: plan, batch: batch, headDim: headDim, q: q, k: k, v: v, scale: scale, textValid: textValid,
+                device: gpu.ordinal, kernel: gpu.kernel)
+            return (result.output, result.lse)
+        }
+    }
+
+    /// Gradients of the forward pass for fine-tuning: given the inputs, the forward's `output` and `lse`
+    /// and the gradient of the loss with respect to the output, returns dq, dk and dv ([B, H, S, D] in
+    /// `T`, accumulated in fp32 and rounded once). Rows that attend nothing get dq = 0; keys nothing
+    /// attends get dk = dv = 0. On a GPU the portable backward kernels run (sm_80 and newer, bf16 or
+    /// fp16). Cost: about 2.5 × the forward's effective FLOPs.
+    public func backward<T: StorageScalar>(
+        q: [T], k: [T], v: [T], output: [T], lse: [Float], outputGradient: [T], scale: Float? = nil,
+        textValid: [Int]? = nil, on backend: AttentionBackend
+    ) throws(AttentionError) -> (dq: [T], dk: [T], dv: [T]) {
+        switch backend {
+        case .cpu(let threads):
+            let shape = try AttentionShape(plan: plan, batch: batch, headDim: headDim)
+            try shape.check([
+                ("q", q.count), ("k", k.count), ("v", v.count), ("output", output.count), ("lse", lse.count),
+                ("outputGradient", outputGradient.count),
+            ])
+            var dq = [T](repeating: T(.nan), count: elementCount)
+            var dk = dq, dv = dq
+            try typed { try withHostPointers(q, k, v) { (q, k, v) in
+                try withHostPointers(output, outputGradient, outputGradient) { (o, dO, _) in
+                    try lse.withUnsafeBufferPointer { lse in
+                        try dq.withUnsafeMutableBytes { dq in
+                            try dk.withUnsafeMutableBytes { dk in
+                                try dv.withUnsafeMutableBytes { dv in
+                                    try CPUEngine.backward(
+                                        plan: plan, batch: batch, headDim: headDim, dtype: T.dtype, q: q, k: k, v: v,
+                                        output: o, lse: lse.baseAddress!, outputGradient: dO, dq: dq.baseAddress!,
+                                        dk: dk.baseAddress!, dv: dv.baseAddress!, scale: scale.map(Double.init),
+                                        textValid: textValid, threads: threads)
+                                }
                             }
                         }
                     }
                 }
-            }
-            return (output, lse)
+            } }
+            return (dq, dk, dv)
         case .cuda(let gpu):
-            guard T.dtype == .bfloat16 || T.dtype == .float16 else {
-                throw InputError(description: "the CUDA kernels take bf16 or fp16 tensors, not \(T.dtype); convert first or use the CPU")
-            }
-            let kernel = try gpu.forwardKernel(plan: plan, headDim: headDim, dtype: T.dtype)
-            let (dq, dk, dv) = (try gpu.upload(q), try gpu.upload(k), try gpu.upload(v))
-            let output = try DeviceBuffer(context: gpu.context, byteCount: elementCount * 2)
-            let lse = try DeviceBuffer(context: gpu.context, byteCount: rowCount * 4)
-            // Poisoned (all-ones bytes are NaN in bf16, fp16 and fp32), so an unwritten element shows.
-            try output.fill(byte: 0xFF)
-            try lse.fill(byte: 0xFF)
-            try kernel.launch(q: dq, k: dk, v: dv, output: output, lse: lse, batch: batch, scale: scale, stream: nil)
-            try gpu.context.synchronize()
-            return (try gpu.download(output, count: elementCount, as: T.self), try gpu.download(lse, count: rowCount, as: Float.self))
+            return try gpu.engine.backward(
+                plan: plan, batch: batch, headDim: headDim, q: q, k: k, v: v, output: output, lse: lse,
+                outputGradient: outputGradient, scale: scale, textValid: textValid, device: gpu.ordinal,
+                kernel: gpu.kernel)
         }
     }
 }
 
-extension SlidingTileAttention {
-    /// Gradients of the forward pass for fine-tuning: given the inputs, the forward's `output` and `lse`
-    /// and the gradient of the loss with respect to the output, returns dq, dk and dv ([B, H, S, D],
-    /// fp32, accumulated in fp32). Rows that attend nothing get dq = 0; keys nothing attends get
-    /// dk = dv = 0. On a GPU the portable backward kernels run (sm_80 and newer, bf16 or fp16).
-    /// Cost: about 2.5 × the forward's effective FLOPs.
-    public func backward<T: StorageScalar>(
-        q: [T], k: [T], v: [T], output: [T], lse: [Float], outputGradient: [T], scale: Float? = nil,
-        on backend: AttentionBackend
-    ) throws -> (dq: [Float], dk: [Float], dv: [Float]) {
-        let scale = scale ?? 1 / Float(headDim).squareRoot()
-        switch backend {
-        case .cpu(let threads):
-            return try CPUAttention.backward(
-                plan: plan, batch: batch, headDim: headDim, q: q, k: k, v: v, output: output, lse: lse,
-                outputGradient: outputGradient, scale: scale, threads: threads)
-        case .cuda(let gpu):
-            guard T.dtype == .bfloat16 || T.dtype == .float16 else {
-                throw InputError(description: "the CUDA kernels take bf16 or fp16 tensors, not \(T.dtype); convert first or use the CPU")
+/// Runs `body` with the base addresses of three host arrays (none empty: their counts were checked).
+private func withHostPointers<T>(
+    _ a: [T], _ b: [T], _ c: [T],
+    _ body: (UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer) throws -> Void
+) throws {
+    try a.withUnsafeBytes { a in
+        try b.withUnsafeBytes { b in
+            try c.withUnsafeBytes { c in
+                try body(a.baseAddress!, b.baseAddress!, c.baseAddress!)
             }
-            let kernel = try gpu.backwardKernel(plan: plan, headDim: headDim, dtype: T.dtype)
-            let inputs = try [q, k, v, output, outputGradient].map { try gpu.upload($0) }
-            let deviceLSE = try gpu.upload(lse)
-            let gradients = try (0..<3).map { _ in try DeviceBuffer(context: gpu.context, byteCount: elementCount * 4) }
-            // Poisoned (all-ones bytes are NaN), so an unwritten element shows.
-            for buffer in gradients { try buffer.fill(byte: 0xFF) }
-            try kernel.launch(
-                q: inputs[0], k: inputs[1], v: inputs[2], output: inputs[3], lse: deviceLSE, outputGradient: inputs[4],
-                dq: gradients[0], dk: gradients[1], dv: gradients[2], batch: batch, scale: scale, stream: nil)
-            try gpu.context.synchronize()
-            let (dq, dk, dv) = try (
-                gpu.download(gradients[0], count: elementCount, as: Float.self),
-                gpu.download(gradients[1], count: elementCount, as: Float.self),
-                gpu.download(gradients[2], count: elementCount, as: Float.self))
-            return (dq, dk, dv)
         }
+    }
+}
+
+/// `body`, whose only errors are `AttentionError`s thrown through untyped closures, with its error type
+/// restored.
+private func typed(_ body: () throws -> Void) throws(AttentionError) {
+    do {
+        try body()
+    } catch let error as AttentionError {
+        throw error
+    } catch {
+        throw AttentionError(.cpu, "\(error)")
     }
 }

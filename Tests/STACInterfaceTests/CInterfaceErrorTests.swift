@@ -69,10 +69,10 @@ struct CInterfaceErrorTests {
             expectFailure(Self.invalidHandle, fragment) { sta_tile(handle, bytes, &bytes, 1, 1, $0, $1) }
             expectFailure(Self.invalidHandle, fragment) { sta_untile(handle, bytes, &bytes, 1, 1, $0, $1) }
             expectFailure(Self.invalidHandle, fragment) {
-                sta_forward_cpu(handle, 0, 1, 1, bytes, bytes, bytes, &bytes, &lse, 0, 0, $0, $1)
+                sta_forward_cpu(handle, 0, 1, 1, bytes, bytes, bytes, &bytes, &lse, 0, nil, 0, $0, $1)
             }
             expectFailure(Self.invalidHandle, fragment) {
-                sta_forward_cuda(handle, 2, 1, 128, 256, 256, 256, 256, 256, 0, 0, 0, nil, $0, $1)
+                sta_forward_cuda(handle, 2, 1, 128, 256, 256, 256, 256, 256, 0, 0, 0, 0, nil, $0, $1)
             }
         }
         expectFailure(Self.invalidHandle, "not a live plan") {
@@ -133,7 +133,7 @@ struct CInterfaceErrorTests {
                     lse.withUnsafeMutableBufferPointer { l in
                         sta_forward_cpu(
                             plan.pointer, dtype, batch, headDim, q ?? i.baseAddress, i.baseAddress, i.baseAddress,
-                            nullOut ? nil : o.baseAddress, nullLSE ? nil : l.baseAddress, scale, threads, message,
+                            nullOut ? nil : o.baseAddress, nullLSE ? nil : l.baseAddress, scale, nil, threads, message,
                             length)
                     }
                 }
@@ -144,7 +144,7 @@ struct CInterfaceErrorTests {
         expectFailure(Self.invalidArgument, "batch is 0") { call(batch: 0, $0, $1) }
         expectFailure(Self.invalidArgument, "head_dim is -3") { call(headDim: -3, $0, $1) }
         expectFailure(Self.invalidArgument, "q is NULL") {
-            sta_forward_cpu(plan.pointer, 0, 1, 4, nil, input, input, &out, &lse, 0, 0, $0, $1)
+            sta_forward_cpu(plan.pointer, 0, 1, 4, nil, input, input, &out, &lse, 0, nil, 0, $0, $1)
         }
         expectFailure(Self.invalidArgument, "out is NULL") { call(nullOut: true, $0, $1) }
         expectFailure(Self.invalidArgument, "lse is NULL") { call(nullLSE: true, $0, $1) }
@@ -171,42 +171,46 @@ struct CInterfaceCUDAArgumentTests {
         let plan = try CPlan(canvas: [8, 8], tile: [4, 4], windows: [[1, 1]])
         let checks = CInterfaceErrorTests()
         let invalid = CInterfaceErrorTests.invalidArgument
-        checks.expectFailure(invalid, "STA_DTYPE_FLOAT32") {
-            sta_forward_cuda(plan.pointer, 0, 1, 128, 256, 256, 256, 256, 256, 0, 0, 0, nil, $0, $1)
+        checks.expectFailure(invalid, "dtype f32 is not supported; allowed: bf16, f16") {
+            sta_forward_cuda(plan.pointer, 0, 1, 128, 256, 256, 256, 256, 256, 0, 0, 0, 0, nil, $0, $1)
         }
         checks.expectFailure(invalid, "dtype is 3") {
-            sta_forward_cuda(plan.pointer, 3, 1, 128, 256, 256, 256, 256, 256, 0, 0, 0, nil, $0, $1)
+            sta_forward_cuda(plan.pointer, 3, 1, 128, 256, 256, 256, 256, 256, 0, 0, 0, 0, nil, $0, $1)
         }
         checks.expectFailure(invalid, "kernel is \"turbo\"") {
-            sta_forward_cuda(plan.pointer, 2, 1, 128, 256, 256, 256, 256, 256, 0, 0, 0, "turbo", $0, $1)
+            sta_forward_cuda(plan.pointer, 2, 1, 128, 256, 256, 256, 256, 256, 0, 0, 0, 0, "turbo", $0, $1)
         }
         checks.expectFailure(invalid, "v is a NULL device address") {
-            sta_forward_cuda(plan.pointer, 2, 1, 128, 256, 256, 0, 256, 256, 0, 0, 0, "auto", $0, $1)
+            sta_forward_cuda(plan.pointer, 2, 1, 128, 256, 256, 0, 256, 256, 0, 0, 0, 0, "auto", $0, $1)
         }
         checks.expectFailure(invalid, "out (0x108) is not aligned to 16 bytes") {
-            sta_forward_cuda(plan.pointer, 2, 1, 128, 256, 256, 256, 264, 256, 0, 0, 0, "auto", $0, $1)
+            sta_forward_cuda(plan.pointer, 2, 1, 128, 256, 256, 256, 264, 256, 0, 0, 0, 0, "auto", $0, $1)
         }
         checks.expectFailure(invalid, "lse (0x102) is not aligned to 4 bytes") {
-            sta_forward_cuda(plan.pointer, 1, 1, 64, 256, 256, 256, 256, 258, 0, 0, 0, "portable", $0, $1)
+            sta_forward_cuda(plan.pointer, 1, 1, 64, 256, 256, 256, 256, 258, 0, 0, 0, 0, "portable", $0, $1)
+        }
+        checks.expectFailure(invalid, "text_valid (0x102) is not aligned to 4 bytes") {
+            sta_forward_cuda(plan.pointer, 2, 1, 128, 256, 256, 256, 256, 256, 0, 258, 0, 0, nil, $0, $1)
         }
         checks.expectFailure(invalid, "batch is 70000") {
-            sta_forward_cuda(plan.pointer, 2, 70_000, 128, 256, 256, 256, 256, 256, 0, 0, 0, nil, $0, $1)
+            sta_forward_cuda(plan.pointer, 2, 70_000, 128, 256, 256, 256, 256, 256, 0, 0, 0, 0, nil, $0, $1)
         }
         checks.expectFailure(invalid, "device is -1") {
-            sta_forward_cuda(plan.pointer, 2, 1, 128, 256, 256, 256, 256, 256, 0, 0, -1, nil, $0, $1)
+            sta_forward_cuda(plan.pointer, 2, 1, 128, 256, 256, 256, 256, 256, 0, 0, 0, -1, nil, $0, $1)
         }
         checks.expectFailure(invalid, "scale is -0.5") {
-            sta_forward_cuda(plan.pointer, 2, 1, 128, 256, 256, 256, 256, 256, -0.5, 0, 0, "hopper", $0, $1)
+            sta_forward_cuda(plan.pointer, 2, 1, 128, 256, 256, 256, 256, 256, -0.5, 0, 0, 0, "hopper", $0, $1)
         }
     }
 
     @Test("kernel names parse case-insensitively; NULL means auto")
     func kernelNames() throws {
-        #expect(try kernelChoice(nil) == .automatic)
-        #expect(try kernelChoice("AUTO") == .automatic)
-        #expect(try kernelChoice("portable") == .portable)
-        #expect(try kernelChoice("Hopper") == .hopper)
-        #expect(throws: CInterfaceError.self) { try kernelChoice(String(repeating: "x", count: 100)) }
+        #expect(try kernelPreference(nil) == .automatic)
+        #expect(try kernelPreference("AUTO") == .automatic)
+        #expect(try kernelPreference("portable") == .portable)
+        #expect(try kernelPreference("Hopper") == .hopper)
+        #expect(try kernelPreference("cpu") == .cpu)
+        #expect(throws: CInterfaceError.self) { try kernelPreference(String(repeating: "x", count: 100)) }
     }
 }
 

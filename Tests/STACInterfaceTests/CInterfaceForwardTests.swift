@@ -40,7 +40,7 @@ struct CInterfaceForwardTests {
         var lse = [Float](repeating: .nan, count: rows)
         let message = MessageBuffer()
         let status = sta_forward_cpu(
-            c.pointer, 0, Int64(batch), Int64(headDim), qkv[0], qkv[1], qkv[2], &out, &lse, 0, 2,
+            c.pointer, 0, Int64(batch), Int64(headDim), qkv[0], qkv[1], qkv[2], &out, &lse, 0, nil, 2,
             message.storage, message.length)
         #expect(status == 0, "\(message.text)")
         #expect(message.text.isEmpty)
@@ -81,7 +81,7 @@ struct CInterfaceForwardTests {
         let qkv = try inputs(plan, batch: 1, headDim: headDim, seed: 5)
         let rows = plan.heads * plan.layout.sequenceLength
         var out = [Float](repeating: .nan, count: rows * headDim), lse = [Float](repeating: .nan, count: rows)
-        #expect(sta_forward_cpu(c.pointer, 0, 1, Int64(headDim), qkv[0], qkv[1], qkv[2], &out, &lse, 0.3, 1, nil, 0) == 0)
+        #expect(sta_forward_cpu(c.pointer, 0, 1, Int64(headDim), qkv[0], qkv[1], qkv[2], &out, &lse, 0.3, nil, 1, nil, 0) == 0)
         let direct = try CPUAttention.forward(
             plan: plan, batch: 1, headDim: headDim, q: qkv[0], k: qkv[1], v: qkv[2], scale: 0.3, threads: 1)
         #expect(out == direct.output)
@@ -96,14 +96,14 @@ struct CInterfaceForwardTests {
 
         let half = qkv.map { $0.map { Float16($0) } }
         var outHalf = [Float16](repeating: .nan, count: rows * headDim), lse = [Float](repeating: .nan, count: rows)
-        #expect(sta_forward_cpu(c.pointer, 1, Int64(batch), Int64(headDim), half[0], half[1], half[2], &outHalf, &lse, 0, 0, nil, 0) == 0)
+        #expect(sta_forward_cpu(c.pointer, 1, Int64(batch), Int64(headDim), half[0], half[1], half[2], &outHalf, &lse, 0, nil, 0, nil, 0) == 0)
         let directHalf = try CPUAttention.forward(
             plan: plan, batch: batch, headDim: headDim, q: half[0], k: half[1], v: half[2])
         #expect(outHalf == directHalf.output)
 
         let brain = qkv.map { $0.map { BFloat16($0) } }
         var outBrain = [BFloat16](repeating: BFloat16(Float.nan), count: rows * headDim)
-        #expect(sta_forward_cpu(c.pointer, 2, Int64(batch), Int64(headDim), brain[0], brain[1], brain[2], &outBrain, &lse, 0, 0, nil, 0) == 0)
+        #expect(sta_forward_cpu(c.pointer, 2, Int64(batch), Int64(headDim), brain[0], brain[1], brain[2], &outBrain, &lse, 0, nil, 0, nil, 0) == 0)
         let directBrain = try CPUAttention.forward(
             plan: plan, batch: batch, headDim: headDim, q: brain[0], k: brain[1], v: brain[2])
         #expect(outBrain.map(\.bitPattern) == directBrain.output.map(\.bitPattern))

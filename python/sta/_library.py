@@ -19,7 +19,7 @@ STATUS_NAMES = {
     5: "CUDA",
 }
 DTYPE_CODES = {"float32": 0, "float16": 1, "bfloat16": 2}
-INTERFACE_VERSION = 1
+INTERFACE_VERSION = 2
 ERROR_LENGTH = 2048
 
 
@@ -81,14 +81,34 @@ _SIGNATURES = {
     "sta_forward_cpu": (
         ctypes.c_int32,
         [ctypes.c_void_p, ctypes.c_int32, _I64, _I64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-         ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_int32, *_ERR],
+         ctypes.c_void_p, ctypes.c_void_p, ctypes.c_double, ctypes.c_void_p, ctypes.c_int32, *_ERR],
     ),
     "sta_forward_cuda": (
         ctypes.c_int32,
         [ctypes.c_void_p, ctypes.c_int32, _I64, _I64, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64,
-         ctypes.c_uint64, ctypes.c_uint64, ctypes.c_double, ctypes.c_uint64, ctypes.c_int32, ctypes.c_char_p,
-         *_ERR],
+         ctypes.c_uint64, ctypes.c_uint64, ctypes.c_double, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_int32,
+         ctypes.c_char_p, *_ERR],
     ),
+    "sta_backward_cpu": (
+        ctypes.c_int32,
+        [ctypes.c_void_p, ctypes.c_int32, _I64, _I64, *([ctypes.c_void_p] * 9), ctypes.c_double, ctypes.c_void_p,
+         ctypes.c_int32, *_ERR],
+    ),
+    "sta_backward_cuda_workspace_size": (
+        ctypes.c_int32,
+        [ctypes.c_void_p, ctypes.c_int32, _I64, _I64, ctypes.c_int32, ctypes.c_char_p, _P_I64, *_ERR],
+    ),
+    "sta_backward_cuda": (
+        ctypes.c_int32,
+        [ctypes.c_void_p, ctypes.c_int32, _I64, _I64, *([ctypes.c_uint64] * 9), ctypes.c_double, ctypes.c_uint64,
+         ctypes.c_uint64, _I64, ctypes.c_uint64, ctypes.c_int32, ctypes.c_char_p, *_ERR],
+    ),
+    "sta_kernel_choice": (
+        ctypes.c_int32,
+        [ctypes.c_void_p, ctypes.c_int32, _I64, ctypes.c_int32, ctypes.c_int32, ctypes.c_char_p, ctypes.c_char_p,
+         ctypes.c_size_t, *_ERR],
+    ),
+    "sta_version": (ctypes.c_char_p, []),
 }
 
 

@@ -85,7 +85,7 @@ def _cpu(q, k, v, plan, batch, heads, sequence, head_dim, dtype_code, scale, thr
         lse = np.empty((batch, heads, sequence), dtype=np.float32)
     pointers = [ctypes.c_void_p(describe(t).pointer) for t in (q, k, v, out, lse)]
     _library.call(
-        "sta_forward_cpu", plan.handle, dtype_code, batch, head_dim, *pointers, scale,
+        "sta_forward_cpu", plan.handle, dtype_code, batch, head_dim, *pointers, scale, None,
         0 if threads is None else int(threads))
     return out, lse
 
@@ -110,6 +110,6 @@ def _cuda(q, k, v, plan, batch, head_dim, dtype_code, dtype_name, scale, kernel)
     with torch.cuda.device(q.device):
         _library.call(
             "sta_forward_cuda", plan.handle, dtype_code, batch, head_dim,
-            q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), lse.data_ptr(), scale, stream,
+            q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), lse.data_ptr(), scale, 0, stream,
             device, kernel.encode())
     return out, lse

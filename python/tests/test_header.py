@@ -24,7 +24,7 @@ except OSError as error:  # pragma: no cover - depends on the build
 
 HEADER = os.path.join(ROOT, "Sources", "STACInterface", "include", "sta.h")
 # A function declaration: its return type, its name, its parameter list.
-DECLARATION = r"(?:int32_t|sta_plan\s*\*)\s*{name}\s*\("
+DECLARATION = r"(?:int32_t|sta_plan\s*\*|const char\s*\*)\s*{name}\s*\("
 
 
 def declared_functions() -> set[str]:
@@ -64,9 +64,9 @@ int main(void) {
     float *o = calloc((size_t)s * 8, 4), *lse = calloc((size_t)s, 4);
     for (int64_t i = 0; i < raster * 8; i++) x[i] = (float)(i % 17) / 17.0f;
     if (sta_tile(plan, x, y, 1, 8 * 4, error, sizeof error) != STA_OK) return 4;
-    if (sta_forward_cpu(plan, STA_DTYPE_FLOAT32, 1, 8, y, y, y, o, lse, 0.0, 0, error, sizeof error) != STA_OK)
+    if (sta_forward_cpu(plan, STA_DTYPE_FLOAT32, 1, 8, y, y, y, o, lse, 0.0, NULL, 0, error, sizeof error) != STA_OK)
         return 5;
-    if (sta_forward_cpu(plan, 9, 1, 8, y, y, y, o, lse, 0.0, 0, error, sizeof error) != STA_ERROR_INVALID_ARGUMENT)
+    if (sta_forward_cpu(plan, 9, 1, 8, y, y, y, o, lse, 0.0, NULL, 0, error, sizeof error) != STA_ERROR_INVALID_ARGUMENT)
         return 6;
     printf("S=%lld lse0=%.6f\n", (long long)s, lse[0]);
     return sta_plan_destroy(plan, error, sizeof error) == STA_OK ? 0 : 7;

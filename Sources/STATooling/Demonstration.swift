@@ -1,10 +1,7 @@
+import SlidingTileAttention
 import STAGeometry
 import STAReference
 import STATensors
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// The main job: one embedded STA problem run on the best backend and checked against the float64
 /// reference on sampled query rows.
@@ -52,9 +49,9 @@ public enum Demonstration {
         let k: [T] = random.values(attention.elementCount)
         let v: [T] = random.values(attention.elementCount)
         _ = try attention.forward(q: q, k: k, v: v, on: backend)  // warm-up: kernel compile or load, page faults
-        let start = monotonicSeconds()
+        let start = MonotonicClock.now
         let result = try attention.forward(q: q, k: k, v: v, on: backend)
-        let milliseconds = (monotonicSeconds() - start) * 1e3
+        let milliseconds = MonotonicClock.milliseconds(since: start)
 
         let real = ReferenceAttention.realQueryMask(layout: plan.layout)
         var rows = Set<Int>()
@@ -75,11 +72,4 @@ public enum Demonstration {
             problem: problem, plan: plan, backend: "\(backend)", milliseconds: milliseconds, sampledRows: sampled.count,
             outputError: outputError, lseError: lseError, tolerance: Verification.tolerance(T.dtype))
     }
-}
-
-/// Seconds on the monotonic clock.
-func monotonicSeconds() -> Double {
-    var time = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &time)
-    return Double(time.tv_sec) + Double(time.tv_nsec) * 1e-9
 }

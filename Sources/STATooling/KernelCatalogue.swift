@@ -1,3 +1,4 @@
+import SlidingTileAttention
 import STACUDAKernels
 import STAGeometry
 import STATensors
@@ -17,6 +18,7 @@ public enum KernelCatalogue {
     public static func problems() throws -> [AttentionProblem] {
         var problems = try BenchmarkSuite.allCases.flatMap { try $0.problems() }
         problems += try Verification.gpuCases()
+        problems += try Verification.textRowsCases().map(\.problem)
         problems.append(try Demonstration.problem(dtype: .bfloat16))
         return problems
     }

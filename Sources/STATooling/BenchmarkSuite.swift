@@ -1,3 +1,4 @@
+import SlidingTileAttention
 import STAGeometry
 import STATensors
 

@@ -1,3 +1,4 @@
+import SlidingTileAttention
 import CUDADriver
 import STACUDAKernels
 import STAGeometry
@@ -8,7 +9,7 @@ import STATensors
 public enum GPUBenchmark {
     public struct Measurement: Sendable {
         public let problem: String
-        public let kernel: ForwardKernelChoice
+        public let kernel: AttentionKernel
         public let sequenceLength: Int
         public let videoSparsity: Double
         public let medianMilliseconds: Double
@@ -20,7 +21,7 @@ public enum GPUBenchmark {
     /// Runs each problem with each kernel of `kernels`, `repetitions` times after `warmups` launches.
     /// Inputs are random in [-1, 1), drawn once per distinct shape, and kept on the device.
     public static func run(
-        problems: [AttentionProblem], kernels: [ForwardKernelChoice], on gpu: CUDABackend, warmups: Int = 3,
+        problems: [AttentionProblem], kernels: [AttentionKernel], on gpu: CUDABackend, warmups: Int = 3,
         repetitions: Int = 10, progress: (String) -> Void = { _ in }
     ) throws -> [Measurement] {
         var measurements = [Measurement]()
@@ -32,24 +33,20 @@ public enum GPUBenchmark {
             if inputs?.key != shapeKey {
                 inputs = nil
                 progress("drawing \(3 * attention.elementCount) random inputs")
-                var random = RandomInputs(seed: 0x5EED)
-                func draw() throws -> DeviceBuffer {
-                    problem.dtype == .float16
-                        ? try gpu.upload(random.values(attention.elementCount, as: Float16.self))
-                        : try gpu.upload(random.values(attention.elementCount, as: BFloat16.self))
-                }
-                inputs = (shapeKey, try draw(), try draw(), try draw())
+                let drawn = try draw(3, of: problem, elements: attention.elementCount, seed: 0x5EED, on: gpu)
+                inputs = (shapeKey, drawn[0], drawn[1], drawn[2])
             }
             guard let (_, q, k, v) = inputs else { continue }
             for choice in kernels {
             progress("compiling \(problem.name), \(choice) kernel")
-            let kernel = try gpu.forwardKernel(plan: plan, headDim: problem.headDim, dtype: problem.dtype, choice: choice)
+            let preference = try KernelPreference(name: choice.rawValue)
             let output = try DeviceBuffer(context: gpu.context, byteCount: attention.elementCount * 2)
             let lse = try DeviceBuffer(context: gpu.context, byteCount: attention.rowCount * 4)
             let stream = try CUDAStream(context: gpu.context)
-            let scale = 1 / Float(problem.headDim).squareRoot()
             func launch() throws {
-                try kernel.launch(q: q, k: k, v: v, output: output, lse: lse, batch: problem.batch, scale: scale, stream: stream)
+                try gpu.engine.forward(
+                    plan: plan, batch: problem.batch, headDim: problem.headDim, dtype: problem.dtype, q: q, k: k, v: v,
+                    output: output, lse: lse, stream: stream, kernel: preference)
             }
             let times = try eventTimes(on: stream, warmups: warmups, repetitions: repetitions, launch)
             let measurement = Measurement(
@@ -77,31 +74,31 @@ extension GPUBenchmark {
             let plan = try problem.plan()
             let attention = try SlidingTileAttention(plan: plan, batch: problem.batch, headDim: problem.headDim)
             progress("drawing inputs and compiling \(problem.name)")
-            var random = RandomInputs(seed: 0xBAC4)
-            func draw() throws -> DeviceBuffer {
-                problem.dtype == .float16
-                    ? try gpu.upload(random.values(attention.elementCount, as: Float16.self))
-                    : try gpu.upload(random.values(attention.elementCount, as: BFloat16.self))
-            }
-            let (q, k, v, outputGradient) = (try draw(), try draw(), try draw(), try draw())
+            let drawn = try draw(4, of: problem, elements: attention.elementCount, seed: 0xBAC4, on: gpu)
+            let (q, k, v, outputGradient) = (drawn[0], drawn[1], drawn[2], drawn[3])
             let output = try DeviceBuffer(context: gpu.context, byteCount: attention.elementCount * 2)
             let lse = try DeviceBuffer(context: gpu.context, byteCount: attention.rowCount * 4)
-            let gradients = try (0..<3).map { _ in try DeviceBuffer(context: gpu.context, byteCount: attention.elementCount * 4) }
-            let scratch = try DeviceBuffer(
-                context: gpu.context, byteCount: STABackwardKernel.scratchByteCount(plan: plan, batch: problem.batch))
+            let gradients = try (0..<3).map { _ in
+                try DeviceBuffer(context: gpu.context, byteCount: attention.elementCount * problem.dtype.byteCount)
+            }
+            let workspace = try DeviceBuffer(
+                context: gpu.context,
+                byteCount: try gpu.engine.backwardWorkspaceByteCount(
+                    plan: plan, batch: problem.batch, headDim: problem.headDim, dtype: problem.dtype, device: gpu.ordinal))
             let stream = try CUDAStream(context: gpu.context)
-            let scale = 1 / Float(problem.headDim).squareRoot()
-            let forward = try gpu.forwardKernel(plan: plan, headDim: problem.headDim, dtype: problem.dtype)
-            try forward.launch(q: q, k: k, v: v, output: output, lse: lse, batch: problem.batch, scale: scale, stream: stream)
-            let kernel = try gpu.backwardKernel(plan: plan, headDim: problem.headDim, dtype: problem.dtype)
+            try gpu.engine.forward(
+                plan: plan, batch: problem.batch, headDim: problem.headDim, dtype: problem.dtype, q: q, k: k, v: v,
+                output: output, lse: lse, stream: stream)
+            var kernel = AttentionKernel.portable
             func launch() throws {
-                try kernel.launch(
-                    q: q, k: k, v: v, output: output, lse: lse, outputGradient: outputGradient, dq: gradients[0],
-                    dk: gradients[1], dv: gradients[2], batch: problem.batch, scale: scale, stream: stream, scratch: scratch)
+                kernel = try gpu.engine.backward(
+                    plan: plan, batch: problem.batch, headDim: problem.headDim, dtype: problem.dtype, q: q, k: k, v: v,
+                    output: output, lse: lse, outputGradient: outputGradient, dq: gradients[0], dk: gradients[1],
+                    dv: gradients[2], workspace: workspace, stream: stream)
             }
             let times = try eventTimes(on: stream, warmups: warmups, repetitions: repetitions, launch)
             let measurement = Measurement(
-                problem: problem.name + " backward", kernel: .portable, sequenceLength: problem.layout.sequenceLength,
+                problem: problem.name + " backward", kernel: kernel, sequenceLength: problem.layout.sequenceLength,
                 videoSparsity: plan.videoSparsity, medianMilliseconds: times[times.count / 2], minMilliseconds: times[0],
                 effectiveFLOPs: 2.5 * plan.effectiveFLOPs(batch: problem.batch, headDim: problem.headDim))
             progress("\(measurement.problem): \(measurement.medianMilliseconds) ms")
@@ -124,6 +121,18 @@ extension GPUBenchmark {
         }
         let median = times[times.count / 2]
         return (median, 2 * Double(size) * Double(size) * Double(size) / (median * 1e-3) / 1e12)
+    }
+
+    /// `count` device tensors of `elements` random values in [-1, 1) in the problem's dtype (f16, else bf16).
+    static func draw(
+        _ count: Int, of problem: AttentionProblem, elements: Int, seed: UInt64, on gpu: CUDABackend
+    ) throws -> [DeviceBuffer] {
+        var random = RandomInputs(seed: seed)
+        return try (0..<count).map { _ in
+            problem.dtype == .float16
+                ? try gpu.upload(random.values(elements, as: Float16.self))
+                : try gpu.upload(random.values(elements, as: BFloat16.self))
+        }
     }
 
     /// Runs `launch` `warmups` times, waits, then times `repetitions` runs with CUDA events on `stream`.

@@ -1,6 +1,6 @@
 import STAGeometry
 
-/// Parses the shape and window syntax shared by the CLI, the C ABI and the Python package.
+/// Parses the shape and window syntax of the `sta` command line.
 ///
 /// - Sizes: `30x48x80` (rank 1–3, `x`-separated positive integers).
 /// - A window: `3x3x3` in tiles, `18x24x24t` in tokens (converted with the layout's tile), or `full`.

@@ -3,7 +3,8 @@ import STAReference
 import STATensors
 import Testing
 
-@testable import SlidingTileAttention
+import SlidingTileAttention
+@testable import STATooling
 
 @Suite struct ShapeSyntaxTests {
     @Test func parsesWindowsInTilesTokensAndFull() throws {
@@ -45,7 +46,7 @@ import Testing
         let plan = try AttentionPlan(layout: STALayout(canvas: [64], tile: [16]), window: Window(tiles: [1]), heads: 1)
         let attention = try SlidingTileAttention(plan: plan, batch: 1, headDim: 8)
         let short = [Float](repeating: 1, count: 10)
-        #expect(throws: SlidingTileAttention.InputError.self) {
+        #expect(throws: AttentionError.self) {
             try attention.forward(q: short, k: short, v: short, on: .cpu(threads: 1))
         }
     }
