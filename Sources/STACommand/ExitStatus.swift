@@ -4,6 +4,7 @@ import SlidingTileAttention
 import STACUDAKernels
 import STAGeometry
 import STATensors
+import STATooling
 import STAWindowSearch
 
 #if canImport(Glibc)
@@ -52,12 +53,24 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
             case let .driver(cuda): return of(cuda)
             default: return .internalError
             }
-        case is SlidingTileAttention.InputError: return .usage
+        case let error as AttentionError:
+            switch error.kind {
+            case .invalidArgument: return .usage
+            case .cpu: return .internalError
+            case .cuda: return isUnavailable(error.description) ? .unavailable : .internalError
+            }
         default:
             // ArgumentParser's own parse errors are not public types; they are usage errors.
             let name = String(reflecting: type(of: error))
             return name.hasPrefix("ArgumentParser.") ? .usage : .internalError
         }
+    }
+
+    /// Whether a CUDA failure's message says that something is missing rather than that a call failed.
+    static func isUnavailable(_ message: String) -> Bool {
+        let lowered = message.lowercased()
+        return ["no cuda", "not found", "no device", "does not run", "requires", "no gpu", "cannot open shared object"]
+            .contains { lowered.contains($0) }
     }
 
     static func of(_ error: TensorError) -> ExitStatus {
