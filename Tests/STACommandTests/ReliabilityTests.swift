@@ -35,6 +35,13 @@ import Testing
         #expect(outcome.message?.contains("limit") == true, "\(arguments): \(outcome.message ?? "")")
     }
 
+    @Test func extremeBlockSizesEndWithAnAnswerOrAClearError() {
+        let huge = STA.outcome(["analyze", "--canvas", "8x8", "--tile", "4x4", "--window", "1x1", "--query-block", "9223372036854775807"])
+        #expect(huge.status == .success, "\(huge)")
+        let thin = STA.outcome(["analyze", "--canvas", "2097152", "--tile", "1", "--window", "1", "--query-block", "1", "--key-block", "2097152"])
+        #expect(thin.status == .usage && thin.message?.contains("per side") == true, "\(thin)")
+    }
+
     @Test func negativeNumbersAreValuesNotMissingValues() throws {
         #expect(try STA.normalized(["plan", "--text", "-5", "--json"]) == ["plan", "--text=-5", "--json"])
         #expect(try STA.normalized(["search", "--tolerance", "-0.5"]) == ["search", "--tolerance=-0.5"])
