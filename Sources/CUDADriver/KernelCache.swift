@@ -3,6 +3,7 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
+import Synchronization
 
 /// A directory of compiled kernel images, so that NVRTC runs once per kernel, options, GPU and
 /// toolchain rather than once per process.
@@ -13,9 +14,21 @@
 /// hash, so a hash collision or a damaged file is a miss, never a wrong image. Entries are written
 /// to a temporary file and renamed into place, so readers never see a partial entry. Failure to
 /// create the directory or write an entry is ignored: the call still returns the compiled image.
+///
+/// Trust (docs/SECURITY.md): a cached image is GPU code this process will run, so the directory is
+/// treated like ssh treats `~/.ssh`. It is used only when it is a directory owned by this user and not
+/// writable by group or others; otherwise the cache is skipped (kernels are compiled in memory) and one
+/// warning per directory goes to standard error. Created directories get mode 0700. Entries are
+/// opened relative to the checked directory without following links and without blocking, and only
+/// regular files owned by this user, not writable by others and at most `maximumEntryBytes` long are
+/// read. The hash inside an entry detects damage only: anyone who can write the file can also write a
+/// matching hash, so the ownership and permission checks are what keep other users' code out.
 public struct KernelCache: Sendable {
     /// The cache directory, or nil when none could be determined (then nothing is cached).
     public let directory: String?
+
+    /// The largest entry file read (larger files are ignored): 64 MiB, far above any kernel image.
+    public static let maximumEntryBytes = 64 << 20
 
     /// A cache in `directory`; by default `$STA_KERNEL_CACHE`, else `$XDG_CACHE_HOME/sta-kernels`,
     /// else `$HOME/.cache/sta-kernels`. The directory is created when the first entry is written.
@@ -28,6 +41,34 @@ public struct KernelCache: Sendable {
         if let path = environment("XDG_CACHE_HOME") { return path + "/sta-kernels" }
         if let home = environment("HOME") { return home + "/.cache/sta-kernels" }
         return nil
+    }
+
+    // MARK: Observers
+
+    private static let observer = Mutex<(@Sendable (String) -> Void)?>(nil)
+    private static let warned = Mutex<Set<String>>([])
+
+    /// Sets a function told, in one line each, when a kernel compile starts and ends and when a cache
+    /// directory is refused (a command-line tool prints these on standard error). Without one, refusals
+    /// are written to standard error and compiles are silent.
+    public static func setCompileObserver(_ observer: (@Sendable (String) -> Void)?) {
+        self.observer.withLock { $0 = observer }
+    }
+
+    private static func notify(_ line: String) {
+        observer.withLock { $0 }?(line)
+    }
+
+    /// Reports a refused directory once per process and directory.
+    private static func warnOnce(directory: String, problem: String) {
+        guard warned.withLock({ $0.insert(directory).inserted }) else { return }
+        let line = "warning: not using the kernel cache '\(directory)': \(problem); kernels are compiled in memory"
+        if let observer = observer.withLock({ $0 }) {
+            observer(line)
+        } else {
+            let bytes = Array((line + "\n").utf8)
+            _ = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+        }
     }
 
     /// The compiled image of `source` for `architecture` (e.g. "sm_90a"), from the cache when present.
@@ -61,7 +102,15 @@ public struct KernelCache: Sendable {
             source: source, sourceName: sourceName, options: allOptions, architecture: architecture,
             driverVersion: driverVersion, nvrtcVersion: nvrtc.version)
         return try lookupOrProduce(keyText: key) { () throws(CUDAError) -> [UInt8] in
-            try nvrtc.compile(source: source, sourceName: sourceName, options: allOptions).image
+            Self.notify("compiling \(sourceName) for \(architecture) with NVRTC…")
+            var start = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &start)
+            let image = try nvrtc.compile(source: source, sourceName: sourceName, options: allOptions).image
+            var end = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &end)
+            let seconds = Double(end.tv_sec - start.tv_sec) + Double(end.tv_nsec - start.tv_nsec) * 1e-9
+            Self.notify("compiled \(sourceName) for \(architecture) in \((seconds * 10).rounded() / 10) s")
+            return image
         }
     }
 
@@ -96,21 +145,70 @@ public struct KernelCache: Sendable {
     /// The path of the entry for `keyText`, or nil without a directory.
     func entryPath(keyText: String) -> String? {
         guard let directory else { return nil }
-        return directory + "/" + FNV1a64.hex(FNV1a64.hash(keyText.utf8)) + ".kernel"
+        return directory + "/" + Self.entryName(keyText: keyText)
     }
 
-    /// The image stored for exactly `keyText`, or nil (missing, unreadable, damaged, or another key).
+    static func entryName(keyText: String) -> String {
+        FNV1a64.hex(FNV1a64.hash(keyText.utf8)) + ".kernel"
+    }
+
+    /// The image stored for exactly `keyText`, or nil (no trusted directory, missing, not a regular
+    /// file, too large, unreadable, damaged, or another key).
     func load(keyText: String) -> [UInt8]? {
-        guard let path = entryPath(keyText: keyText), let contents = FileIO.read(path) else { return nil }
+        guard let directory, let handle = Self.openTrusted(directory, create: false) else { return nil }
+        defer { close(handle) }
+        guard let contents = FileIO.readEntry(in: handle, name: Self.entryName(keyText: keyText)) else { return nil }
         return Self.decodeEntry(contents, keyText: keyText)
     }
 
-    /// Writes the entry for `keyText` atomically; returns false (and leaves no file behind) on failure.
+    /// Writes the entry for `keyText` atomically into the trusted directory (created with mode 0700 when
+    /// missing); returns false (and leaves no file behind) on failure or when the directory is refused.
     @discardableResult
     func store(keyText: String, image: [UInt8]) -> Bool {
-        guard let directory, let path = entryPath(keyText: keyText) else { return false }
-        guard FileIO.makeDirectories(directory) else { return false }
-        return FileIO.writeAtomically(Self.encodeEntry(keyText: keyText, image: image), to: path)
+        guard let directory, let handle = Self.openTrusted(directory, create: true) else { return false }
+        defer { close(handle) }
+        return FileIO.writeAtomically(
+            Self.encodeEntry(keyText: keyText, image: image), in: handle, name: Self.entryName(keyText: keyText))
+    }
+
+    /// Why `directory` may not hold cached kernels, or nil when it may: it must be a directory (links
+    /// followed) owned by this process's effective user and not writable by group or others. A missing
+    /// directory is "does not exist".
+    public static func problem(withDirectory directory: String) -> String? {
+        let handle = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard handle >= 0 else { return "cannot open it (\(String(cString: strerror(errno))))" }
+        defer { close(handle) }
+        return problem(withOpenDirectory: handle)
+    }
+
+    private static func problem(withOpenDirectory handle: Int32) -> String? {
+        var status = stat()
+        guard fstat(handle, &status) == 0 else { return "cannot inspect it (\(String(cString: strerror(errno))))" }
+        guard (status.st_mode & S_IFMT) == S_IFDIR else { return "it is not a directory" }
+        guard status.st_uid == geteuid() else {
+            return "it is owned by user \(status.st_uid), not by this user (\(geteuid()))"
+        }
+        let mode = status.st_mode & 0o777
+        guard mode & 0o022 == 0 else {
+            return "it is writable by group or others (mode 0\(String(mode, radix: 8))); run chmod go-w on it"
+        }
+        return nil
+    }
+
+    /// A descriptor of `directory` after the trust checks, or nil (with one warning for a directory that
+    /// exists but is refused). With `create`, a missing directory is created first (mode 0700).
+    private static func openTrusted(_ directory: String, create: Bool) -> Int32? {
+        if create, !FileIO.isDirectory(directory) {
+            guard FileIO.makeDirectories(directory) else { return nil }
+        }
+        let handle = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard handle >= 0 else { return nil }  // missing: nothing cached yet, no warning
+        if let problem = problem(withOpenDirectory: handle) {
+            close(handle)
+            warnOnce(directory: directory, problem: problem)
+            return nil
+        }
+        return handle
     }
 
     static let magic = "sta-kernel-cache 1\n"
@@ -171,21 +269,45 @@ enum FNV1a64 {
     }
 }
 
-/// Whole-file reads and atomic writes with POSIX calls.
+/// Bounded, non-blocking reads and atomic writes of cache entries with POSIX calls.
 enum FileIO {
-    /// The contents of the regular file at `path`, or nil.
+    /// The contents of entry `name` of the open directory `directory`, or nil unless it is a regular
+    /// file (not a link: O_NOFOLLOW; a FIFO or device is never waited on: O_NONBLOCK) owned by this
+    /// user, not writable by group or others, and at most `KernelCache.maximumEntryBytes` long.
+    static func readEntry(in directory: Int32, name: String) -> [UInt8]? {
+        let descriptor = openat(directory, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG,
+            status.st_uid == geteuid(), status.st_mode & 0o022 == 0
+        else { return nil }
+        return readAll(descriptor, size: Int(status.st_size))
+    }
+
+    /// The contents of the regular file at `path` (no links followed, never blocking, at most
+    /// `KernelCache.maximumEntryBytes`), or nil.
     static func read(_ path: String) -> [UInt8]? {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        let descriptor = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard descriptor >= 0 else { return nil }
         defer { close(descriptor) }
         var status = stat()
         guard fstat(descriptor, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG else { return nil }
-        let size = Int(status.st_size)
+        return readAll(descriptor, size: Int(status.st_size))
+    }
+
+    /// Exactly `size` bytes (0...maximumEntryBytes) from `descriptor`, or nil (too large, short, error).
+    private static func readAll(_ descriptor: Int32, size: Int) -> [UInt8]? {
+        guard size >= 0, size <= KernelCache.maximumEntryBytes else { return nil }
         var failed = false
         let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
             var done = 0
             while done < size {
-                let count = Glibc.read(descriptor, buffer.baseAddress! + done, size - done)
+                #if canImport(Glibc)
+                    let count = Glibc.read(descriptor, buffer.baseAddress! + done, size - done)
+                #else
+                    let count = Darwin.read(descriptor, buffer.baseAddress! + done, size - done)
+                #endif
                 if count < 0 && errno == EINTR { continue }
                 if count <= 0 { break }
                 done += count
@@ -196,13 +318,13 @@ enum FileIO {
         return failed ? nil : bytes
     }
 
-    /// Creates `path` and its missing parents (mode 0755). True when it exists as a directory.
+    /// Creates `path` and its missing parents (mode 0700). True when it exists as a directory.
     static func makeDirectories(_ path: String) -> Bool {
         if isDirectory(path) { return true }
         var prefix = path.hasPrefix("/") ? "" : "."
         for component in path.split(separator: "/") {
             prefix += "/" + component
-            if mkdir(prefix, 0o755) != 0 && errno != EEXIST { return false }
+            if mkdir(prefix, 0o700) != 0 && errno != EEXIST { return false }
         }
         return isDirectory(path)
     }
@@ -212,12 +334,13 @@ enum FileIO {
         return stat(path, &status) == 0 && (status.st_mode & S_IFMT) == S_IFDIR
     }
 
-    /// Writes `bytes` to a new temporary file beside `path`, then renames it over `path`.
-    static func writeAtomically(_ bytes: [UInt8], to path: String) -> Bool {
+    /// Writes `bytes` to a new temporary file (mode 0600, O_EXCL, no links followed) in the open
+    /// directory `directory`, then renames it over entry `name`.
+    static func writeAtomically(_ bytes: [UInt8], in directory: Int32, name: String) -> Bool {
         var time = timespec()
         clock_gettime(CLOCK_REALTIME, &time)
-        let temporary = "\(path).\(getpid()).\(time.tv_sec).\(time.tv_nsec).tmp"
-        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        let temporary = "\(name).\(getpid()).\(time.tv_sec).\(time.tv_nsec).tmp"
+        let descriptor = openat(directory, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { return false }
         var written = 0
         bytes.withUnsafeBytes { buffer in
@@ -229,8 +352,8 @@ enum FileIO {
             }
         }
         let closed = close(descriptor) == 0
-        guard written == bytes.count, closed, rename(temporary, path) == 0 else {
-            unlink(temporary)
+        guard written == bytes.count, closed, renameat(directory, temporary, directory, name) == 0 else {
+            unlinkat(directory, temporary, 0)
             return false
         }
         return true

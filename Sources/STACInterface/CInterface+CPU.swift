@@ -70,7 +70,9 @@ func textValidLengths(_ pointer: UnsafePointer<Int32>?, batch: Int) -> [Int]? {
 
 /// The thread count of a call: 0 means every core.
 func threadCount(_ threads: Int32) throws(CInterfaceError) -> Int? {
-    guard threads >= 0 else { throw .invalidArgument("threads is \(threads); give 0 for every core or a positive count") }
+    guard threads >= 0, threads <= STALimits.maximumThreads else {
+        throw .invalidArgument("threads is \(threads); give 0 for every core or a count up to \(STALimits.maximumThreads)")
+    }
     return threads == 0 ? nil : Int(threads)
 }
 

@@ -57,7 +57,7 @@ func makePlan(
     }
     let text = try checked(textCount, "text_count", in: 0...axisLimit)
     let valid: Int? = textValid < 0 ? nil : try checked(textValid, "text_valid", in: 0...text)
-    let headCount = try checked(heads, "heads", in: 1...65_535)
+    let headCount = try checked(heads, "heads", in: 1...STALimits.maximumHeads)
     let layout: STALayout
     do throws(GeometryError) {
         layout = try STALayout(canvas: canvasTokens, tile: tileTokens, textCount: text, textValid: valid)
@@ -104,13 +104,13 @@ func makePlan(
     }
 }
 
-/// The longest sequence (padded video tokens plus text) a plan may have: 2²⁷ tokens, a thousand times
-/// a 720p HunyuanVideo clip; keeps the permutation tables under 1.5 GB and every tensor extent within the
-/// 32-bit indices of the CUDA kernels.
-let maximumSequenceLength = 1 << 27
+/// The longest sequence (padded video tokens plus text) a plan may have: `STALimits.maximumSequenceLength`
+/// (2²⁷ tokens, a thousand times a 720p HunyuanVideo clip); keeps the permutation tables under 1.5 GB and
+/// every tensor extent within the 32-bit indices of the CUDA kernels.
+let maximumSequenceLength = STALimits.maximumSequenceLength
 
-/// The most (query tile, key tile) pairs a plan's tables may list (4 bytes each).
-let maximumKeyTileEntries = 1 << 28
+/// The most (query tile, key tile) pairs a plan's tables may list: `STALimits.maximumKeyTileEntries`.
+let maximumKeyTileEntries = STALimits.maximumKeyTileEntries
 
 private func tooLong() -> CInterfaceError {
     .invalidArgument(
@@ -189,8 +189,8 @@ public func sta_plan_effective_flops(
 ) -> Int32 {
     withStatus(error: error, length: errorLength) { () throws(CInterfaceError) in
         let handle = try HandleRegistry.lookup(plan)
-        let batch = try checked(batch, "batch", in: 1...Int(Int32.max))
-        let headDim = try checked(headDim, "head_dim", in: 1...65_536)
+        let batch = try checked(batch, "batch", in: 1...STALimits.maximumBatch)
+        let headDim = try checked(headDim, "head_dim", in: 1...STALimits.maximumHeadDim)
         let output = try required(flops, "flops")
         output.pointee = handle.plan.effectiveFLOPs(batch: batch, headDim: headDim)
     }

@@ -107,20 +107,21 @@ struct Render: ParsableCommand {
     @Option(help: "PNG file to write.")
     var output: String = "blocks.png"
 
-    @Option(help: "Largest width and height in pixels.")
+    @Option(help: "Largest width and height in pixels, 1...\(STALimits.maximumImageSide).")
     var maxPixels: Int = 1024
 
     func run() throws {
+        let maxPixels = try STALimits.check(self.maxPixels, "--max-pixels", minimum: 1, maximum: STALimits.maximumImageSide)
+        try OutputFile.validate(output)
         let layout = try options.layout()
         let names = ["sta", "natten", "tiled-natten", "swin", "swin-shifted", "full"]
         guard let index = names.firstIndex(of: family.lowercased()) else {
             throw ValidationError("unknown family '\(family)'; families are \(names.joined(separator: ", "))")
         }
-        guard maxPixels >= 1 else { throw ValidationError("--max-pixels is \(maxPixels); it must be at least 1") }
         let (name, maskFamily) = try options.families(layout)[index]
         let blocks = options.blocks(layout)
         let analysis = try MaskAnalysis(layout: layout, family: maskFamily, queryBlock: blocks.query, keyBlock: blocks.key)
-        try writeBytes(BlockPattern.png(analysis, maxPixels: maxPixels), to: output)
+        try OutputFile.write(BlockPattern.png(analysis, maxPixels: maxPixels), to: output)
         print("\(name): \(analysis.rows)×\(analysis.columns) blocks, \(fixed(analysis.denseFraction * 100, 2))% dense, "
               + "\(fixed(analysis.mixedFraction * 100, 2))% mixed → \(output)")
     }

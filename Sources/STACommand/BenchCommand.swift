@@ -2,6 +2,7 @@ import ArgumentParser
 import STATensors
 import STACPUKernels
 import SlidingTileAttention
+import STAGeometry
 import STATooling
 
 struct Bench: ParsableCommand {
@@ -13,14 +14,14 @@ struct Bench: ParsableCommand {
     @Option(help: "Only problems whose name contains this text (e.g. 3x3x3).")
     var only: String?
 
-    @Option(help: "Timed repetitions per problem.")
-    var repetitions: Int = 10
+    @Option(help: "Timed repetitions per problem, 1...\(STALimits.maximumRepetitions). Default 10.")
+    var repetitions: Int?
 
-    @Option(help: "Untimed launches before timing.")
-    var warmups: Int = 3
+    @Option(help: "Untimed launches before timing, 0...\(STALimits.maximumRepetitions). Default 3.")
+    var warmups: Int?
 
-    @Option(help: "Also write the results as JSON to this file.")
-    var json: String?
+    @Flag(help: "Print the results as JSON on standard output instead of the table (progress stays on standard error).")
+    var json = false
 
     @Flag(help: "Run the CPU benchmark instead: the FMA peak, dense fp32 attention (S 4096, D 128, 8 heads) and STA at 91% sparsity against dense on the same tokens.")
     var cpu = false
@@ -31,60 +32,64 @@ struct Bench: ParsableCommand {
     @Flag(help: "With --cpu: fewer repetitions, no half-precision runs.")
     var quick = false
 
-    @Option(help: "With --cpu: threads to use (default: all cores).")
+    @Option(help: "With --cpu: threads to use, 1...\(STALimits.maximumThreads) (default: all cores).")
     var threads: Int?
 
-    @Option(help: "Kernels to time: all (every kernel this GPU runs), automatic, portable or hopper.")
-    var kernel: String = "all"
+    @Option(help: "Kernels to time: all (every kernel this GPU runs), automatic, portable or hopper. Default all.")
+    var kernel: String?
 
-    @Option(help: "A baseline written by `sta bench --json`: print each problem's rate (as a share of the matrix rate) against it and exit non-zero on a regression.")
+    @Option(help: "A baseline written by `sta bench --json`: each problem's rate, as a share of the same run's matrix rate, against the baseline's; exit 1 on a regression.")
     var compare: String?
 
-    @Option(help: "With --compare: the largest accepted drop of a problem's share of the matrix rate, as a fraction.")
-    var tolerance: Double = 0.03
+    @Option(help: "With --compare: the largest accepted drop of a problem's share of the matrix rate, as a fraction. Default 0.03.")
+    var tolerance: Double?
+
+    /// Options that only the GPU benchmark uses, by name, when given.
+    private var gpuOnlyOptions: [String] {
+        problem.givenOptions + [
+            only.map { _ in "--only" }, repetitions.map { _ in "--repetitions" }, warmups.map { _ in "--warmups" },
+            backward ? "--backward" : nil, kernel.map { _ in "--kernel" }, compare.map { _ in "--compare" },
+            tolerance.map { _ in "--tolerance" },
+        ].compactMap { $0 }
+    }
 
     func run() throws {
-        if cpu { return try runCPU() }
-        guard tolerance >= 0, tolerance < 1 else { throw ValidationError("--tolerance is \(tolerance); give a fraction in [0, 1)") }
-        // Read the baseline before minutes of work, so a wrong path fails at once.
-        let baseline = try compare.map { path in try readText(path) }
+        if cpu {
+            try rejectIgnored(gpuOnlyOptions, by: "bench --cpu (a fixed CPU suite)")
+            return try runCPU()
+        }
+        try rejectIgnored([quick ? "--quick" : nil, threads.map { _ in "--threads" }].compactMap { $0 }, by: "bench on the GPU (give --cpu)")
+        if backward, let kernel, kernel != "portable", kernel != "all" {
+            throw UsageError("bench --backward times the portable kernels only; drop --kernel \(kernel)")
+        }
+        let repetitions = try STALimits.check(
+            self.repetitions ?? 10, "--repetitions", minimum: 1, maximum: STALimits.maximumRepetitions)
+        let warmups = try STALimits.check(self.warmups ?? 3, "--warmups", minimum: 0, maximum: STALimits.maximumRepetitions)
+        let tolerance = self.tolerance ?? 0.03
+        guard tolerance >= 0, tolerance < 1 else { throw UsageError("--tolerance is \(tolerance); give a fraction in [0, 1)") }
+        // The baseline is read before minutes of work, so a wrong path fails at once.
+        let baseline = try compare.map { try readTextFile($0) }
         var problems = try problem.problems()
         if let only { problems = problems.filter { $0.name.contains(only) } }
         guard !problems.isEmpty else { throw ValidationError("no problem matches --only \(only ?? "")") }
-        guard repetitions >= 1, warmups >= 0 else { throw ValidationError("--repetitions must be ≥ 1 and --warmups ≥ 0") }
         let gpu = try CUDABackend(ordinal: 0)
-        print("bench on \(gpu.context.deviceName) (\(gpu.context.architecture), \(gpu.context.multiprocessorCount) SMs)")
+        let kernels = backward ? [] : try kernelChoices(kernel ?? "all", on: gpu)
+        progress("bench on \(gpu.context.deviceName) (\(gpu.context.architecture), \(gpu.context.multiprocessorCount) SMs)")
         var matrixRate: Double? = nil
         do {
             let rate = try GPUBenchmark.matrixProductRate(on: gpu)
             matrixRate = rate.teraFLOPsPerSecond
-            print("  bf16 matrix product 8192³ (cuBLAS): \(fixed(rate.milliseconds, 3)) ms, \(fixed(rate.teraFLOPsPerSecond, 1)) TFLOP/s")
+            progress("  bf16 matrix product 8192³ (cuBLAS): \(fixed(rate.milliseconds, 3)) ms, \(fixed(rate.teraFLOPsPerSecond, 1)) TFLOP/s")
         } catch {
-            print("  bf16 matrix-product rate not measured: \(error)")
+            progress("  bf16 matrix-product rate not measured: \(error)")
         }
         let measurements = backward
             ? try GPUBenchmark.runBackward(
-                problems: problems, on: gpu, warmups: warmups, repetitions: repetitions, progress: { print("  \($0)") })
+                problems: problems, on: gpu, warmups: warmups, repetitions: repetitions, progress: { progress("  \($0)") })
             : try GPUBenchmark.run(
-                problems: problems, kernels: try kernelChoices(kernel, on: gpu), on: gpu, warmups: warmups,
-                repetitions: repetitions, progress: { print("  \($0)") })
-        var table = TextTable("problem", "kernel", "S", "sparsity", "median ms", "min ms", "eff. TFLOP/s", "of matmul")
-        for m in measurements {
-            table.append(
-                m.problem, "\(m.kernel)", "\(m.sequenceLength)", fixed(m.videoSparsity * 100, 1) + "%", fixed(m.medianMilliseconds, 2),
-                fixed(m.minMilliseconds, 2), fixed(m.teraFLOPsPerSecond, 1),
-                matrixRate.map { fixed(m.teraFLOPsPerSecond / $0 * 100, 1) + "%" } ?? "-")
-        }
-        print(table.rendered)
-        if let json {
-            try writeJSON(measurements, matrixRate: matrixRate, device: gpu.context.deviceName, to: json)
-        }
-        if let baseline, let path = compare {
-            try compareWithBaseline(measurements, matrixRate: matrixRate, baseline: baseline, path: path)
-        }
-    }
-
-    func writeJSON(_ measurements: [GPUBenchmark.Measurement], matrixRate: Double?, device: String, to json: String) throws {
+                problems: problems, kernels: kernels, on: gpu, warmups: warmups,
+                repetitions: repetitions, progress: { progress("  \($0)") })
+        if json {
             let records = measurements.map { m in
                 JSONValue.object([
                     ("problem", .string(m.problem)), ("kernel", .string("\(m.kernel)")), ("sequence_length", .integer(m.sequenceLength)),
@@ -93,42 +98,62 @@ struct Bench: ParsableCommand {
                     ("tflops", .real(m.teraFLOPsPerSecond)),
                 ])
             }
-            try writeText(JSONValue.object([
-                ("device", .string(device)),
+            print(JSONValue.object([
+                ("device", .string(gpu.context.deviceName)),
                 ("matmul_bf16_tflops", matrixRate.map { .real($0) } ?? .string("not measured")),
                 ("results", .array(records)),
-            ]).serialized + "\n", to: json)
+            ]).serialized)
+        } else {
+            var table = TextTable("problem", "kernel", "S", "sparsity", "median ms", "min ms", "eff. TFLOP/s", "of matmul")
+            for m in measurements {
+                table.append(
+                    m.problem, "\(m.kernel)", "\(m.sequenceLength)", fixed(m.videoSparsity * 100, 1) + "%", fixed(m.medianMilliseconds, 2),
+                    fixed(m.minMilliseconds, 2), fixed(m.teraFLOPsPerSecond, 1),
+                    matrixRate.map { fixed(m.teraFLOPsPerSecond / $0 * 100, 1) + "%" } ?? "-")
+            }
+            print(table.rendered)
+        }
+        if let baseline, let path = compare {
+            try compareWithBaseline(measurements, matrixRate: matrixRate, baseline: baseline, path: path, tolerance: tolerance)
+        }
     }
 
-    /// Prints each problem's share of the matrix rate against the baseline's; throws (exit 1) when one
-    /// dropped by more than `tolerance`, or when nothing could be compared.
+    /// Prints (on standard error with `--json`, else standard output) each problem's share of the matrix
+    /// rate against the baseline's; exits 1 when one dropped by more than `tolerance`, or when nothing
+    /// could be compared.
     func compareWithBaseline(
-        _ measurements: [GPUBenchmark.Measurement], matrixRate: Double?, baseline: String, path: String
+        _ measurements: [GPUBenchmark.Measurement], matrixRate: Double?, baseline: String, path: String, tolerance: Double
     ) throws {
+        let say: (String) -> Void = json ? { progress($0) } : { print($0) }
         guard let matrixRate else {
-            print("error: --compare needs the matrix-product rate of this run, which was not measured")
+            say("error: --compare needs this run's matrix-product rate, which was not measured")
             throw ExitCode.failure
         }
-        let comparison = try BenchmarkComparison(
-            measurements: measurements.map { ($0.problem, "\($0.kernel)", $0.teraFLOPsPerSecond) },
-            matrixRate: matrixRate, baseline: baseline)
-        var table = TextTable("problem", "kernel", "of matmul", "baseline", "ratio", "result")
+        let comparison: BenchmarkComparison
+        do {
+            comparison = try BenchmarkComparison(
+                measurements: measurements.map { ($0.problem, "\($0.kernel)", $0.teraFLOPsPerSecond) },
+                matrixRate: matrixRate, baseline: baseline)
+        } catch {
+            throw UsageError("--compare \(path): \(error)")
+        }
         let regressions = comparison.regressions(tolerance: tolerance)
+        var table = TextTable("problem", "kernel", "of matmul", "baseline", "ratio", "result")
         for row in comparison.rows {
             let regressed = regressions.contains { $0.problem == row.problem && $0.kernel == row.kernel }
             table.append(
                 row.problem, row.kernel, fixed(row.share * 100, 1) + "%", fixed(row.baselineShare * 100, 1) + "%",
                 fixed(row.ratio, 3), regressed ? "REGRESSION" : "ok")
         }
-        print("against \(path) (tolerance \(fixed(tolerance * 100, 1))%):")
-        print(table.rendered)
-        if !comparison.unmatched.isEmpty { print("not in the baseline: \(comparison.unmatched.joined(separator: ", "))") }
+        say("against \(path) (tolerance \(fixed(tolerance * 100, 1))%):")
+        say(table.rendered)
+        if !comparison.unmatched.isEmpty { say("not in the baseline: \(comparison.unmatched.joined(separator: ", "))") }
         if comparison.rows.isEmpty {
-            print("error: no problem of this run is in the baseline")
+            say("error: no problem of this run is in the baseline")
             throw ExitCode.failure
         }
         if !regressions.isEmpty {
-            print("\(regressions.count) regression(s) beyond \(fixed(tolerance * 100, 1))%")
+            say("\(regressions.count) regression(s) beyond \(fixed(tolerance * 100, 1))%")
             throw ExitCode.failure
         }
     }
@@ -136,23 +161,23 @@ struct Bench: ParsableCommand {
 
 extension Bench {
     func runCPU() throws {
-        guard threads.map({ $0 >= 1 }) ?? true else { throw ValidationError("--threads must be at least 1") }
         var configuration = CPUBenchmark.SuiteConfiguration()
-        configuration.threads = threads
+        configuration.threads = try threads.map { try STALimits.check($0, "--threads", minimum: 1, maximum: STALimits.maximumThreads) }
         if quick {
             configuration.repetitions = 3
             configuration.denseOverCanvasRepetitions = 1
             configuration.includeHalfPrecision = false
         }
-        let report = try CPUBenchmark.runSuite(configuration, log: { print("  \($0)") })
-        print(report)
-        if let json {
-            try writeText(JSONValue.object([
+        let report = try CPUBenchmark.runSuite(configuration, log: { progress("  \($0)") })
+        if json {
+            print(JSONValue.object([
                 ("peak_fma_flops", .real(report.peak.flopsPerSecond)),
                 ("dense_fp32_flops", .real(report.dense.flopsPerSecond)),
                 ("dense_fraction_of_peak", .real(report.denseFractionOfPeak)),
                 ("sta_density", .real(report.staDensity)), ("sta_speedup_over_dense", .real(report.staSpeedup)),
-            ]).serialized + "\n", to: json)
+            ]).serialized)
+        } else {
+            print(report)
         }
     }
 }

@@ -30,8 +30,9 @@ struct Kernels: ParsableCommand {
         }
         var table = TextTable("kernel", "arch", "registers", "shared B", "stack B", "spill B", "result")
         var failures = 0
-        for specialisation in specialisations {
+        for (index, specialisation) in specialisations.enumerated() {
             let architecture = specialisation.options.first { $0.hasPrefix("--gpu-architecture=") }?.split(separator: "=").last.map(String.init) ?? "?"
+            progress("[\(index + 1)/\(specialisations.count)] compiling \(specialisation.name) for \(architecture)")
             do {
                 let compiled = try compiler.compile(
                     source: specialisation.source, sourceName: specialisation.sourceName,
@@ -46,7 +47,7 @@ struct Kernels: ParsableCommand {
             } catch {
                 failures += 1
                 table.append(specialisation.name, architecture, "-", "-", "-", "-", "FAIL")
-                print("\(specialisation.name): \(error)")
+                progress("\(specialisation.name): \(error)")
             }
         }
         print(table.rendered)

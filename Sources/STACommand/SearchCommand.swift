@@ -75,7 +75,8 @@ struct Search: ParsableCommand {
     @Flag(help: "Print JSON instead of a table.")
     var json = false
 
-    func validate() throws {
+    /// Checks the options (called first by `run`; sizes against `STALimits`).
+    func check() throws {
         guard !captures.isEmpty else { throw ValidationError("give at least one capture file or directory") }
         if maxDensity != nil, tolerance != nil {
             throw ValidationError("give --max-density or --tolerance, not both")
@@ -86,11 +87,18 @@ struct Search: ParsableCommand {
         if let tolerance, !(tolerance.isFinite && tolerance >= 0) {
             throw ValidationError("--tolerance is \(tolerance); it must be a number >= 0")
         }
-        guard fullSteps >= 0 else { throw ValidationError("--full-steps is \(fullSteps); it must be 0 or more") }
-        if let threads, threads < 1 { throw ValidationError("--threads is \(threads); it must be at least 1") }
+        _ = try STALimits.check(fullSteps, "--full-steps", minimum: 0, maximum: STALimits.maximumSearchSteps)
+        if let threads { _ = try STALimits.check(threads, "--threads", minimum: 1, maximum: STALimits.maximumThreads) }
+        if gpu, threads != nil { throw UsageError("search --gpu runs the attention on the GPU and does not use --threads; drop it") }
+        _ = try STALimits.check(text, "--text", minimum: 0, maximum: STALimits.maximumSequenceLength)
     }
 
     func run() throws {
+        try check()
+        // The output is checked before any work: its directory must be writable and it must not be one
+        // of the captures (which it would overwrite).
+        let files = try ActivationCapture.files(in: captures)
+        try OutputFile.validate(output, inputs: files + captures)
         let layout = try STALayout(
             canvas: ShapeSyntax.sizes(canvas, what: "canvas"), tile: ShapeSyntax.sizes(tile, what: "tile"),
             textCount: text, textValid: textValid)
@@ -101,7 +109,6 @@ struct Search: ParsableCommand {
             layout: layout, candidates: windows, fullSteps: fullSteps, threads: threads, runner: gpu ? try gpuRunner() : nil)
         let rule: SelectionRule = maxDensity.map { .densityBudget($0) } ?? tolerance.map { .errorTolerance($0) } ?? .smallestError
 
-        let files = try ActivationCapture.files(in: captures)
         // Every header first (cheap), so that a bad capture stops the run before any measuring.
         let opened = try files.map { path throws(WindowSearchError) in try ActivationCapture(path: path, layout: layout) }
         var measured = 0
@@ -117,7 +124,7 @@ struct Search: ParsableCommand {
             }
         }
         let result = try search.result(rule)
-        try result.strategy.write(path: output)
+        try OutputFile.write(text: result.strategy.jsonText, to: output)
 
         let summaries = result.layerSummaries
         if json {
@@ -175,11 +182,5 @@ struct Search: ParsableCommand {
             ).output
             return output.map(\.floatValue)
         }
-    }
-
-    /// A progress line on standard error, so that standard output stays the summary.
-    private func progress(_ line: String) {
-        let bytes = Array((line + "\n").utf8)
-        _ = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
     }
 }

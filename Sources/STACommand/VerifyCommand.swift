@@ -25,32 +25,36 @@ struct Verify: ParsableCommand {
     @Option(help: "Seed for the random inputs (default: from the clock, printed).")
     var seed: UInt64?
 
-    @Option(help: "Also write the results as JSON to this file.")
-    var json: String?
+    @Flag(help: "Print the results as JSON on standard output instead of the table.")
+    var json = false
 
-    @Option(help: "GPU kernels to check: all (every kernel this GPU runs), automatic, portable or hopper.")
-    var kernel: String = "all"
+    @Option(help: "GPU kernels to check: all (every kernel this GPU runs), automatic, portable or hopper. Default all.")
+    var kernel: String?
 
     func run() throws {
         var backends: [AttentionBackend] = [.cpu(threads: nil)]
-        if !cpu {
+        if cpu {
+            try rejectIgnored(kernel.map { _ in ["--kernel"] } ?? [], by: "verify --cpu")
+        } else {
             let probe = try CUDABackend(ordinal: 0)
-            let choices = try kernelChoices(kernel, direction: backward ? .backward : .forward, on: probe)
+            let choices = try kernelChoices(kernel ?? "all", direction: backward ? .backward : .forward, on: probe)
             backends = try choices.map { .cuda(try CUDABackend(ordinal: 0, kernel: KernelPreference(name: $0.rawValue))) }
         }
         let sampled = problem.namesProblem
         if sampled && backward {
-            throw ValidationError("--backward checks the matrix of small cases; leave out --suite and --canvas")
+            throw UsageError("--backward checks the matrix of small cases; drop --suite and --canvas")
         }
         let cases = sampled ? try problem.problems() : try Verification.gpuCases()
         let seed = self.seed ?? UInt64(MonotonicClock.now * 1e6)
-        print("verify \(backward ? "backward" : "forward") on \(backends.map(\.description).joined(separator: "; ")), seed \(seed)")
+        let heading = "verify \(backward ? "backward" : "forward") on \(backends.map(\.description).joined(separator: "; ")), seed \(seed)"
+        if json { progress(heading) } else { print(heading) }
         var table = TextTable("backend", "case", "dtype", "D", "S", "rel err", "tolerance", "lse err", "empty rows", "result")
         var records = [JSONValue]()
         var failures = 0
         /// One row of the table and one JSON record; `textValid` for the per-row text cases.
         func report(_ outcome: Verification.Outcome, backend backendName: String, textValid: [Int]? = nil) {
             if !outcome.passed { failures += 1 }
+            progress("  \(backendName) \(outcome.name) \(outcome.dtype) D\(outcome.headDim): \(outcome.passed ? "pass" : "FAIL")")
             table.append(
                 backendName, outcome.name, "\(outcome.dtype)", "\(outcome.headDim)", "\(outcome.sequenceLength)",
                 scientific(outcome.outputError), scientific(outcome.tolerance), scientific(outcome.lseError),
@@ -87,11 +91,15 @@ struct Verify: ParsableCommand {
                 }
             }
         }
-        print(table.rendered)
         let total = records.count
-        print("\(total - failures) passed, \(failures) failed")
-        if let json {
-            try writeText(JSONValue.object([("backends", .array(backends.map { .string($0.description) })), ("seed", .integer(Int(truncatingIfNeeded: seed))), ("cases", .array(records))]).serialized + "\n", to: json)
+        if json {
+            print(JSONValue.object([
+                ("backends", .array(backends.map { .string($0.description) })), ("seed", .string(String(seed))),
+                ("passed", .integer(total - failures)), ("failed", .integer(failures)), ("cases", .array(records)),
+            ]).serialized)
+        } else {
+            print(table.rendered)
+            print("\(total - failures) passed, \(failures) failed")
         }
         if failures > 0 { throw ExitCode.failure }
     }

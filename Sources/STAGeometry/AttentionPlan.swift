@@ -22,12 +22,22 @@ public struct AttentionPlan: Hashable, Sendable {
     /// A plan where every head uses `window`.
     public init(layout: STALayout, window: Window, heads: Int) throws(GeometryError) {
         guard heads >= 1 else { throw .noHeads }
+        guard heads <= STALimits.maximumHeads else {
+            throw .exceedsLimit(what: "head count", value: String(heads), limit: STALimits.maximumHeads)
+        }
         try self.init(layout: layout, headWindows: Array(repeating: window, count: heads))
     }
 
     /// A plan with one window per head.
+    ///
+    /// Throws when a window does not fit the layout, there are no heads or more than
+    /// `STALimits.maximumHeads`, or the key-tile lists would hold more than
+    /// `STALimits.maximumKeyTileEntries` entries (checked before anything is allocated).
     public init(layout: STALayout, headWindows: [Window]) throws(GeometryError) {
         guard !headWindows.isEmpty else { throw .noHeads }
+        guard headWindows.count <= STALimits.maximumHeads else {
+            throw .exceedsLimit(what: "head count", value: String(headWindows.count), limit: STALimits.maximumHeads)
+        }
         var windows = [Window]()
         var windowIndexByHead = [Int32]()
         for window in headWindows {
@@ -39,10 +49,20 @@ public struct AttentionPlan: Hashable, Sendable {
                 windows.append(resolved)
             }
         }
+        // Resolved windows are clamped to the grid, so each product is at most tileCount ≤ 2²⁷ and the
+        // checked sum below bounds both tables before they are allocated.
+        var entryCount = 0
+        for window in windows {
+            let entries = try STALimits.product(
+                [window.tileCount, layout.tileCount], "(query tile, key tile) pairs of the plan",
+                limit: STALimits.maximumKeyTileEntries)
+            entryCount = try STALimits.sum(
+                entryCount, entries, "(query tile, key tile) pairs of the plan", limit: STALimits.maximumKeyTileEntries)
+        }
         var keyTileStart: [Int32] = [0]
         var keyTiles = [Int32]()
         keyTileStart.reserveCapacity(windows.count * layout.tileCount + 1)
-        keyTiles.reserveCapacity(windows.reduce(0) { $0 + $1.tileCount } * layout.tileCount)
+        keyTiles.reserveCapacity(entryCount)
         let rank = layout.rank
         // Work in rank 3 with leading unit axes.
         let grid = Array(repeating: 1, count: 3 - rank) + layout.tileGrid
@@ -102,10 +122,12 @@ public struct AttentionPlan: Hashable, Sendable {
     }
 
     /// Effective FLOPs of spec §3: 4 · headDim · batch · Σ over heads of attended real pairs.
+    /// Cost: O(distinct windows · tileCount · keys), counted once per distinct window.
     public func effectiveFLOPs(batch: Int, headDim: Int) -> Double {
-        var pairs = 0
-        for head in 0..<heads { pairs += attendedPairs(head: head) }
-        return 4 * Double(headDim) * Double(batch) * Double(pairs)
+        let perWindow = (0..<windows.count).map { attendedPairCounts(window: $0).total }
+        var pairs = 0.0
+        for head in 0..<heads { pairs += Double(perWindow[Int(windowIndexByHead[head])]) }
+        return 4 * Double(headDim) * Double(batch) * pairs
     }
 
     /// FLOPs of dense attention over the real tokens (video and valid text), all heads.
@@ -121,8 +143,11 @@ public struct AttentionPlan: Hashable, Sendable {
     }
 
     /// Mean of `videoSparsity` over heads.
+    /// Cost: O(distinct windows · tileCount · keys).
     public var videoSparsity: Double {
-        (0..<heads).reduce(0.0) { $0 + videoSparsity(head: $1) } / Double(heads)
+        let n = Double(layout.videoTokenCount)
+        let perWindow = (0..<windows.count).map { 1 - Double(attendedPairCounts(window: $0).video) / (n * n) }
+        return (0..<heads).reduce(0.0) { $0 + perWindow[Int(windowIndexByHead[$1])] } / Double(heads)
     }
 
     private func attendedPairCounts(window: Int) -> (video: Int, total: Int) {

@@ -27,14 +27,14 @@ public enum BlockPattern {
         }
     }
 
-    /// Draws `analysis` in at most `maxPixels` (at least 1) pixels per side.
+    /// Draws `analysis` in at most `maxPixels` pixels per side (clamped to 1...`STALimits.maximumImageSide`).
     ///
     /// A grid that fits is drawn with k × k pixels per block, k = min(16, maxPixels / larger side), and
     /// with k ≥ 4 the last pixel row and column of each block are shaded 15 % darker as a grid line. A grid
     /// larger than `maxPixels` is downsampled: each pixel covers f × f blocks, f = ⌈larger side / maxPixels⌉,
     /// and shows the mean of their colours. Cost: O(rows · columns + width · height).
     public static func image(_ analysis: MaskAnalysis, maxPixels: Int = 1024) -> Image {
-        let limit = max(1, maxPixels)
+        let limit = min(max(1, maxPixels), STALimits.maximumImageSide)
         let rows = analysis.rows
         let columns = analysis.columns
         let side = max(rows, columns, 1)

@@ -17,6 +17,10 @@ public enum GeometryError: Error, Equatable, Sendable, CustomStringConvertible {
     case evenTokenWindow(axis: Int, windowTokens: Int, canvasTokens: Int)
     case nonPositiveBlockSize(what: String, tokens: Int)
     case blockGridTooLarge(rows: Int, columns: Int, limit: Int)
+    /// A size or count above one of `STALimits` (or a product that overflows); `value` as the caller wrote it.
+    case exceedsLimit(what: String, value: String, limit: Int)
+    /// A size or count below its smallest allowed value.
+    case belowMinimum(what: String, value: String, minimum: Int)
 
     public var description: String {
         switch self {
@@ -55,8 +59,12 @@ public enum GeometryError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .nonPositiveBlockSize(what, tokens):
             return "\(what) is \(tokens) tokens; a kernel block must be at least 1 token"
         case let .blockGridTooLarge(rows, columns, limit):
-            return "a block grid of \(rows)×\(columns) blocks is too large to classify; "
-                + "at most \(limit) blocks are allowed: use larger query or key blocks"
+            return "a block grid of \(rows)×\(columns) blocks is too large to classify; at most \(limit) blocks, "
+                + "and \(MaskAnalysis.maximumBlocksPerSide) per side, are allowed: use larger query or key blocks"
+        case let .exceedsLimit(what, value, limit):
+            return "\(what) is \(value), which exceeds the limit of \(limit) (see the limits in docs/CLI.md)"
+        case let .belowMinimum(what, value, minimum):
+            return "\(what) is \(value); it must be " + (minimum == 0 ? "0 or more" : "at least \(minimum)")
         }
     }
 }

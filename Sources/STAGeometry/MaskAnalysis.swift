@@ -25,6 +25,9 @@ public enum BlockClass: UInt8, Hashable, Sendable, CaseIterable {
 public struct MaskAnalysis: Hashable, Sendable {
     /// At most this many block pairs are classified (one byte each); larger grids are rejected.
     public static let maximumBlockCount = 1 << 28
+    /// At most this many query blocks or key blocks (a few hundred bytes of boxes each); longer sides
+    /// are rejected.
+    public static let maximumBlocksPerSide = 1 << 20
 
     public let layout: STALayout
     public let family: MaskFamily
@@ -50,17 +53,21 @@ public struct MaskAnalysis: Hashable, Sendable {
     /// Classifies every block pair of `family` on `layout`.
     ///
     /// Throws when a block size is below 1, the family's window does not fit the layout (see
-    /// `MaskFamily`), or the grid has more than `maximumBlockCount` block pairs.
+    /// `MaskFamily`), or the grid has more than `maximumBlockCount` block pairs or more than
+    /// `maximumBlocksPerSide` blocks on a side (checked before anything is allocated).
     public init(layout: STALayout, family: MaskFamily, queryBlock: Int, keyBlock: Int) throws(GeometryError) {
         guard queryBlock >= 1 else { throw .nonPositiveBlockSize(what: "query block", tokens: queryBlock) }
         guard keyBlock >= 1 else { throw .nonPositiveBlockSize(what: "key block", tokens: keyBlock) }
         let axes = try family.axisKeyIntervals(layout: layout)
         let tileOrder = family.usesTileOrder
         let length = tileOrder ? layout.paddedVideoTokenCount : layout.videoTokenCount
-        let rows = (length + queryBlock - 1) / queryBlock
-        let columns = (length + keyBlock - 1) / keyBlock
+        // ⌈length / block⌉ without forming length + block − 1, which overflows for a block near Int.max.
+        let rows = length / queryBlock + (length % queryBlock == 0 ? 0 : 1)
+        let columns = length / keyBlock + (length % keyBlock == 0 ? 0 : 1)
         let (blockCount, overflow) = rows.multipliedReportingOverflow(by: columns)
-        guard !overflow, blockCount <= Self.maximumBlockCount else {
+        guard !overflow, blockCount <= Self.maximumBlockCount, rows <= Self.maximumBlocksPerSide,
+            columns <= Self.maximumBlocksPerSide
+        else {
             throw .blockGridTooLarge(rows: rows, columns: columns, limit: Self.maximumBlockCount)
         }
 

@@ -11,6 +11,8 @@ public struct STALayout: Hashable, Sendable, CustomStringConvertible {
     /// Tiles per axis, ⌈canvas / tile⌉.
     public let tileGrid: [Int]
 
+    /// Throws when the ranks differ, a tile axis exceeds its canvas axis, or the sequence (padded video
+    /// tokens plus text) is longer than `STALimits.maximumSequenceLength`; so every count below is exact.
     public init(canvas: Canvas, tile: TileShape, text: TextTokens = .none) throws(GeometryError) {
         guard tile.rank == canvas.rank else {
             throw .rankMismatch(what: "tile \(tile)", expected: canvas.rank, actual: tile.rank)
@@ -19,10 +21,17 @@ public struct STALayout: Hashable, Sendable, CustomStringConvertible {
             throw .tileLargerThanCanvas(
                 axis: axis, tileTokens: tile.extents[axis], canvasTokens: canvas.extents[axis])
         }
+        // Each padded axis is below 2 · 2²⁷, so the sums cannot overflow; the product and the text are checked.
+        let tileGrid = zip(canvas.extents, tile.extents).map { ($0 + $1 - 1) / $1 }
+        let padded = try STALimits.product(
+            zip(tileGrid, tile.extents).map { $0 * $1 }, "padded video tokens",
+            limit: STALimits.maximumSequenceLength)
+        _ = try STALimits.sum(padded, text.count, "sequence length (padded video + text tokens)",
+            limit: STALimits.maximumSequenceLength)
         self.canvas = canvas
         self.tile = tile
         self.text = text
-        self.tileGrid = zip(canvas.extents, tile.extents).map { ($0 + $1 - 1) / $1 }
+        self.tileGrid = tileGrid
     }
 
     /// Convenience: validates all three parts.

@@ -57,51 +57,6 @@ final class FileBytes: @unchecked Sendable {
     }
 }
 
-/// Writes byte chunks to a new file (created with mode 0644, truncated if it exists).
-/// A file that is not closed explicitly (after an error) is closed on deinit.
-final class FileWriter {
-    let path: String
-    private let descriptor: Int32
-    private var isClosed = false
-
-    init(creating path: String) throws(TensorError) {
-        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard descriptor >= 0 else { throw .io(path: path, operation: "open for writing", errno: errno) }
-        self.path = path
-        self.descriptor = descriptor
-    }
-
-    /// Writes all of `bytes`, retrying short writes and EINTR.
-    func write(_ bytes: UnsafeRawBufferPointer) throws(TensorError) {
-        var offset = 0
-        while offset < bytes.count {
-            let written = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
-            if written < 0 {
-                if errno == EINTR { continue }
-                throw .io(path: path, operation: "write", errno: errno)
-            }
-            offset += written
-        }
-    }
-
-    func write(_ bytes: [UInt8]) throws(TensorError) {
-        let result: Result<Void, TensorError> = bytes.withUnsafeBytes { raw in
-            do throws(TensorError) { try write(raw); return .success(()) } catch { return .failure(error) }
-        }
-        try result.get()
-    }
-
-    /// Closes the file, reporting a failed close (which can reveal a failed delayed write).
-    func close() throws(TensorError) {
-        isClosed = true
-        guard Glibc.close(descriptor) == 0 else { throw .io(path: path, operation: "close", errno: errno) }
-    }
-
-    deinit {
-        if !isClosed { _ = Glibc.close(descriptor) }
-    }
-}
-
 /// The C library's message for `code`.
 func systemErrorMessage(_ code: Int32) -> String {
     guard let message = strerror(code) else { return "unknown error" }

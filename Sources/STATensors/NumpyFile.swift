@@ -20,7 +20,7 @@ public enum NumpyFile {
         try decode(FileBytes(copying: bytes, name: name))
     }
 
-    /// Writes `tensor` to `path` as a `.npy` file (created or truncated).
+    /// Writes `tensor` to `path` as a `.npy` file, atomically (see `OutputFile`).
     public static func write(_ tensor: HostTensor, to path: String) throws(TensorError) {
         let header = try header(for: tensor, path: path)
         let writer = try FileWriter(creating: path)

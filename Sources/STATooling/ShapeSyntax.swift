@@ -39,8 +39,11 @@ public enum ShapeSyntax {
     }
 
     /// Parses a per-head window list and expands it to exactly `heads` windows.
+    /// The repeat counts are added with overflow checks and compared with `heads` before any list is
+    /// built, so `3x3x3*1000000000000` is an error, not an allocation.
     public static func headWindows(_ text: String, layout: STALayout, heads: Int) throws -> [Window] {
-        var windows = [Window]()
+        var entries = [(window: Window, count: Int)]()
+        var total = 0
         for entry in text.split(separator: ",") {
             let pieces = entry.split(separator: "*")
             guard pieces.count <= 2, let first = pieces.first else {
@@ -54,10 +57,18 @@ public enum ShapeSyntax {
                 count = n
             }
             let window = try self.window(String(first), layout: layout)
-            windows.append(contentsOf: repeatElement(window, count: count))
+            let (sum, overflow) = total.addingReportingOverflow(count)
+            guard !overflow, sum <= max(heads, STALimits.maximumHeads) else {
+                throw GeometryError.exceedsLimit(
+                    what: "the head count of window list '\(text)'", value: overflow ? "beyond Int" : String(sum),
+                    limit: max(heads, STALimits.maximumHeads))
+            }
+            total = sum
+            entries.append((window, count))
         }
-        if windows.count == 1 { return Array(repeating: windows[0], count: heads) }
-        guard windows.count == heads else { throw GeometryError.headCountMismatch(expected: heads, actual: windows.count) }
-        return windows
+        _ = try STALimits.check(heads, "head count", minimum: 1, maximum: STALimits.maximumHeads)
+        if total == 1 { return Array(repeating: entries[0].window, count: heads) }
+        guard total == heads else { throw GeometryError.headCountMismatch(expected: heads, actual: total) }
+        return entries.flatMap { Array(repeating: $0.window, count: $0.count) }
     }
 }

@@ -73,12 +73,13 @@ extension MaskStrategy {
         return try MaskStrategy(jsonText: String(decoding: bytes, as: UTF8.self), path: path)
     }
 
-    /// Writes `jsonText` to `path`, replacing it.
+    /// Writes `jsonText` to `path`, replacing it atomically (a temporary file renamed into place; see
+    /// `OutputFile`), so a failure leaves the previous file whole.
     public func write(path: String) throws(WindowSearchError) {
-        guard let file = fopen(path, "wb") else { throw .io(path: path, operation: "open", errno: errno) }
-        let bytes = Array(jsonText.utf8)
-        let written = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
-        let closed = fclose(file)
-        guard written == bytes.count, closed == 0 else { throw .io(path: path, operation: "write", errno: errno) }
+        do throws(TensorError) {
+            try OutputFile.write(text: jsonText, to: path)
+        } catch {
+            throw .tensor(error)
+        }
     }
 }

@@ -1,3 +1,4 @@
+import Dispatch
 import Testing
 
 @testable import CUDADriver
@@ -175,5 +176,147 @@ private func key(options: [String], source: String = "k()") -> String {
             driverVersion: 13000,
             compiler: { () throws(CUDAError) in loadedNVRTC! })
         #expect(viaPublic == first.image)
+    }
+}
+
+/// The cache trusts only a directory like ssh trusts ~/.ssh, and reads entries without following links,
+/// without blocking and within a size bound.
+@Suite struct KernelCacheTrustTests {
+    private func countingProducer() -> (produce: () throws(CUDAError) -> [UInt8], calls: () -> Int) {
+        final class Counter: @unchecked Sendable { var value = 0 }
+        let counter = Counter()
+        return ({ () throws(CUDAError) -> [UInt8] in
+            counter.value += 1
+            return [1, 2, 3]
+        }, { counter.value })
+    }
+
+    @Test func aDirectoryWritableByGroupOrOthersIsNotUsed() throws {
+        for mode: mode_t in [0o777, 0o770, 0o702] {
+            let directory = makeTemporaryDirectory()
+            defer { removeDirectory(directory) }
+            chmod(directory, mode)
+            let problem = try #require(KernelCache.problem(withDirectory: directory))
+            #expect(problem.contains("writable by group or others"))
+            let cache = KernelCache(directory: directory)
+            let (produce, calls) = countingProducer()
+            let first = try cache.lookupOrProduce(keyText: key(options: ["-O3"]), produce: produce)
+            let second = try cache.lookupOrProduce(keyText: key(options: ["-O3"]), produce: produce)
+            // Compiled in memory every time; nothing written into the untrusted directory.
+            #expect(first.image == [1, 2, 3] && !first.hit && !second.hit && calls() == 2)
+            #expect(directoryEntries(directory).isEmpty)
+            // An entry someone else put there is not loaded either.
+            let keyText = key(options: ["-O3"])
+            writeFile(try #require(cache.entryPath(keyText: keyText)), KernelCache.encodeEntry(keyText: keyText, image: [6, 6, 6]))
+            #expect(cache.load(keyText: keyText) == nil)
+        }
+    }
+
+    @Test func aDirectoryOwnedByAnotherUserIsNotUsed() throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeDirectory(directory) }
+        let path: String
+        if geteuid() == 0 {
+            #expect(chown(directory, 4242, 4242) == 0)
+            path = directory
+        } else {
+            path = "/"  // owned by root
+        }
+        let problem = try #require(KernelCache.problem(withDirectory: path))
+        #expect(problem.contains("owned by user"))
+        let (produce, calls) = countingProducer()
+        let cache = KernelCache(directory: path)
+        _ = try cache.lookupOrProduce(keyText: key(options: []), produce: produce)
+        #expect(try !cache.lookupOrProduce(keyText: key(options: []), produce: produce).hit && calls() == 2)
+        if geteuid() == 0 { #expect(directoryEntries(directory).isEmpty) }
+    }
+
+    @Test func aPrivateDirectoryIsUsedAndCreatedPrivate() throws {
+        let parent = makeTemporaryDirectory()
+        defer {
+            removeDirectory(parent + "/cache")
+            removeDirectory(parent)
+        }
+        let directory = parent + "/cache"
+        #expect(KernelCache.problem(withDirectory: parent) == nil)
+        let cache = KernelCache(directory: directory)
+        try #require(cache.store(keyText: key(options: []), image: [5]))
+        var status = stat()
+        #expect(stat(directory, &status) == 0 && status.st_mode & 0o777 == 0o700)
+        let entry = try #require(cache.entryPath(keyText: key(options: [])))
+        #expect(stat(entry, &status) == 0 && status.st_mode & 0o777 == 0o600)
+        #expect(cache.load(keyText: key(options: [])) == [5])
+    }
+
+    @Test func aFIFOAtAnEntryPathDoesNotBlock() throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeDirectory(directory) }
+        let cache = KernelCache(directory: directory)
+        let keyText = key(options: ["-fifo"])
+        let path = try #require(cache.entryPath(keyText: keyText))
+        #expect(mkfifo(path, 0o600) == 0)
+        // Run the lookup on another thread and give it five seconds; a blocking open never returns.
+        final class Box: @unchecked Sendable { var result: (image: [UInt8], hit: Bool)? }
+        let box = Box()
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            box.result = try? cache.lookupOrProduce(keyText: keyText) { () throws(CUDAError) -> [UInt8] in [1, 2, 3] }
+            done.signal()
+        }
+        let finished = done.wait(timeout: .now() + 5) == .success
+        #expect(finished, "the lookup blocked on a FIFO")
+        if finished {
+            #expect(box.result?.hit == false && box.result?.image == [1, 2, 3])
+        } else {
+            // Unblock the stuck open so the process can finish.
+            let writer = open(path, O_WRONLY | O_NONBLOCK)
+            if writer >= 0 { close(writer) }
+        }
+    }
+
+    @Test func anOversizedEntryIsNotRead() throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeDirectory(directory) }
+        let cache = KernelCache(directory: directory)
+        let keyText = key(options: ["-big"])
+        let path = try #require(cache.entryPath(keyText: keyText))
+        // A valid entry followed by a sparse tail: 1 TiB claimed, nothing on disk.
+        writeFile(path, KernelCache.encodeEntry(keyText: keyText, image: [1]))
+        #expect(cache.load(keyText: keyText) == [1])
+        #expect(truncate(path, 1 << 40) == 0)
+        #expect(cache.load(keyText: keyText) == nil)
+        // Just over the bound is refused too; at the bound it is read (and then rejected as damaged).
+        #expect(truncate(path, off_t(KernelCache.maximumEntryBytes + 1)) == 0)
+        #expect(FileIO.read(path) == nil)
+        #expect(truncate(path, off_t(KernelCache.maximumEntryBytes)) == 0)
+        #expect(FileIO.read(path)?.count == KernelCache.maximumEntryBytes)
+        #expect(cache.load(keyText: keyText) == nil)
+    }
+
+    @Test func aLinkedEntryIsNotFollowed() throws {
+        let directory = makeTemporaryDirectory()
+        let elsewhere = makeTemporaryDirectory()
+        defer {
+            removeDirectory(directory)
+            removeDirectory(elsewhere)
+        }
+        let cache = KernelCache(directory: directory)
+        let keyText = key(options: ["-link"])
+        let target = elsewhere + "/planted.kernel"
+        writeFile(target, KernelCache.encodeEntry(keyText: keyText, image: [6, 6]))
+        #expect(symlink(target, try #require(cache.entryPath(keyText: keyText))) == 0)
+        #expect(cache.load(keyText: keyText) == nil)
+    }
+
+    @Test func anEntryWritableByOthersIsNotRead() throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeDirectory(directory) }
+        let cache = KernelCache(directory: directory)
+        let keyText = key(options: ["-mode"])
+        try #require(cache.store(keyText: keyText, image: [4]))
+        let path = try #require(cache.entryPath(keyText: keyText))
+        #expect(cache.load(keyText: keyText) == [4])
+        chmod(path, 0o666)
+        #expect(cache.load(keyText: keyText) == nil)
     }
 }

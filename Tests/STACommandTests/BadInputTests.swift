@@ -5,15 +5,11 @@ import Testing
 
 /// Every bad input reaches the user as one clear message and a non-zero exit code, never a crash.
 @Suite struct BadInputTests {
-    /// Parses and runs `arguments`; returns the message and exit code the tool would print and return.
+    /// Parses and runs `arguments`; returns the message and exit status the tool would print and return.
     func failure(_ arguments: [String]) -> (message: String, exitCode: Int32)? {
-        do {
-            var command = try STA.parseAsRoot(arguments)
-            try command.run()
-            return nil
-        } catch {
-            return (STA.message(for: error), STA.exitCode(for: error).rawValue)
-        }
+        let outcome = STA.outcome(arguments)
+        guard let message = outcome.message else { return nil }
+        return (message, outcome.status.rawValue)
     }
 
     @Test(arguments: [
@@ -24,6 +20,7 @@ import Testing
         (["plan", "--canvas", "4x48x80", "--tile", "6x8x8"], "at most the canvas size"),
         (["plan", "--text", "10", "--text-valid", "11"], "0...10"),
         (["plan", "--text=-1"], "0 or more"),
+        (["plan", "--text", "-1"], "0 or more"),
         (["plan", "--heads", "3", "--window", "3x3x3,1x1x1"], "one per head"),
         (["plan", "--window", "3x3x3*0"], "positive integer"),
         (["plan", "--window", "19x24x23t"], "multiple of the tile"),

@@ -3,11 +3,44 @@ unless the caller already uses it."""
 
 from __future__ import annotations
 
+import operator
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["ArrayInfo", "describe", "empty_like_shape", "is_torch"]
+__all__ = ["ArrayInfo", "LIMITS", "checked_int", "describe", "empty_like_shape", "is_torch"]
+
+# The size limits of the library (Swift's STALimits), by the names of the table in docs/CLI.md; a test
+# compares the two. Every integer the package passes to the C library is checked against them first, so
+# nothing wraps through ctypes.
+LIMITS = {
+    "sequence_length": 1 << 27,
+    "key_tile_entries": 1 << 28,
+    "heads": 65_535,
+    "batch": 65_535,
+    "head_dim": 65_536,
+    "tensor_elements": 1 << 34,
+    "threads": 4_096,
+    "image_side": 8_192,
+    "search_steps": 100_000,
+    "repetitions": 1_000_000,
+}
+
+
+def checked_int(value: Any, name: str, minimum: int, maximum: int) -> int:
+    """``value`` as a Python int when it is an integer (int, numpy integer, 0-d integer tensor; not bool
+    or float) in ``minimum..maximum``; otherwise TypeError or ValueError naming ``name`` and the range."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, not a bool ({value!r})")
+    try:
+        result = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, not {type(value).__name__} ({value!r})") from None
+    if result < minimum:
+        raise ValueError(f"{name} is {result}; it must be at least {minimum}")
+    if result > maximum:
+        raise ValueError(f"{name} is {result}, which exceeds the limit of {maximum} (see the limits in docs/CLI.md)")
+    return result
 
 
 def is_torch(x: Any) -> bool:
@@ -44,10 +77,26 @@ def describe(x: Any) -> ArrayInfo:
 
     if not isinstance(x, np.ndarray):
         raise TypeError(f"expected a numpy array or a torch tensor, got {type(x).__name__}")
+    _check_numpy_dtype(x.dtype)
     return ArrayInfo(
         shape=tuple(x.shape), dtype=_numpy_dtype_name(x.dtype), itemsize=x.dtype.itemsize,
         pointer=x.ctypes.data, is_cuda=False, device_index=-1, is_contiguous=x.flags.c_contiguous,
         contiguous=lambda: np.ascontiguousarray(x))
+
+
+def _check_numpy_dtype(dtype) -> None:
+    """Rejects dtypes whose bytes the library cannot copy or read as numbers: objects (pointers with
+    reference counts), structured, string and date types, and non-native byte order."""
+    if dtype.hasobject:
+        raise TypeError(f"arrays of dtype {dtype} hold Python objects; give a numeric array (float32, float16, ...)")
+    if dtype.name != "bfloat16" and (dtype.names is not None or dtype.subdtype is not None or dtype.kind not in "biufc"):
+        raise TypeError(
+            f"dtype {dtype} is not supported; give a numeric array (float32, float16, bfloat16, integers)")
+    if not dtype.isnative:
+        order = "big" if dtype.byteorder == ">" else "little"
+        raise ValueError(
+            f"the array is {order}-endian ({dtype.str}); this machine is {sys.byteorder}-endian: convert it "
+            f"first, e.g. x.astype(x.dtype.newbyteorder('='))")
 
 
 def empty_like_shape(x: Any, shape, dtype=None):

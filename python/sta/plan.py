@@ -7,17 +7,22 @@ import math
 from typing import Iterable, Sequence
 
 from . import _library
-from ._arrays import describe, empty_like_shape
+from ._arrays import LIMITS, checked_int, describe, empty_like_shape
 
 __all__ = ["Plan"]
 
 
-def _int_tuple(values: Iterable[int], name: str) -> tuple[int, ...]:
+def _int_tuple(values: Iterable[int], name: str, minimum: int = 1,
+               maximum: int = LIMITS["sequence_length"]) -> tuple[int, ...]:
+    """A tuple of integers in ``minimum..maximum`` (the library's limits), checked before ctypes sees
+    them so that nothing wraps."""
     try:
-        result = tuple(int(v) for v in values)
+        items = list(values)
     except TypeError:
         raise TypeError(f"{name} must be a sequence of integers, not {values!r}") from None
-    return result
+    if not 1 <= len(items) <= 3:
+        raise ValueError(f"{name} {tuple(items)} has {len(items)} axes; give 1, 2 or 3")
+    return tuple(checked_int(v, f"{name} axis {axis}", minimum, maximum) for axis, v in enumerate(items))
 
 
 class Plan:
@@ -27,6 +32,9 @@ class Plan:
     ``Plan(canvas=(30, 48, 80), tile=(6, 8, 8), text=256, windows=[(3, 3, 3)] * 24)`` is the HunyuanVideo
     720p set-up. ``windows`` is a list of per-head windows, or one window together with ``heads=``.
     A window size at least the axis' tile count means the whole axis; smaller sizes must be odd.
+    ``text_valid`` None means every text token is valid; otherwise 0..text. Every integer must be an int
+    (or numpy integer) within the library's limits (``sta._arrays.LIMITS``, the table in docs/CLI.md):
+    a value outside them is a ValueError before anything reaches the C library.
 
     Tensor shapes:
       * raster order (the model's): video tokens row-major over the canvas, then text:
@@ -48,17 +56,24 @@ class Plan:
         tile = _int_tuple(tile, "tile")
         if len(canvas) != len(tile):
             raise ValueError(f"canvas {canvas} has {len(canvas)} axes but tile {tile} has {len(tile)}")
+        text = checked_int(text, "text", 0, LIMITS["sequence_length"])
+        # None means every text token is valid; a negative count is an error, not "all".
+        if text_valid is not None:
+            text_valid = checked_int(text_valid, "text_valid", 0, text)
         windows = list(windows)
-        if windows and all(isinstance(w, int) for w in windows):
+        if windows and all(not isinstance(w, (list, tuple)) and hasattr(w, "__index__") for w in windows):
             windows = [tuple(windows)]  # one window given flat
-        windows = [_int_tuple(w, "window") for w in windows]
+        windows = [_int_tuple(w, "window", 1, LIMITS["sequence_length"]) for w in windows]
         if heads is not None:
+            heads = checked_int(heads, "heads", 1, LIMITS["heads"])
             if len(windows) == 1:
-                windows = windows * int(heads)
+                windows = windows * heads
             elif len(windows) != heads:
                 raise ValueError(f"{len(windows)} windows were given for heads={heads}; give one, or one per head")
         if not windows:
             raise ValueError("give windows: a list of per-head windows in tiles, or one window and heads=")
+        if len(windows) > LIMITS["heads"]:
+            raise ValueError(f"{len(windows)} heads, which exceeds the limit of {LIMITS['heads']} (see the limits in docs/CLI.md)")
         rank = len(canvas)
         for head, window in enumerate(windows):
             if len(window) != rank:
@@ -71,7 +86,7 @@ class Plan:
         flat = (ctypes.c_int64 * (rank * len(windows)))(*[s for w in windows for s in w])
         buffer = _library.error_buffer()
         handle = lib.sta_plan_create(
-            rank, array(*canvas), array(*tile), int(text), -1 if text_valid is None else int(text_valid),
+            rank, array(*canvas), array(*tile), text, -1 if text_valid is None else text_valid,
             len(windows), flat, buffer, ctypes.sizeof(buffer))
         if not handle:
             raise _library.STAError(2, buffer.value.decode("utf-8", errors="replace"), "sta_plan_create")
@@ -122,8 +137,10 @@ class Plan:
 
     def effective_flops(self, batch: int, head_dim: int) -> float:
         """4 * head_dim * batch * attended real pairs (spec §3)."""
+        batch = checked_int(batch, "batch", 1, LIMITS["batch"])
+        head_dim = checked_int(head_dim, "head_dim", 1, LIMITS["head_dim"])
         value = ctypes.c_double()
-        _library.call("sta_plan_effective_flops", self.handle, int(batch), int(head_dim), ctypes.byref(value))
+        _library.call("sta_plan_effective_flops", self.handle, batch, head_dim, ctypes.byref(value))
         return value.value
 
     def sequence_index(self):
@@ -157,6 +174,7 @@ class Plan:
     def _permute(self, x, dim: int, to_tile_order: bool):
         info = describe(x)
         ndim = len(info.shape)
+        dim = checked_int(dim, "dim", -(1 << 62), 1 << 62)
         if not -ndim <= dim < ndim:
             raise ValueError(f"dim {dim} is out of range for a tensor of {ndim} dimensions")
         dim %= ndim
