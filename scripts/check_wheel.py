@@ -58,5 +58,31 @@ error = np.linalg.norm(out[:, :, real] - expected) / np.linalg.norm(expected)
 print(f"CPU attention against the float64 reference: relative error {error:.2e}")
 assert error < 1e-4, error
 assert np.all(out[:, :, ~real] == 0), "padding text rows must be zero"
+
+# Where torch and a GPU are present (the GPU machine): the CUDA kernels through the installed package,
+# NVRTC found inside the installed nvidia wheel, forward and backward against the CPU path.
+try:
+    import torch
+except ImportError:
+    torch = None
+if torch is not None and torch.cuda.is_available():
+    gpu_plan = sta.Plan(canvas=(6, 8, 16), tile=(4, 4, 8), text=40, windows=[(1, 1, 1), (1, 3, 1)])
+    generator = torch.Generator().manual_seed(0)
+    shape = (2, 2, gpu_plan.sequence_length, 64)
+    host = [torch.randn(shape, generator=generator).to(torch.bfloat16) for _ in range(3)]
+    valid = [7, 40]
+    results = []
+    for device in ("cuda", "cpu"):
+        leaves = [x.to(device).float().to(torch.bfloat16 if device == "cuda" else torch.float32).requires_grad_()
+                  for x in host]
+        text_valid = torch.tensor(valid, dtype=torch.int32, device=device)
+        out, _ = sta.attention(*leaves, gpu_plan, text_valid=text_valid)
+        out.float().sum().backward()
+        results.append([out.detach().float().cpu()] + [x.grad.float().cpu() for x in leaves])
+    for name, got, want in zip(("out", "dq", "dk", "dv"), *results):
+        error = ((got - want).norm() / want.norm()).item()
+        print(f"CUDA {name} against the CPU path: relative error {error:.2e}")
+        assert error < 1e-2, (name, error)
+    print(f"NVRTC: {os.environ.get('STA_NVRTC_PATH', '(found by the library)')}")
 print("wheel check passed")
 sys.exit(0)

@@ -220,8 +220,8 @@ def interface_version() -> int:
 def supports(feature: str) -> bool:
     """Whether the loaded library offers ``feature``: "forward", "text_valid" (per-row text lengths; a
     version-2 build whose kernels do not read them yet says no), "backward", "kernel_choice" or "version".
-    False while no library is loaded (this never loads one, so
-    it is safe inside code that torch.compile traces; every caller has loaded it through a Plan)."""
+    False while no library is loaded: this never loads one, so it is safe inside code that torch.compile
+    traces (every caller has loaded it already, through a Plan)."""
     return feature in _features
 
 

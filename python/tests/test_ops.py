@@ -38,10 +38,10 @@ needs_text_valid = pytest.mark.skipif(
     not sta.supports("text_valid"), reason="the loaded libsta_c is C interface 1 (no per-row text lengths)")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
-# Bounds of spec §4 for the forward; for gradients of 16-bit inputs the bound is doubled, because out and
-# dout are themselves rounded to 16 bits before the backward reads them (Δ = rowsum(dout * out)).
+# Spec §4's bounds, for outputs and for gradients alike (relative Frobenius error against float64). On
+# the CPU kernel the gradients measure about 2e-7 (fp32), 3e-4 (fp16) and 2e-3 (bf16).
 FORWARD_BOUND = {torch.float32: 1e-4, torch.float16: 3e-3, torch.bfloat16: 1e-2}
-GRADIENT_BOUND = {torch.float32: 1e-4, torch.float16: 6e-3, torch.bfloat16: 2e-2}
+GRADIENT_BOUND = FORWARD_BOUND
 
 
 def tiny_plan(text=3):
