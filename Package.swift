@@ -11,6 +11,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        // Documentation only (`swift package generate-documentation`); adds no code to any product.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         // Canvases, tiles, windows, the tile-contiguous order, plans and mask analysis. No dependencies.
@@ -19,8 +21,12 @@ let package = Package(
         .target(name: "STATensors"),
         // The float64 reference attention every backend is checked against.
         .target(name: "STAReference", dependencies: ["STAGeometry", "STATensors"]),
+        // The vector micro-kernels of the CPU backend, in C: each is built for the target's baseline and,
+        // on x86-64, for AVX2/FMA/F16C through per-function target attributes, chosen at run time from
+        // cpuid. No compiler flags, so the package can be a versioned dependency.
+        .target(name: "STACPUKernelsC"),
         // The multicore SIMD CPU backend.
-        .target(name: "STACPUKernels", dependencies: ["STAGeometry", "STATensors"], swiftSettings: cpuKernelSettings),
+        .target(name: "STACPUKernels", dependencies: ["STACPUKernelsC", "STAGeometry", "STATensors"]),
         // The CUDA driver and NVRTC, loaded with dlopen at run time. The only layer that touches the C API.
         .target(name: "CUDADriver"),
         // CUDA C++ kernel sources (compiled by NVRTC at run time) and their Swift launchers.
@@ -73,7 +79,7 @@ let package = Package(
         .testTarget(name: "STAReferenceTests", dependencies: ["STAReference"]),
         .testTarget(name: "STACPUKernelsTests", dependencies: ["STACPUKernels", "STAReference"]),
         .testTarget(name: "CUDADriverTests", dependencies: ["CUDADriver"]),
-        .testTarget(name: "STACUDAKernelsTests", dependencies: ["STACUDAKernels"]),
+        .testTarget(name: "STACUDAKernelsTests", dependencies: ["STACUDAKernels", "STAReference"]),
         .testTarget(name: "STAWindowSearchTests", dependencies: ["STAWindowSearch"]),
         .testTarget(name: "SlidingTileAttentionTests", dependencies: ["SlidingTileAttention"]),
         .testTarget(name: "STAToolingTests", dependencies: ["STATooling", "SlidingTileAttention", "STAReference"]),
@@ -82,15 +88,3 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
-
-/// The CPU kernels are written with SIMD8<Float> vectors and fused multiply-adds. Without these flags
-/// the x86_64 baseline (SSE2) splits every vector in two, has no FMA instruction and converts Float16
-/// with a library call per element. x86-64-v3 (AVX2, FMA, F16C) is the level of
-/// every x86 server CPU since about 2015; a binary built this way does not start on older CPUs.
-var cpuKernelSettings: [SwiftSetting] {
-    #if arch(x86_64)
-    return [.unsafeFlags(["-Xcc", "-mavx2", "-Xcc", "-mfma", "-Xcc", "-mf16c", "-Xcc", "-mbmi2"])]
-    #else
-    return []
-    #endif
-}

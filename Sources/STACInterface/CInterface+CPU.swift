@@ -25,11 +25,34 @@ enum InterfaceDType: Int32, Sendable {
     }
 }
 
+/// The arguments every attention function of sta.h begins with: the plan behind the handle, the dtype,
+/// batch and head dim (whose ranges the engines check).
+struct CallArguments {
+    let plan: AttentionPlan
+    let dtype: DType
+    let batch: Int
+    let headDim: Int
+
+    init(_ plan: OpaquePointer?, _ dtype: Int32, _ batch: Int64, _ headDim: Int64) throws(CInterfaceError) {
+        self.plan = try HandleRegistry.lookup(plan).plan
+        self.dtype = try InterfaceDType(code: dtype).dtype
+        self.batch = try size(batch, "batch")
+        self.headDim = try size(headDim, "head_dim")
+    }
+}
+
 /// A host pointer of the caller, non-NULL and aligned to `alignment` bytes.
 func hostPointer<P: _Pointer>(_ pointer: P?, _ name: String, alignment: Int) throws(CInterfaceError) -> P {
     let pointer = try required(pointer, name)
     try checkAlignment(UInt(bitPattern: pointer), name, alignment)
     return pointer
+}
+
+/// Host pointers of the caller, each non-NULL and aligned to `alignment` bytes, in order.
+func hostPointers<P: _Pointer>(_ named: [(String, P?)], alignment: Int) throws(CInterfaceError) -> [P] {
+    var result = [P]()
+    for (name, pointer) in named { result.append(try hostPointer(pointer, name, alignment: alignment)) }
+    return result
 }
 
 /// Throws unless `pointer` is a multiple of `alignment`.
@@ -60,20 +83,18 @@ public func sta_forward_cpu(
     _ error: UnsafeMutablePointer<CChar>?, _ errorLength: Int
 ) -> Int32 {
     withStatus(error: error, length: errorLength) { () throws(CInterfaceError) in
-        let handle = try HandleRegistry.lookup(plan)
-        let dtype = try InterfaceDType(code: dtype).dtype
-        let (batch, headDim) = (try size(batch, "batch"), try size(headDim, "head_dim"))
-        let size = dtype.byteCount
-        let q = try hostPointer(q, "q", alignment: size), k = try hostPointer(k, "k", alignment: size)
-        let v = try hostPointer(v, "v", alignment: size), out = try hostPointer(out, "out", alignment: size)
+        let a = try CallArguments(plan, dtype, batch, headDim)
+        let inputs = try hostPointers([("q", q), ("k", k), ("v", v)], alignment: a.dtype.byteCount)
+        let out = try hostPointer(out, "out", alignment: a.dtype.byteCount)
         let lse = try hostPointer(lse, "lse", alignment: 4)
         let threads = try threadCount(threads)
         try interface { () throws(AttentionError) in
             // Shape first: text_valid is read only once batch is known to be valid.
-            _ = try AttentionShape(plan: handle.plan, batch: batch, headDim: headDim)
+            _ = try AttentionShape(plan: a.plan, batch: a.batch, headDim: a.headDim)
             try CPUEngine.forward(
-                plan: handle.plan, batch: batch, headDim: headDim, dtype: dtype, q: q, k: k, v: v, output: out,
-                lse: lse, scale: scale, textValid: textValidLengths(textValid, batch: batch), threads: threads)
+                plan: a.plan, batch: a.batch, headDim: a.headDim, dtype: a.dtype, q: inputs[0], k: inputs[1],
+                v: inputs[2], output: out, lse: lse, scale: scale, textValid: textValidLengths(textValid, batch: a.batch),
+                threads: threads)
         }
     }
 }
@@ -89,22 +110,19 @@ public func sta_backward_cpu(
     _ error: UnsafeMutablePointer<CChar>?, _ errorLength: Int
 ) -> Int32 {
     withStatus(error: error, length: errorLength) { () throws(CInterfaceError) in
-        let handle = try HandleRegistry.lookup(plan)
-        let dtype = try InterfaceDType(code: dtype).dtype
-        let (batch, headDim) = (try size(batch, "batch"), try size(headDim, "head_dim"))
-        let size = dtype.byteCount
-        let q = try hostPointer(q, "q", alignment: size), k = try hostPointer(k, "k", alignment: size)
-        let v = try hostPointer(v, "v", alignment: size), out = try hostPointer(out, "out", alignment: size)
-        let lse = try hostPointer(lse, "lse", alignment: 4), dout = try hostPointer(dout, "dout", alignment: size)
-        let dq = try hostPointer(dq, "dq", alignment: size), dk = try hostPointer(dk, "dk", alignment: size)
-        let dv = try hostPointer(dv, "dv", alignment: size)
+        let a = try CallArguments(plan, dtype, batch, headDim)
+        let inputs = try hostPointers(
+            [("q", q), ("k", k), ("v", v), ("out", out), ("dout", dout)], alignment: a.dtype.byteCount)
+        let lse = try hostPointer(lse, "lse", alignment: 4)
+        let gradients = try hostPointers([("dq", dq), ("dk", dk), ("dv", dv)], alignment: a.dtype.byteCount)
         let threads = try threadCount(threads)
         try interface { () throws(AttentionError) in
-            _ = try AttentionShape(plan: handle.plan, batch: batch, headDim: headDim)
+            _ = try AttentionShape(plan: a.plan, batch: a.batch, headDim: a.headDim)
             try CPUEngine.backward(
-                plan: handle.plan, batch: batch, headDim: headDim, dtype: dtype, q: q, k: k, v: v, output: out,
-                lse: lse, outputGradient: dout, dq: dq, dk: dk, dv: dv, scale: scale,
-                textValid: textValidLengths(textValid, batch: batch), threads: threads)
+                plan: a.plan, batch: a.batch, headDim: a.headDim, dtype: a.dtype, q: inputs[0], k: inputs[1],
+                v: inputs[2], output: inputs[3], lse: lse, outputGradient: inputs[4], dq: gradients[0],
+                dk: gradients[1], dv: gradients[2], scale: scale, textValid: textValidLengths(textValid, batch: a.batch),
+                threads: threads)
         }
     }
 }

@@ -25,13 +25,11 @@ public func sta_forward_cuda(
     _ error: UnsafeMutablePointer<CChar>?, _ errorLength: Int
 ) -> Int32 {
     withStatus(error: error, length: errorLength) { () throws(CInterfaceError) in
-        let handle = try HandleRegistry.lookup(plan)
-        let dtype = try InterfaceDType(code: dtype).dtype
-        let (batch, headDim) = (try size(batch, "batch"), try size(headDim, "head_dim"))
+        let a = try CallArguments(plan, dtype, batch, headDim)
         let preference = try kernelPreference(kernel)
         try interface { () throws(AttentionError) in
             try CUDAEngine.shared.forward(
-                plan: handle.plan, batch: batch, headDim: headDim, dtype: dtype, q: q, k: k, v: v, output: out,
+                plan: a.plan, batch: a.batch, headDim: a.headDim, dtype: a.dtype, q: q, k: k, v: v, output: out,
                 lse: lse, scale: scale, textValid: textValid, stream: stream, device: Int(device), kernel: preference)
         }
     }
@@ -45,14 +43,12 @@ public func sta_backward_cuda_workspace_size(
     _ error: UnsafeMutablePointer<CChar>?, _ errorLength: Int
 ) -> Int32 {
     withStatus(error: error, length: errorLength) { () throws(CInterfaceError) in
-        let handle = try HandleRegistry.lookup(plan)
-        let dtype = try InterfaceDType(code: dtype).dtype
-        let (batch, headDim) = (try size(batch, "batch"), try size(headDim, "head_dim"))
+        let a = try CallArguments(plan, dtype, batch, headDim)
         let preference = try kernelPreference(kernel)
         let output = try required(bytes, "bytes")
         let count = try interface { () throws(AttentionError) in
             try CUDAEngine.shared.backwardWorkspaceByteCount(
-                plan: handle.plan, batch: batch, headDim: headDim, dtype: dtype, device: Int(device), kernel: preference)
+                plan: a.plan, batch: a.batch, headDim: a.headDim, dtype: a.dtype, device: Int(device), kernel: preference)
         }
         output.pointee = Int64(count)
     }
@@ -68,14 +64,12 @@ public func sta_backward_cuda(
     _ error: UnsafeMutablePointer<CChar>?, _ errorLength: Int
 ) -> Int32 {
     withStatus(error: error, length: errorLength) { () throws(CInterfaceError) in
-        let handle = try HandleRegistry.lookup(plan)
-        let dtype = try InterfaceDType(code: dtype).dtype
-        let (batch, headDim) = (try size(batch, "batch"), try size(headDim, "head_dim"))
+        let a = try CallArguments(plan, dtype, batch, headDim)
         let preference = try kernelPreference(kernel)
         let workspaceBytes = try size(workspaceBytes, "workspace_bytes")
         try interface { () throws(AttentionError) in
             try CUDAEngine.shared.backward(
-                plan: handle.plan, batch: batch, headDim: headDim, dtype: dtype, q: q, k: k, v: v, output: out,
+                plan: a.plan, batch: a.batch, headDim: a.headDim, dtype: a.dtype, q: q, k: k, v: v, output: out,
                 lse: lse, outputGradient: dout, dq: dq, dk: dk, dv: dv, scale: scale, textValid: textValid,
                 workspace: workspace, workspaceBytes: workspaceBytes, stream: stream, device: Int(device),
                 kernel: preference)
@@ -91,9 +85,7 @@ public func sta_kernel_choice(
     _ error: UnsafeMutablePointer<CChar>?, _ errorLength: Int
 ) -> Int32 {
     withStatus(error: error, length: errorLength) { () throws(CInterfaceError) in
-        let handle = try HandleRegistry.lookup(plan)
-        let dtype = try InterfaceDType(code: dtype).dtype
-        let headDim = try size(headDim, "head_dim")
+        let a = try CallArguments(plan, dtype, 1, headDim)
         guard let direction = AttentionDirection(rawValue: Int(direction)) else {
             throw .invalidArgument("direction is \(direction); allowed: 0 (forward) or 1 (backward)")
         }
@@ -105,8 +97,8 @@ public func sta_kernel_choice(
         guard nameLength > 0 else { throw .invalidArgument("name_len is \(nameLength); give the size of name in bytes") }
         let chosen = try interface { () throws(AttentionError) in
             // The same checks, in the same order, as the call itself (batch 1).
-            _ = try AttentionShape(plan: handle.plan, batch: 1, headDim: headDim)
-            let call = AttentionCall(plan: handle.plan, batch: 1, headDim: headDim, dtype: dtype, direction: direction)
+            _ = try AttentionShape(plan: a.plan, batch: 1, headDim: a.headDim)
+            let call = AttentionCall(plan: a.plan, batch: 1, headDim: a.headDim, dtype: a.dtype, direction: direction)
             if device == -1 { return try KernelSelection.choose(preference, call, on: .cpu) }
             return try CUDAEngine.shared.kernel(for: call, preference: preference, device: Int(device))
         }

@@ -12,13 +12,7 @@ public func sta_tile(
     _ plan: OpaquePointer?, _ source: UnsafeRawPointer?, _ destination: UnsafeMutableRawPointer?,
     _ outer: Int64, _ innerBytes: Int64, _ error: UnsafeMutablePointer<CChar>?, _ errorLength: Int
 ) -> Int32 {
-    withStatus(error: error, length: errorLength) { () throws(CInterfaceError) in
-        let handle = try HandleRegistry.lookup(plan)
-        let permutation = try Permutation(
-            handle: handle, source: source, destination: destination, outer: outer, innerBytes: innerBytes,
-            toTileOrder: true)
-        permutation.run()
-    }
+    permute(plan, source, destination, outer, innerBytes, toTileOrder: true, error, errorLength)
 }
 
 /// Tile order to raster order; see sta.h.
@@ -27,11 +21,18 @@ public func sta_untile(
     _ plan: OpaquePointer?, _ source: UnsafeRawPointer?, _ destination: UnsafeMutableRawPointer?,
     _ outer: Int64, _ innerBytes: Int64, _ error: UnsafeMutablePointer<CChar>?, _ errorLength: Int
 ) -> Int32 {
+    permute(plan, source, destination, outer, innerBytes, toTileOrder: false, error, errorLength)
+}
+
+/// `sta_tile` (`toTileOrder`) or `sta_untile`.
+private func permute(
+    _ plan: OpaquePointer?, _ source: UnsafeRawPointer?, _ destination: UnsafeMutableRawPointer?,
+    _ outer: Int64, _ innerBytes: Int64, toTileOrder: Bool, _ error: UnsafeMutablePointer<CChar>?, _ errorLength: Int
+) -> Int32 {
     withStatus(error: error, length: errorLength) { () throws(CInterfaceError) in
-        let handle = try HandleRegistry.lookup(plan)
         let permutation = try Permutation(
-            handle: handle, source: source, destination: destination, outer: outer, innerBytes: innerBytes,
-            toTileOrder: false)
+            handle: try HandleRegistry.lookup(plan), source: source, destination: destination, outer: outer,
+            innerBytes: innerBytes, toTileOrder: toTileOrder)
         permutation.run()
     }
 }

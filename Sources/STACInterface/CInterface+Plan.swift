@@ -128,16 +128,26 @@ public func sta_plan_destroy(
     }
 }
 
+/// Writes `value` of the plan behind `plan` to `output`, after checking the handle and that `output` is
+/// not NULL (named `name` in the message).
+private func writePlanValue<T>(
+    _ plan: OpaquePointer?, _ output: UnsafeMutablePointer<T>?, _ name: String,
+    _ error: UnsafeMutablePointer<CChar>?, _ errorLength: Int, _ value: (PlanHandle) -> T
+) -> Int32 {
+    withStatus(error: error, length: errorLength) { () throws(CInterfaceError) in
+        let handle = try HandleRegistry.lookup(plan)
+        try required(output, name).pointee = value(handle)
+    }
+}
+
 /// The sequence length S of tensors under the plan.
 @_cdecl("sta_plan_sequence_length")
 public func sta_plan_sequence_length(
     _ plan: OpaquePointer?, _ sequenceLength: UnsafeMutablePointer<Int64>?,
     _ error: UnsafeMutablePointer<CChar>?, _ errorLength: Int
 ) -> Int32 {
-    withStatus(error: error, length: errorLength) { () throws(CInterfaceError) in
-        let handle = try HandleRegistry.lookup(plan)
-        let output = try required(sequenceLength, "sequence_length")
-        output.pointee = Int64(handle.layout.sequenceLength)
+    writePlanValue(plan, sequenceLength, "sequence_length", error, errorLength) { handle in
+        Int64(handle.layout.sequenceLength)
     }
 }
 
@@ -168,11 +178,7 @@ public func sta_plan_video_sparsity(
     _ plan: OpaquePointer?, _ sparsity: UnsafeMutablePointer<Double>?,
     _ error: UnsafeMutablePointer<CChar>?, _ errorLength: Int
 ) -> Int32 {
-    withStatus(error: error, length: errorLength) { () throws(CInterfaceError) in
-        let handle = try HandleRegistry.lookup(plan)
-        let output = try required(sparsity, "sparsity")
-        output.pointee = handle.plan.videoSparsity
-    }
+    writePlanValue(plan, sparsity, "sparsity", error, errorLength) { handle in handle.plan.videoSparsity }
 }
 
 /// Effective FLOPs of one forward pass (spec §3).

@@ -5,8 +5,9 @@ import STAGeometry
 struct WorkItem: Sendable {
     /// batch · heads + head.
     var batchHead: Int32
-    /// Row of the plan's CSR (window · tileCount + query tile) whose key tiles (plus the valid text) are
-    /// the keys of every row of the item, or -1 for every real key (the key set of text queries).
+    /// Row of the plan's CSR (window · tileCount + query tile) whose key tiles (plus the batch row's valid
+    /// text) are the keys of every row of the item, or -1 for every real key of the batch row (the key set
+    /// of text queries).
     var keySet: Int32
     /// First row in `AttentionSchedule.attendingRows`.
     var rowStart: Int32
@@ -18,35 +19,49 @@ struct WorkItem: Sendable {
 /// Everything the workers of one call share, built once per call in O(B · H · S / 128 + S + plan size).
 ///
 /// Rows are split into work items whose rows all have the same keys: one query tile, or a run of
-/// consecutive query tiles with identical key tiles. Hole rows and padding text rows attend nothing; they are listed in `silentRows` and written as
-/// zeros with log-sum-exp −∞ before the parallel part runs.
+/// consecutive query tiles with identical key tiles. Hole rows and the padding text rows of each batch
+/// row attend nothing; `silentRows(batch:)` lists them, and they are written as zeros with log-sum-exp
+/// −∞ before the parallel part runs.
+///
+/// Text lengths are per batch row (`textValid`): row b's valid text tokens are the first `textValid[b]`
+/// text positions; `attendingRows` lists the text rows up to the longest of them, and each batch row
+/// uses the prefix `attendingRows[0 ..< attendingCount(batch: b)]`.
 struct AttentionSchedule: Sendable {
     /// Query rows per work item (a multiple of 16, the rows of one micro-kernel). Each chunk of keys and
     /// values is loaded once per item, so more rows amortise it better; 128 rows keep Qᵀ and Oᵀ in L2.
     static let queryBlockRows = 128
 
-    /// Sequence indices of every row that attends something: the real video tokens in tile order, then
-    /// the valid text tokens. Doubles as the key list of text queries.
+    /// Sequence indices of the real video tokens in tile order, then the text tokens up to the longest
+    /// valid length of any batch row. The prefix `0 ..< attendingCount(batch: b)` lists every row of batch
+    /// row b that attends something, and doubles as the key list of its text queries.
     let attendingRows: [Int32]
     /// Real video tokens of tile t are `attendingRows[tileRealStart[t] ..< tileRealStart[t + 1]]`.
     let tileRealStart: [Int32]
-    /// Sequence indices of hole rows and padding text rows.
-    let silentRows: [Int32]
-    /// Key count of each plan CSR row, text included.
-    let keyCountByKeySet: [Int]
+    /// Sequence indices of hole rows (video positions outside the canvas).
+    let holeRows: [Int32]
+    /// Valid text length of each batch row.
+    let textValid: [Int32]
+    /// First text position (the padded video token count) and the text token count.
+    let textStart: Int
+    let textCount: Int
+    /// Real video key count of each plan CSR row (text excluded).
+    let videoKeyCountByKeySet: [Int]
     /// Work items, most expensive first (so the dynamic queue ends with small items).
     let items: [WorkItem]
 
-    init(plan: AttentionPlan, batch: Int) {
+    /// `textValid`: one valid text length per batch row, each in 0...text.count (checked by the caller);
+    /// nil means `plan.layout.text.valid` for every row.
+    init(plan: AttentionPlan, batch: Int, textValid: [Int]? = nil) {
         let layout = plan.layout
         let tileCount = layout.tileCount
         let tileVolume = layout.tileVolume
         let video = layout.paddedVideoTokenCount
-        let textValid = layout.text.valid
+        let textValid = textValid ?? Array(repeating: layout.text.valid, count: batch)
+        let longestText = textValid.max() ?? 0
         let rasterIndex = layout.rasterIndexBySequenceIndex()
 
         var attendingRows = [Int32]()
-        attendingRows.reserveCapacity(layout.videoTokenCount + textValid)
+        attendingRows.reserveCapacity(layout.videoTokenCount + longestText)
         var silentRows = [Int32]()
         var tileRealStart = [Int32](repeating: 0, count: tileCount + 1)
         for tile in 0..<tileCount {
@@ -59,11 +74,10 @@ struct AttentionSchedule: Sendable {
             }
             tileRealStart[tile + 1] = Int32(attendingRows.count)
         }
-        for index in video..<(video + textValid) { attendingRows.append(Int32(index)) }
-        for index in (video + textValid)..<layout.sequenceLength { silentRows.append(Int32(index)) }
+        let realVideoCount = attendingRows.count
+        for index in video..<(video + longestText) { attendingRows.append(Int32(index)) }
 
-        let realCount = attendingRows.count
-        var keyCountByKeySet = [Int](repeating: textValid, count: plan.windows.count * tileCount)
+        var keyCountByKeySet = [Int](repeating: 0, count: plan.windows.count * tileCount)
         for row in 0..<keyCountByKeySet.count {
             for position in Int(plan.keyTileStart[row])..<Int(plan.keyTileStart[row + 1]) {
                 let tile = Int(plan.keyTiles[position])
@@ -98,9 +112,11 @@ struct AttentionSchedule: Sendable {
 
         for batchHead in 0..<(batch * plan.heads) {
             let window = Int(plan.windowIndexByHead[batchHead % plan.heads])
+            let text = textValid[batchHead / plan.heads]
+            let realCount = realVideoCount + text
             for run in tileRunsByWindow[window] {
                 let keySet = window * tileCount + run.lowerBound
-                let keys = keyCountByKeySet[keySet]
+                let keys = keyCountByKeySet[keySet] + text
                 var start = Int(tileRealStart[run.lowerBound])
                 let end = Int(tileRealStart[run.upperBound])
                 while start < end {
@@ -129,11 +145,27 @@ struct AttentionSchedule: Sendable {
 
         self.attendingRows = attendingRows
         self.tileRealStart = tileRealStart
-        self.silentRows = silentRows
-        self.keyCountByKeySet = keyCountByKeySet
+        self.holeRows = silentRows
+        self.textValid = textValid.map { Int32($0) }
+        self.textStart = video
+        self.textCount = layout.text.count
+        self.videoKeyCountByKeySet = keyCountByKeySet
         self.items = items
     }
 
+    /// Real video rows (the rows of every batch row that attend something, text aside).
+    var realVideoCount: Int { Int(tileRealStart[tileRealStart.count - 1]) }
+
+    /// Rows of batch row `b` that attend something: the real video rows and its valid text rows.
+    func attendingCount(batch b: Int) -> Int { realVideoCount + Int(textValid[b]) }
+
+    /// Sequence indices of the rows of batch row `b` that attend nothing: holes and padding text.
+    func silentRows(batch b: Int) -> [Int32] {
+        holeRows + (textStart + Int(textValid[b]) ..< textStart + textCount).map { Int32($0) }
+    }
+
     /// The longest key list of any item.
-    var maximumKeyCount: Int { max(attendingRows.count, keyCountByKeySet.max() ?? 0) }
+    var maximumKeyCount: Int {
+        max(attendingRows.count, (videoKeyCountByKeySet.max() ?? 0) + attendingRows.count - realVideoCount)
+    }
 }

@@ -1,3 +1,5 @@
+import STACPUKernelsC
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -8,6 +10,8 @@ import Darwin
 /// the caller's buffers and the schedule's arrays, valid for the duration of the call.
 struct AttentionJob: @unchecked Sendable {
     var kind: StorageKind
+    /// Which implementation of the C micro-kernels runs (`sta_cpu_best_level()` unless a test asks).
+    var level: Int32
     var q: UnsafeRawPointer
     var k: UnsafeRawPointer
     var v: UnsafeRawPointer
@@ -15,15 +19,21 @@ struct AttentionJob: @unchecked Sendable {
     var lse: UnsafeMutablePointer<Float>
     var sequenceLength: Int
     var headDim: Int
-    /// scale · log2 e: scores come out in base-2 units for `exp2NonPositive`.
+    /// scale · log2 e: scores come out in base-2 units for the kernels' 2^x.
     var scoreScale: Float
+    /// The softmax scale itself, for the float64 recomputation of rows the fp32 pass cannot represent.
+    var scale: Double
     /// Keys per chunk of the online softmax.
     var keyChunk: Int
     var tileCount: Int
+    /// Query heads (batch row of a work item = batchHead / heads).
+    var heads: Int
     var textStart: Int
-    var textValid: Int
+    /// Valid text length per batch row.
+    var textValid: UnsafePointer<Int32>
     var attendingRows: UnsafePointer<Int32>
-    var attendingRowCount: Int
+    /// Real video rows at the head of `attendingRows` (the text rows follow).
+    var realVideoCount: Int
     var tileRealStart: UnsafePointer<Int32>
     var keyTileStart: UnsafePointer<Int32>
     var keyTiles: UnsafePointer<Int32>
@@ -84,12 +94,13 @@ struct AttentionWorker {
         let rowGroups16 = (rowCount + 15) / 16
         let paddedRows = rowGroups16 * 16
 
-        // Key list.
+        // Key list: the batch row's valid text keys follow the video keys.
+        let textValid = Int(job.textValid[Int(item.batchHead) / job.heads])
         let keys: UnsafePointer<Int32>
         let keyCount: Int
         if item.keySet < 0 {
             keys = job.attendingRows
-            keyCount = job.attendingRowCount
+            keyCount = job.realVideoCount + textValid
         } else {
             var count = 0
             let set = Int(item.keySet)
@@ -100,9 +111,9 @@ struct AttentionWorker {
                 (keyIndex + count).update(from: job.attendingRows + first, count: n)
                 count += n
             }
-            for t in 0..<job.textValid { keyIndex[count + t] = Int32(job.textStart + t) }
+            for t in 0..<textValid { keyIndex[count + t] = Int32(job.textStart + t) }
             keys = UnsafePointer(keyIndex)
-            keyCount = count + job.textValid
+            keyCount = count + textValid
         }
 
         // Qᵀ, scaled; padding rows are zero (their scores are 0, harmless, and never written out).
@@ -110,7 +121,7 @@ struct AttentionWorker {
             if r < rowCount {
                 job.kind.loadRow(
                     from: job.q, offset: (headBase + Int(rows[r])) * d, count: d, scale: job.scoreScale,
-                    into: rowBuffer)
+                    into: rowBuffer, level: job.level)
                 for c in 0..<d { queryT[c * rowStride + r] = rowBuffer[c] }
             } else {
                 for c in 0..<d { queryT[c * rowStride + r] = 0 }
@@ -126,50 +137,43 @@ struct AttentionWorker {
             gatherKeysAndValues(keys: chunkKeys, count: n, headBase: headBase)
 
             // Sᵀ = (Q Kᵀ)ᵀ for this chunk.
-            for group in 0..<rowGroups16 {
-                var column = 0
-                while column < n {
-                    multiplyAccumulate16x6(
-                        depth: d, x: queryT + group * 16, xStride: rowStride,
-                        y: keyChunk, yStride: 1, yColumnStride: d,
-                        firstColumn: column, columnCount: n,
-                        out: scores + group * 16, outColumnStride: rowStride, rescale: nil)
-                    column += 6
-                }
-            }
-            onlineSoftmaxStep(
-                scores: scores, rowStride: rowStride, keyCount: n, rowGroups: paddedRows / 8,
-                runningMax: runningMax, runningSum: runningSum, alpha: alpha)
+            sta_cpu_product(
+                job.level, rowGroups16, d, queryT, rowStride, keyChunk, 1, d, n, scores, rowStride, 0, nil)
+            sta_cpu_online_softmax_step(job.level, scores, rowStride, n, paddedRows / 8, runningMax, runningSum, alpha)
             // Oᵀ = alpha · Oᵀ + (P V)ᵀ.
-            for group in 0..<rowGroups16 {
-                let rescale: (low: Vector, high: Vector)? =
-                    chunkStart == 0 ? nil : (load(alpha + group * 16), load(alpha + group * 16 + 8))
-                var column = 0
-                while column < d {
-                    multiplyAccumulate16x6(
-                        depth: n, x: scores + group * 16, xStride: rowStride,
-                        y: valueChunk, yStride: d, yColumnStride: 1,
-                        firstColumn: column, columnCount: d,
-                        out: outputT + group * 16, outColumnStride: rowStride, rescale: rescale)
-                    column += 6
-                }
-            }
+            sta_cpu_product(
+                job.level, rowGroups16, n, scores, rowStride, valueChunk, d, 1, d, outputT, rowStride,
+                chunkStart == 0 ? 0 : 2, alpha)
             chunkStart += n
         }
 
-        // Normalise, write rows back in storage order, and the log-sum-exp (natural log).
+        // Normalise, write rows back in storage order, and the log-sum-exp (natural log). A row whose
+        // fp32 result is not finite (scores past the fp32 range, or NaN and infinities in its inputs) is
+        // recomputed in Double by `writeExactRow`, which gives the right numbers for large finite inputs
+        // and a NaN row otherwise.
         for r in 0..<rowCount {
             let row = headBase + Int(rows[r])
-            let sum = runningSum[r]
-            if keyCount == 0 || !(sum > 0) {
+            if keyCount == 0 {
                 job.kind.storeZeros(count: d, to: job.output, offset: row * d)
-                job.lse[row] = keyCount == 0 ? -.infinity : .nan
+                job.lse[row] = -.infinity
                 continue
             }
-            let inverse = 1 / sum
-            for c in 0..<d { rowBuffer[c] = outputT[c * rowStride + r] * inverse }
-            job.kind.storeRow(rowBuffer, count: d, to: job.output, offset: row * d)
-            job.lse[row] = Float((Double(runningMax[r]) + log2(Double(sum))) * 0.693_147_180_559_945_3)
+            let sum = runningSum[r], maximum = runningMax[r]
+            var finite = sum.isFinite && sum > 0 && maximum.isFinite
+            if finite {
+                let inverse = 1 / sum
+                for c in 0..<d {
+                    let value = outputT[c * rowStride + r] * inverse
+                    rowBuffer[c] = value
+                    finite = finite && value.isFinite
+                }
+            }
+            guard finite else {
+                writeExactRow(row, keys: keys, keyCount: keyCount, headBase: headBase)
+                continue
+            }
+            job.kind.storeRow(rowBuffer, count: d, to: job.output, offset: row * d, level: job.level)
+            job.lse[row] = Float((Double(maximum) + log2(Double(sum))) * 0.693_147_180_559_945_3)
         }
     }
 
@@ -196,8 +200,8 @@ struct AttentionWorker {
         }
         for j in 0..<n {
             let offset = (headBase + Int(keys[j])) * d
-            job.kind.loadRow(from: job.k, offset: offset, count: d, into: keyChunk + j * d)
-            job.kind.loadRow(from: job.v, offset: offset, count: d, into: valueChunk + j * d)
+            job.kind.loadRow(from: job.k, offset: offset, count: d, into: keyChunk + j * d, level: job.level)
+            job.kind.loadRow(from: job.v, offset: offset, count: d, into: valueChunk + j * d, level: job.level)
         }
     }
 }

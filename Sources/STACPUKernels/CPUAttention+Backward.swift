@@ -1,4 +1,5 @@
 import Dispatch
+import STACPUKernelsC
 import STAGeometry
 import STATensors
 import Synchronization
@@ -24,6 +25,8 @@ extension CPUAttention {
     ///     storage type: dK and dV sum over every query that attends a key, and a caller that wants them
     ///     in bf16 or fp16 rounds once at the end.
     ///   - scale: the forward's scale; nil means 1/√headDim.
+    ///   - textValid: valid text length of each batch row, as given to the forward (nil: the plan's
+    ///     `text.valid` for every row). Padding text rows get dq = dk = dv = 0.
     ///   - threads: worker threads; nil means every online core.
     /// - Rows that attend nothing (holes, padding text, and any row whose lse is −∞) contribute nothing
     ///   and get dq = 0; keys that nothing attends (holes, padding text) get dk = dv = 0. Their rows of q,
@@ -40,11 +43,11 @@ extension CPUAttention {
         output: UnsafeBufferPointer<T>, lse: UnsafeBufferPointer<Float>, outputGradient: UnsafeBufferPointer<T>,
         dq: UnsafeMutableBufferPointer<Float>, dk: UnsafeMutableBufferPointer<Float>,
         dv: UnsafeMutableBufferPointer<Float>,
-        scale: Float? = nil, threads: Int? = nil
+        scale: Float? = nil, textValid: [Int]? = nil, threads: Int? = nil
     ) throws(CPUAttentionError) {
         try validate(
             plan: plan, batch: batch, headDim: headDim, counts: (q.count, k.count, v.count, output.count),
-            lseCount: lse.count, scale: scale, threads: threads)
+            lseCount: lse.count, scale: scale, textValid: textValid, threads: threads)
         let elements = output.count
         for (name, count) in [
             ("outputGradient", outputGradient.count), ("dq", dq.count), ("dk", dk.count), ("dv", dv.count),
@@ -64,7 +67,7 @@ extension CPUAttention {
                                     q: qp.baseAddress!, k: kp.baseAddress!, v: vp.baseAddress!, output: op.baseAddress!,
                                     lse: lse.baseAddress!, outputGradient: gp.baseAddress!,
                                     dq: dq.baseAddress!, dk: dk.baseAddress!, dv: dv.baseAddress!,
-                                    scale: scale, threads: threads)
+                                    scale: scale, textValid: textValid, threads: threads)
                             }
                         }
                     }
@@ -77,13 +80,14 @@ extension CPUAttention {
             q: UnsafeRawPointer(q.baseAddress!), k: UnsafeRawPointer(k.baseAddress!),
             v: UnsafeRawPointer(v.baseAddress!), output: UnsafeRawPointer(output.baseAddress!),
             lse: lse.baseAddress!, outputGradient: UnsafeRawPointer(outputGradient.baseAddress!),
-            dq: dq.baseAddress!, dk: dk.baseAddress!, dv: dv.baseAddress!, scale: scale, threads: threads)
+            dq: dq.baseAddress!, dk: dk.baseAddress!, dv: dv.baseAddress!, scale: scale, textValid: textValid,
+            threads: threads)
     }
 
     /// Convenience over arrays: returns dq, dk and dv ([batch, heads, S, headDim] each, fp32).
     public static func backward<T: StorageScalar>(
         plan: AttentionPlan, batch: Int, headDim: Int, q: [T], k: [T], v: [T], output: [T], lse: [Float],
-        outputGradient: [T], scale: Float? = nil, threads: Int? = nil
+        outputGradient: [T], scale: Float? = nil, textValid: [Int]? = nil, threads: Int? = nil
     ) throws(CPUAttentionError) -> (dq: [Float], dk: [Float], dv: [Float]) {
         let elements = batch * plan.heads * plan.layout.sequenceLength * headDim
         var dq = [Float](repeating: 0, count: max(0, elements))
@@ -101,7 +105,7 @@ extension CPUAttention {
                                                 try backward(
                                                     plan: plan, batch: batch, headDim: headDim, q: qp, k: kp, v: vp,
                                                     output: op, lse: lp, outputGradient: gp, dq: dqp, dk: dkp,
-                                                    dv: dvp, scale: scale, threads: threads)
+                                                    dv: dvp, scale: scale, textValid: textValid, threads: threads)
                                             }
                                         }
                                     }
@@ -125,12 +129,13 @@ extension CPUAttention {
         q: UnsafeRawPointer, k: UnsafeRawPointer, v: UnsafeRawPointer, output: UnsafeRawPointer,
         lse: UnsafePointer<Float>, outputGradient: UnsafeRawPointer,
         dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>,
-        scale: Float?, threads: Int?, chunk: Int = defaultKeyChunk
+        scale: Float?, textValid: [Int]? = nil, threads: Int?, chunk: Int = defaultKeyChunk,
+        level: Int32 = sta_cpu_best_level()
     ) {
         let layout = plan.layout
         let s = layout.sequenceLength
         let batchHeads = batch * plan.heads
-        let forwardSchedule = AttentionSchedule(plan: plan, batch: batch)
+        let forwardSchedule = AttentionSchedule(plan: plan, batch: batch, textValid: textValid)
         let keySchedule = BackwardKeySchedule(plan: plan, batch: batch, forward: forwardSchedule)
         let scale = scale ?? 1 / Float(d).squareRoot()
         let log2e: Float = 1.442_695_040_888_963_4
@@ -138,7 +143,7 @@ extension CPUAttention {
 
         // Rows that attend nothing and keys that nothing attends: zero gradients.
         for batchHead in 0..<batchHeads {
-            for row in forwardSchedule.silentRows {
+            for row in forwardSchedule.silentRows(batch: batchHead / plan.heads) {
                 let offset = (batchHead * s + Int(row)) * d
                 for gradient in [dq, dk, dv] { (gradient + offset).update(repeating: 0, count: d) }
             }
@@ -165,25 +170,15 @@ extension CPUAttention {
                     gradientRow.deallocate()
                 }
                 for batchHead in stride(from: worker, to: batchHeads, by: workers) {
-                    for index in 0..<forwardSchedule.attendingRows.count {
+                    for index in 0..<forwardSchedule.attendingCount(batch: batchHead / plan.heads) {
                         let row = batchHead * s + Int(rows[index])
                         guard lse[row] != -.infinity else {
                             (lseLog2[row], delta[row]) = (.infinity, 0)
                             continue
                         }
-                        kind.loadRow(from: output, offset: row * d, count: d, into: outputRow)
-                        kind.loadRow(from: outputGradient, offset: row * d, count: d, into: gradientRow)
-                        var sum = Vector()
-                        var c = 0
-                        while c + 8 <= d {
-                            sum.addProduct(load(outputRow + c), load(gradientRow + c))
-                            c += 8
-                        }
-                        var total = sum.sum()
-                        while c < d {
-                            total += outputRow[c] * gradientRow[c]
-                            c += 1
-                        }
+                        kind.loadRow(from: output, offset: row * d, count: d, into: outputRow, level: level)
+                        kind.loadRow(from: outputGradient, offset: row * d, count: d, into: gradientRow, level: level)
+                        let total = sta_cpu_dot(level, outputRow, gradientRow, d)
                         (lseLog2[row], delta[row]) = (lse[row] * log2e, total)
                     }
                 }
@@ -196,25 +191,29 @@ extension CPUAttention {
                     plan.keyTiles.withUnsafeBufferPointer { keyTiles in
                         keySchedule.queryTileStart.withUnsafeBufferPointer { queryTileStart in
                             keySchedule.queryTiles.withUnsafeBufferPointer { queryTiles in
-                                let job = BackwardJob(
-                                    kind: kind, q: q, k: k, v: v, outputGradient: outputGradient,
-                                    dq: dq, dk: dk, dv: dv, lseLog2: lseLog2, delta: delta,
-                                    sequenceLength: s, headDim: d, scale: scale, scoreScale: scale * log2e,
-                                    chunk: chunk, tileCount: layout.tileCount,
-                                    textStart: layout.paddedVideoTokenCount, textValid: layout.text.valid,
-                                    attendingRows: attendingRows.baseAddress!,
-                                    attendingRowCount: attendingRows.count,
-                                    tileRealStart: tileRealStart.baseAddress!,
-                                    keyTileStart: keyTileStart.baseAddress!,
-                                    keyTiles: keyTiles.baseAddress ?? tileRealStart.baseAddress!,
-                                    queryTileStart: queryTileStart.baseAddress!,
-                                    queryTiles: queryTiles.baseAddress ?? tileRealStart.baseAddress!,
-                                    maximumListCount: max(
-                                        forwardSchedule.maximumKeyCount,
-                                        keySchedule.maximumQueryCount(realCount: attendingRows.count)))
-                                runItems(job: job, items: keySchedule.items, threads: threadCount) { $0.runKeyItem($1) }
-                                runItems(job: job, items: forwardSchedule.items, threads: threadCount) {
-                                    $0.runQueryItem($1)
+                                forwardSchedule.textValid.withUnsafeBufferPointer { textValid in
+                                    let job = BackwardJob(
+                                        kind: kind, level: level, q: q, k: k, v: v, outputGradient: outputGradient,
+                                        dq: dq, dk: dk, dv: dv, lseLog2: lseLog2, delta: delta,
+                                        sequenceLength: s, headDim: d, scale: scale, scoreScale: scale * log2e,
+                                        chunk: chunk, tileCount: layout.tileCount, heads: plan.heads,
+                                        textStart: layout.paddedVideoTokenCount, textValid: textValid.baseAddress!,
+                                        attendingRows: attendingRows.baseAddress!,
+                                        realVideoCount: forwardSchedule.realVideoCount,
+                                        tileRealStart: tileRealStart.baseAddress!,
+                                        keyTileStart: keyTileStart.baseAddress!,
+                                        keyTiles: keyTiles.baseAddress ?? tileRealStart.baseAddress!,
+                                        queryTileStart: queryTileStart.baseAddress!,
+                                        queryTiles: queryTiles.baseAddress ?? tileRealStart.baseAddress!,
+                                        maximumListCount: max(
+                                            forwardSchedule.maximumKeyCount,
+                                            keySchedule.maximumQueryCount(forward: forwardSchedule)))
+                                    runItems(job: job, items: keySchedule.items, threads: threadCount) {
+                                        $0.runKeyItem($1)
+                                    }
+                                    runItems(job: job, items: forwardSchedule.items, threads: threadCount) {
+                                        $0.runQueryItem($1)
+                                    }
                                 }
                             }
                         }

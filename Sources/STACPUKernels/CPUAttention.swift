@@ -1,4 +1,5 @@
 import Dispatch
+import STACPUKernelsC
 import STAGeometry
 import STATensors
 import Synchronization
@@ -14,13 +15,24 @@ import Darwin
 ///
 /// Inputs and output are [batch, heads, sequenceLength, headDim], contiguous, in tile order then text
 /// (`plan.layout.sequenceLength` tokens); log-sum-exp is [batch, heads, sequenceLength], natural log.
-/// Rows that attend no key (holes and padding text rows) get output 0 and log-sum-exp −∞.
+/// Rows that attend no key (holes and padding text rows) get output 0 and log-sum-exp −∞. NaN and
+/// infinities in q, k or v make every row that uses them NaN (output and log-sum-exp), never 0; rows whose
+/// scores pass the fp32 range are recomputed in float64 (docs/SEMANTICS.md).
+///
+/// The inner loops are the C micro-kernels of `STACPUKernelsC`, compiled for AVX2/FMA/F16C and for the
+/// baseline and chosen at run time (`instructionSet` says which).
 ///
 /// Cost: `plan.effectiveFLOPs(batch:headDim:)` floating-point operations (holes and skipped tiles cost
 /// nothing) plus a few per cent for the softmax and for gathering key/value chunks, spread over `threads`
 /// cores; about 55 % of the fp32 FMA peak on an AVX2 core (benchmarks/cpu/REPORT.md). Scratch: about
 /// 320 KiB per thread for headDim 128, plus one key index list; nothing is allocated inside the loops.
 public enum CPUAttention {
+    /// The micro-kernels this process runs: "AVX2+FMA+F16C" or "portable" (a CPU without them, or the
+    /// environment variable STA_CPU_KERNELS=portable).
+    public static var instructionSet: String {
+        sta_cpu_best_level() == Int32(STA_CPU_LEVEL_AVX2) ? "AVX2+FMA+F16C" : "portable"
+    }
+
     /// Online processors, the default thread count.
     public static var defaultThreadCount: Int {
         max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
@@ -37,6 +49,10 @@ public enum CPUAttention {
     ///   - output: same shape, written completely (holes and padding text rows with 0).
     ///   - lse: [batch, plan.heads, plan.layout.sequenceLength], natural log; −∞ for rows that attend nothing.
     ///   - scale: multiplies Q·Kᵀ; nil means 1/√headDim.
+    ///   - textValid: valid text length of each batch row (`batch` entries, each in
+    ///     0...plan.layout.text.count); nil means `plan.layout.text.valid` for every row. Text rows at or
+    ///     past a row's length are padding: they attend nothing (output 0, lse −∞) and no query of that
+    ///     batch row attends them.
     ///   - threads: worker threads; nil means every online core.
     /// - Throws: `CPUAttentionError` when a count does not match or a parameter is out of range; nothing
     ///   is written then.
@@ -44,11 +60,11 @@ public enum CPUAttention {
         plan: AttentionPlan, batch: Int, headDim: Int,
         q: UnsafeBufferPointer<T>, k: UnsafeBufferPointer<T>, v: UnsafeBufferPointer<T>,
         output: UnsafeMutableBufferPointer<T>, lse: UnsafeMutableBufferPointer<Float>,
-        scale: Float? = nil, threads: Int? = nil
+        scale: Float? = nil, textValid: [Int]? = nil, threads: Int? = nil
     ) throws(CPUAttentionError) {
         try validate(
             plan: plan, batch: batch, headDim: headDim, counts: (q.count, k.count, v.count, output.count),
-            lseCount: lse.count, scale: scale, threads: threads)
+            lseCount: lse.count, scale: scale, textValid: textValid, threads: threads)
         guard let kind = StorageKind(T.self) else {
             // Another StorageScalar: compute in Float and convert once at each end.
             let qf = q.map(\.floatValue), kf = k.map(\.floatValue), vf = v.map(\.floatValue)
@@ -62,7 +78,7 @@ public enum CPUAttention {
                                 q: UnsafeRawPointer(qp.baseAddress!), k: UnsafeRawPointer(kp.baseAddress!),
                                 v: UnsafeRawPointer(vp.baseAddress!),
                                 output: UnsafeMutableRawPointer(op.baseAddress!), lse: lse.baseAddress!,
-                                scale: scale, threads: threads, keyChunk: defaultKeyChunk)
+                                scale: scale, textValid: textValid, threads: threads, keyChunk: defaultKeyChunk)
                         }
                     }
                 }
@@ -74,19 +90,19 @@ public enum CPUAttention {
             plan: plan, batch: batch, headDim: headDim, kind: kind,
             q: UnsafeRawPointer(q.baseAddress!), k: UnsafeRawPointer(k.baseAddress!),
             v: UnsafeRawPointer(v.baseAddress!), output: UnsafeMutableRawPointer(output.baseAddress!),
-            lse: lse.baseAddress!, scale: scale, threads: threads, keyChunk: defaultKeyChunk)
+            lse: lse.baseAddress!, scale: scale, textValid: textValid, threads: threads, keyChunk: defaultKeyChunk)
     }
 
     /// Convenience over arrays: returns the output ([batch, heads, S, headDim]) and log-sum-exp
     /// ([batch, heads, S]).
     public static func forward<T: StorageScalar>(
         plan: AttentionPlan, batch: Int, headDim: Int, q: [T], k: [T], v: [T],
-        scale: Float? = nil, threads: Int? = nil
+        scale: Float? = nil, textValid: [Int]? = nil, threads: Int? = nil
     ) throws(CPUAttentionError) -> (output: [T], lse: [Float]) {
         let rows = batch * plan.heads * plan.layout.sequenceLength
         try validate(
             plan: plan, batch: batch, headDim: headDim, counts: (q.count, k.count, v.count, rows * headDim),
-            lseCount: rows, scale: scale, threads: threads)
+            lseCount: rows, scale: scale, textValid: textValid, threads: threads)
         var output = [T](repeating: T(0), count: rows * headDim)
         var lse = [Float](repeating: 0, count: rows)
         let result: Result<Void, CPUAttentionError> = q.withUnsafeBufferPointer { qp in
@@ -97,7 +113,7 @@ public enum CPUAttention {
                             Result { () throws(CPUAttentionError) in
                                 try forward(
                                     plan: plan, batch: batch, headDim: headDim, q: qp, k: kp, v: vp,
-                                    output: op, lse: lp, scale: scale, threads: threads)
+                                    output: op, lse: lp, scale: scale, textValid: textValid, threads: threads)
                             }
                         }
                     }
@@ -136,9 +152,16 @@ public enum CPUAttention {
 
     static func validate(
         plan: AttentionPlan, batch: Int, headDim: Int, counts: (q: Int, k: Int, v: Int, output: Int),
-        lseCount: Int, scale: Float?, threads: Int?
+        lseCount: Int, scale: Float?, textValid: [Int]?, threads: Int?
     ) throws(CPUAttentionError) {
         guard batch >= 1 else { throw .invalidBatch(batch) }
+        if let textValid {
+            guard textValid.count == batch else { throw .textValidCountMismatch(count: textValid.count, batch: batch) }
+            let textCount = plan.layout.text.count
+            if let row = textValid.firstIndex(where: { !(0...textCount).contains($0) }) {
+                throw .textValidOutOfRange(row: row, value: textValid[row], textCount: textCount)
+            }
+        }
         guard headDim >= 1 else { throw .invalidHeadDimension(headDim) }
         if let threads, threads < 1 { throw .invalidThreadCount(threads) }
         if let scale, !scale.isFinite { throw .nonFiniteScale(scale) }
@@ -157,15 +180,16 @@ public enum CPUAttention {
         plan: AttentionPlan, batch: Int, headDim: Int, kind: StorageKind,
         q: UnsafeRawPointer, k: UnsafeRawPointer, v: UnsafeRawPointer,
         output: UnsafeMutableRawPointer, lse: UnsafeMutablePointer<Float>,
-        scale: Float?, threads: Int?, keyChunk: Int
+        scale: Float?, textValid: [Int]? = nil, threads: Int?, keyChunk: Int,
+        level: Int32 = sta_cpu_best_level()
     ) {
         let layout = plan.layout
-        let schedule = AttentionSchedule(plan: plan, batch: batch)
+        let schedule = AttentionSchedule(plan: plan, batch: batch, textValid: textValid)
         let sequenceLength = layout.sequenceLength
 
         // Rows that attend nothing.
         for batchHead in 0..<(batch * plan.heads) {
-            for row in schedule.silentRows {
+            for row in schedule.silentRows(batch: batchHead / plan.heads) {
                 let index = batchHead * sequenceLength + Int(row)
                 kind.storeZeros(count: headDim, to: output, offset: index * headDim)
                 lse[index] = -.infinity
@@ -173,24 +197,29 @@ public enum CPUAttention {
         }
         guard !schedule.items.isEmpty else { return }
 
-        let scoreScale = (scale ?? 1 / Float(headDim).squareRoot()) * 1.442_695_040_888_963_4
+        let softmaxScale = scale ?? 1 / Float(headDim).squareRoot()
+        let scoreScale = softmaxScale * 1.442_695_040_888_963_4
         let workers = min(threads ?? defaultThreadCount, schedule.items.count)
         schedule.attendingRows.withUnsafeBufferPointer { attendingRows in
             schedule.tileRealStart.withUnsafeBufferPointer { tileRealStart in
                 plan.keyTileStart.withUnsafeBufferPointer { keyTileStart in
                     plan.keyTiles.withUnsafeBufferPointer { keyTiles in
-                        schedule.items.withUnsafeBufferPointer { items in
-                            let job = AttentionJob(
-                                kind: kind, q: q, k: k, v: v, output: output, lse: lse,
-                                sequenceLength: sequenceLength, headDim: headDim, scoreScale: scoreScale,
-                                keyChunk: keyChunk, tileCount: layout.tileCount,
-                                textStart: layout.paddedVideoTokenCount, textValid: layout.text.valid,
-                                attendingRows: attendingRows.baseAddress!, attendingRowCount: attendingRows.count,
-                                tileRealStart: tileRealStart.baseAddress!,
-                                keyTileStart: keyTileStart.baseAddress!,
-                                keyTiles: keyTiles.baseAddress ?? tileRealStart.baseAddress!,
-                                items: items.baseAddress!, maximumKeyCount: schedule.maximumKeyCount)
-                            runWorkers(job: job, itemCount: items.count, workers: workers)
+                        schedule.textValid.withUnsafeBufferPointer { textValid in
+                            schedule.items.withUnsafeBufferPointer { items in
+                                let job = AttentionJob(
+                                    kind: kind, level: level, q: q, k: k, v: v, output: output, lse: lse,
+                                    sequenceLength: sequenceLength, headDim: headDim, scoreScale: scoreScale,
+                                    scale: Double(softmaxScale),
+                                    keyChunk: keyChunk, tileCount: layout.tileCount, heads: plan.heads,
+                                    textStart: layout.paddedVideoTokenCount, textValid: textValid.baseAddress!,
+                                    attendingRows: attendingRows.baseAddress ?? textValid.baseAddress!,
+                                    realVideoCount: schedule.realVideoCount,
+                                    tileRealStart: tileRealStart.baseAddress!,
+                                    keyTileStart: keyTileStart.baseAddress!,
+                                    keyTiles: keyTiles.baseAddress ?? tileRealStart.baseAddress!,
+                                    items: items.baseAddress!, maximumKeyCount: schedule.maximumKeyCount)
+                                runWorkers(job: job, itemCount: items.count, workers: workers)
+                            }
                         }
                     }
                 }

@@ -5,8 +5,8 @@ import STAGeometry
 ///
 /// A video key tile `t` is attended, under window `w`, by the real rows of every query tile whose key
 /// tiles contain `t` (the inverse of the plan's CSR, `queryTiles[queryTileStart[w · tileCount + t] ..<
-/// queryTileStart[w · tileCount + t + 1]]`, ascending) and by every valid text row; a valid text key is
-/// attended by every real row. Items reuse `WorkItem`: `keySet` names the *query* set (the inverse CSR
+/// queryTileStart[w · tileCount + t + 1]]`, ascending) and by the valid text rows of its batch row; a
+/// valid text key is attended by every real row of its batch row. Items reuse `WorkItem`: `keySet` names the *query* set (the inverse CSR
 /// row, or -1 for every attending row) and `rowStart`, `rowCount` a block of key rows in
 /// `AttentionSchedule.attendingRows`.
 ///
@@ -16,21 +16,19 @@ struct BackwardKeySchedule: Sendable {
     let queryTileStart: [Int32]
     /// Query tile indices, concatenated over (window, key tile).
     let queryTiles: [Int32]
-    /// Query rows of each inverse CSR row, text included.
-    let queryCountByQuerySet: [Int]
+    /// Real video query rows of each inverse CSR row (text excluded).
+    let videoQueryCountByQuerySet: [Int]
     /// Work items, most expensive first.
     let items: [WorkItem]
 
     init(plan: AttentionPlan, batch: Int, forward: AttentionSchedule) {
         let layout = plan.layout
         let tileCount = layout.tileCount
-        let textValid = layout.text.valid
         let tileRealStart = forward.tileRealStart
-        let realCount = forward.attendingRows.count
         let setCount = plan.windows.count * tileCount
 
         let (start, queryTiles) = plan.inverseKeyTileLists()
-        var queryCountByQuerySet = [Int](repeating: textValid, count: setCount)
+        var queryCountByQuerySet = [Int](repeating: 0, count: setCount)
         for set in 0..<setCount {
             for position in Int(start[set])..<Int(start[set + 1]) {
                 let tile = Int(queryTiles[position])
@@ -64,9 +62,11 @@ struct BackwardKeySchedule: Sendable {
         var items = [WorkItem]()
         for batchHead in 0..<(batch * plan.heads) {
             let window = Int(plan.windowIndexByHead[batchHead % plan.heads])
+            let text = Int(forward.textValid[batchHead / plan.heads])
+            let realCount = forward.realVideoCount + text
             for run in tileRunsByWindow[window] {
                 let set = window * tileCount + run.lowerBound
-                let queries = queryCountByQuerySet[set]
+                let queries = queryCountByQuerySet[set] + text
                 var first = Int(tileRealStart[run.lowerBound])
                 let end = Int(tileRealStart[run.upperBound])
                 while first < end {
@@ -93,10 +93,14 @@ struct BackwardKeySchedule: Sendable {
 
         self.queryTileStart = start
         self.queryTiles = queryTiles
-        self.queryCountByQuerySet = queryCountByQuerySet
+        self.videoQueryCountByQuerySet = queryCountByQuerySet
         self.items = items
     }
 
-    /// The longest query list of any item.
-    func maximumQueryCount(realCount: Int) -> Int { max(realCount, queryCountByQuerySet.max() ?? 0) }
+    /// The longest query list of any item, given the forward schedule's attending rows (video rows and
+    /// the longest valid text).
+    func maximumQueryCount(forward: AttentionSchedule) -> Int {
+        let longestText = forward.attendingRows.count - forward.realVideoCount
+        return max(forward.attendingRows.count, (videoQueryCountByQuerySet.max() ?? 0) + longestText)
+    }
 }

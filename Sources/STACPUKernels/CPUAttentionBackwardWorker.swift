@@ -1,3 +1,5 @@
+import STACPUKernelsC
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -8,6 +10,8 @@ import Darwin
 /// the caller's buffers, the per-row statistics and both schedules, valid for the duration of the call.
 struct BackwardJob: @unchecked Sendable {
     var kind: StorageKind
+    /// Which implementation of the C micro-kernels runs (`sta_cpu_best_level()` unless a test asks).
+    var level: Int32
     var q: UnsafeRawPointer
     var k: UnsafeRawPointer
     var v: UnsafeRawPointer
@@ -23,15 +27,19 @@ struct BackwardJob: @unchecked Sendable {
     var headDim: Int
     /// The softmax scale (dQ and dK carry it).
     var scale: Float
-    /// scale · log2 e: scores come out in base-2 units for `exp2NonPositive`.
+    /// scale · log2 e: scores come out in base-2 units for the kernels' 2^x.
     var scoreScale: Float
     /// Rows per chunk of the inner loop (keys in the dQ pass, queries in the dK/dV pass).
     var chunk: Int
     var tileCount: Int
+    /// Query heads (batch row of a work item = batchHead / heads).
+    var heads: Int
     var textStart: Int
-    var textValid: Int
+    /// Valid text length per batch row.
+    var textValid: UnsafePointer<Int32>
     var attendingRows: UnsafePointer<Int32>
-    var attendingRowCount: Int
+    /// Real video rows at the head of `attendingRows` (the text rows follow).
+    var realVideoCount: Int
     var tileRealStart: UnsafePointer<Int32>
     /// The plan's CSR (query tile → key tiles).
     var keyTileStart: UnsafePointer<Int32>
@@ -54,7 +62,7 @@ struct BackwardJob: @unchecked Sendable {
 /// - dQ item (lanes = query rows), like the forward: Qᵀ (pre-scaled) and dOᵀ [headDim][rows]; per chunk
 ///   of keys K and V [chunk][headDim]: S = Q Kᵀ, dP = dO Vᵀ, dS as above, dQᵀ += Kᵀ dS.
 ///
-/// Every product is `multiplyAccumulate16x6`. Scratch: 4 · (4 · rows · headDim + 2 · chunk · headDim
+/// Every product is `sta_cpu_product` (a 16×6 register-blocked kernel). Scratch: 4 · (4 · rows · headDim + 2 · chunk · headDim
 /// + 2 · chunk · rows + …) bytes, about 512 KiB for headDim 128 and 128-row chunks.
 struct BackwardWorker {
     let job: BackwardJob
@@ -106,11 +114,14 @@ struct BackwardWorker {
     // MARK: Row lists
 
     /// The rows on the other side of an item: the real rows of the tiles of CSR row `set` of
-    /// (`start`, `tiles`) plus the valid text rows, or every attending row when `set` is negative.
+    /// (`start`, `tiles`) plus the valid text rows of the item's batch row, or every attending row of that
+    /// batch row when `set` is negative.
     private func otherRows(
-        set: Int32, start: UnsafePointer<Int32>, tiles: UnsafePointer<Int32>
+        of item: WorkItem, start: UnsafePointer<Int32>, tiles: UnsafePointer<Int32>
     ) -> (rows: UnsafePointer<Int32>, count: Int) {
-        if set < 0 { return (job.attendingRows, job.attendingRowCount) }
+        let set = item.keySet
+        let textValid = Int(job.textValid[Int(item.batchHead) / job.heads])
+        if set < 0 { return (job.attendingRows, job.realVideoCount + textValid) }
         var count = 0
         for position in Int(start[Int(set)])..<Int(start[Int(set) + 1]) {
             let tile = Int(tiles[position])
@@ -119,8 +130,8 @@ struct BackwardWorker {
             (list + count).update(from: job.attendingRows + first, count: n)
             count += n
         }
-        for t in 0..<job.textValid { list[count + t] = Int32(job.textStart + t) }
-        return (UnsafePointer(list), count + job.textValid)
+        for t in 0..<textValid { list[count + t] = Int32(job.textStart + t) }
+        return (UnsafePointer(list), count + textValid)
     }
 
     /// Loads the item's own rows of `source` transposed into `destination` [headDim][rowStride], scaled;
@@ -133,7 +144,8 @@ struct BackwardWorker {
         for r in 0..<paddedRows {
             if r < rowCount {
                 job.kind.loadRow(
-                    from: source, offset: (headBase + Int(rows[r])) * d, count: d, scale: scale, into: rowBuffer)
+                    from: source, offset: (headBase + Int(rows[r])) * d, count: d, scale: scale, into: rowBuffer,
+                    level: job.level)
                 for c in 0..<d { destination[c * rowStride + r] = rowBuffer[c] }
             } else {
                 for c in 0..<d { destination[c * rowStride + r] = 0 }
@@ -158,18 +170,9 @@ struct BackwardWorker {
         rowGroups16: Int, depth: Int, x: UnsafePointer<Float>, y: UnsafePointer<Float>, yStride: Int,
         yColumnStride: Int, columns: Int, out: UnsafeMutablePointer<Float>, accumulate: Bool
     ) {
-        let ones: (low: Vector, high: Vector)? = accumulate ? (Vector(repeating: 1), Vector(repeating: 1)) : nil
-        for group in 0..<rowGroups16 {
-            var column = 0
-            while column < columns {
-                multiplyAccumulate16x6(
-                    depth: depth, x: x + group * 16, xStride: rowStride,
-                    y: y, yStride: yStride, yColumnStride: yColumnStride,
-                    firstColumn: column, columnCount: columns,
-                    out: out + group * 16, outColumnStride: rowStride, rescale: ones)
-                column += 6
-            }
-        }
+        sta_cpu_product(
+            job.level, rowGroups16, depth, x, rowStride, y, yStride, yColumnStride, columns, out, rowStride,
+            accumulate ? 1 : 0, nil)
     }
 
     // MARK: dK, dV
@@ -182,7 +185,7 @@ struct BackwardWorker {
         let keyCount = Int(item.rowCount)
         let rowGroups16 = (keyCount + 15) / 16
         let paddedKeys = rowGroups16 * 16
-        let (queries, queryCount) = otherRows(set: item.keySet, start: job.queryTileStart, tiles: job.queryTiles)
+        let (queries, queryCount) = otherRows(of: item, start: job.queryTileStart, tiles: job.queryTiles)
         let keyT = ownA, valueT = ownB, dKT = accumulatorA, dVT = accumulatorB
 
         loadTransposed(
@@ -204,8 +207,8 @@ struct BackwardWorker {
                     (chunkA + j * d).update(repeating: 0, count: d)
                     (chunkB + j * d).update(repeating: 0, count: d)
                 } else {
-                    job.kind.loadRow(from: job.q, offset: row * d, count: d, into: chunkA + j * d)
-                    job.kind.loadRow(from: job.outputGradient, offset: row * d, count: d, into: chunkB + j * d)
+                    job.kind.loadRow(from: job.q, offset: row * d, count: d, into: chunkA + j * d, level: job.level)
+                    job.kind.loadRow(from: job.outputGradient, offset: row * d, count: d, into: chunkB + j * d, level: job.level)
                 }
             }
             // Sᵀ[query][keys] = K Qᵀ and dPᵀ[query][keys] = V dOᵀ.
@@ -216,17 +219,8 @@ struct BackwardWorker {
                 rowGroups16: rowGroups16, depth: d, x: valueT, y: chunkB, yStride: 1, yColumnStride: d, columns: n,
                 out: scoreGradients, accumulate: false)
             // P = 2^(S − L) and dS = P ∘ (dP − Δ), one query (one broadcast L and Δ) per column.
-            for j in 0..<n {
-                let lse = Vector(repeating: rowLSE[j]), delta = Vector(repeating: rowDelta[j])
-                let s = probabilities + j * rowStride, g = scoreGradients + j * rowStride
-                var lane = 0
-                while lane < paddedKeys {
-                    let p = exp2NonPositive(load(s + lane) - lse)
-                    store(p, s + lane)
-                    store(p * (load(g + lane) - delta), g + lane)
-                    lane += 8
-                }
-            }
+            sta_cpu_backward_scores_by_column(
+                job.level, probabilities, scoreGradients, rowStride, n, paddedKeys, rowLSE, rowDelta)
             // dVᵀ += dOᵀ P and dKᵀ += Qᵀ dS (depth = the chunk's queries).
             product(
                 rowGroups16: rowGroups16, depth: n, x: probabilities, y: chunkB, yStride: d, yColumnStride: 1,
@@ -260,7 +254,7 @@ struct BackwardWorker {
         let rowCount = Int(item.rowCount)
         let rowGroups16 = (rowCount + 15) / 16
         let paddedRows = rowGroups16 * 16
-        let (keys, keyCount) = otherRows(set: item.keySet, start: job.keyTileStart, tiles: job.keyTiles)
+        let (keys, keyCount) = otherRows(of: item, start: job.keyTileStart, tiles: job.keyTiles)
         let queryT = ownA, gradientT = ownB, dQT = accumulatorA
 
         loadTransposed(
@@ -296,17 +290,8 @@ struct BackwardWorker {
                 rowGroups16: rowGroups16, depth: d, x: gradientT, y: chunkB, yStride: 1, yColumnStride: d,
                 columns: n, out: scoreGradients, accumulate: false)
             // dS = 2^(S − L) ∘ (dP − Δ), L and Δ per lane.
-            var lane = 0
-            while lane < paddedRows {
-                let lse = load(rowLSE + lane), delta = load(rowDelta + lane)
-                var s = probabilities + lane, g = scoreGradients + lane
-                for _ in 0..<n {
-                    store(exp2NonPositive(load(s) - lse) * (load(g) - delta), g)
-                    s += rowStride
-                    g += rowStride
-                }
-                lane += 8
-            }
+            sta_cpu_backward_scores_by_lane(
+                job.level, probabilities, scoreGradients, rowStride, n, paddedRows, rowLSE, rowDelta)
             // dQᵀ += Kᵀ dSᵀ (depth = the chunk's keys).
             product(
                 rowGroups16: rowGroups16, depth: n, x: scoreGradients, y: chunkA, yStride: d, yColumnStride: 1,
@@ -344,8 +329,8 @@ struct BackwardWorker {
         }
         for j in 0..<n {
             let offset = (headBase + Int(keys[j])) * d
-            job.kind.loadRow(from: job.k, offset: offset, count: d, into: chunkA + j * d)
-            job.kind.loadRow(from: job.v, offset: offset, count: d, into: chunkB + j * d)
+            job.kind.loadRow(from: job.k, offset: offset, count: d, into: chunkA + j * d, level: job.level)
+            job.kind.loadRow(from: job.v, offset: offset, count: d, into: chunkB + j * d, level: job.level)
         }
     }
 }

@@ -14,6 +14,10 @@ public enum CPUAttentionError: Error, Equatable, Sendable, CustomStringConvertib
     case elementCountMismatch(what: String, expected: Int, actual: Int)
     /// The dense entry's shape could not be turned into a layout.
     case geometry(GeometryError)
+    /// The per-row valid text lengths do not have one entry per batch row.
+    case textValidCountMismatch(count: Int, batch: Int)
+    /// A per-row valid text length is outside 0...text token count.
+    case textValidOutOfRange(row: Int, value: Int, textCount: Int)
 
     public var description: String {
         switch self {
@@ -30,6 +34,10 @@ public enum CPUAttentionError: Error, Equatable, Sendable, CustomStringConvertib
                 + (what == "lse" ? "" : " × head dimension") + " = \(expected) are needed"
         case let .geometry(error):
             return error.description
+        case let .textValidCountMismatch(count, batch):
+            return "textValid has \(count) entries; it needs one valid text length per batch row (\(batch))"
+        case let .textValidOutOfRange(row, value, textCount):
+            return "textValid[\(row)] is \(value); a valid text length must be in 0...\(textCount) (the text token count)"
         }
     }
 }

@@ -60,6 +60,7 @@ extension CPUBenchmark {
 
         public var description: String {
             var lines = [
+                "kernels: \(CPUAttention.instructionSet)",
                 "peak: \(peak)",
                 "peak (1 thread): \(peakOneThread)",
                 "\(dense) = \(formatFixed(100 * denseFractionOfPeak, digits: 1)) % of peak",
@@ -115,6 +116,7 @@ extension CPUBenchmark {
         let c = configuration
         let threads = c.threads ?? CPUAttention.defaultThreadCount
         let peak = peakFMA(threads: threads)
+        log("kernels: \(CPUAttention.instructionSet)")
         log("peak: \(peak)")
         let peakOneThread = peakFMA(threads: 1)
         log("peak (1 thread): \(peakOneThread)")

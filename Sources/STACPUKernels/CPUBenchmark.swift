@@ -1,4 +1,5 @@
 import Dispatch
+import STACPUKernelsC
 import Synchronization
 
 #if canImport(Glibc)
@@ -106,20 +107,9 @@ public enum CPUBenchmark {
         return PeakFMA(threads: threads, flopsPerSecond: operations / seconds, seconds: seconds)
     }
 
-    @inline(never)
+    /// The probe's chains, in the C micro-kernels (the same instruction set the attention kernels use).
     static func fmaChains(iterations: Int, seed: Float) -> Float {
-        let m = SIMD8<Float>(repeating: 0.999_999)
-        let c = SIMD8<Float>(repeating: 1e-7)
-        let s = SIMD8<Float>(repeating: seed * 1e-3)
-        var a0 = s, a1 = s + 1, a2 = s + 2, a3 = s + 3, a4 = s + 4, a5 = s + 5
-        var a6 = s + 6, a7 = s + 7, a8 = s + 8, a9 = s + 9, a10 = s + 10, a11 = s + 11
-        for _ in 0..<iterations {
-            a0 = c.addingProduct(a0, m); a1 = c.addingProduct(a1, m); a2 = c.addingProduct(a2, m)
-            a3 = c.addingProduct(a3, m); a4 = c.addingProduct(a4, m); a5 = c.addingProduct(a5, m)
-            a6 = c.addingProduct(a6, m); a7 = c.addingProduct(a7, m); a8 = c.addingProduct(a8, m)
-            a9 = c.addingProduct(a9, m); a10 = c.addingProduct(a10, m); a11 = c.addingProduct(a11, m)
-        }
-        return ((a0 + a1) + (a2 + a3) + (a4 + a5) + (a6 + a7) + (a8 + a9) + (a10 + a11)).sum()
+        sta_cpu_fma_chains(sta_cpu_best_level(), iterations, seed)
     }
 }
 

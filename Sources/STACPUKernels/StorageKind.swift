@@ -1,3 +1,4 @@
+import STACPUKernelsC
 import STATensors
 
 /// The storage types the kernels read and write without a generic conversion per element.
@@ -20,75 +21,33 @@ enum StorageKind: Sendable {
         }
     }
 
-    /// Reads `count` elements starting at element `offset` of `base` as `Float` into `destination`,
-    /// multiplied by `scale`. Cost: about count / 8 vector instructions.
-    @inline(__always)
-    func loadRow(
-        from base: UnsafeRawPointer, offset: Int, count: Int, scale: Float = 1,
-        into destination: UnsafeMutablePointer<Float>
-    ) {
-        let factor = SIMD8<Float>(repeating: scale)
-        var i = 0
+    /// The kind's code in the C micro-kernels.
+    var code: Int32 {
         switch self {
-        case .float32:
-            let source = base.assumingMemoryBound(to: Float.self) + offset
-            while i + 8 <= count {
-                store(load(source + i) * factor, destination + i)
-                i += 8
-            }
-            while i < count {
-                destination[i] = source[i] * scale
-                i += 1
-            }
-        case .float16:
-            let source = base.assumingMemoryBound(to: Float16.self) + offset
-            while i + 8 <= count {
-                let half = UnsafeRawPointer(source + i).loadUnaligned(as: SIMD8<Float16>.self)
-                store(SIMD8<Float>(half) * factor, destination + i)
-                i += 8
-            }
-            while i < count {
-                destination[i] = Float(source[i]) * scale
-                i += 1
-            }
-        case .bfloat16:
-            let source = base.assumingMemoryBound(to: UInt16.self) + offset
-            while i + 8 <= count {
-                let bits = UnsafeRawPointer(source + i).loadUnaligned(as: SIMD8<UInt16>.self)
-                let wide = SIMD8<UInt32>(truncatingIfNeeded: bits) &<< 16
-                store(unsafeBitCast(wide, to: SIMD8<Float>.self) * factor, destination + i)
-                i += 8
-            }
-            while i < count {
-                destination[i] = Float(bitPattern: UInt32(source[i]) << 16) * scale
-                i += 1
-            }
+        case .float32: Int32(STA_CPU_FLOAT32)
+        case .float16: Int32(STA_CPU_FLOAT16)
+        case .bfloat16: Int32(STA_CPU_BFLOAT16)
         }
     }
 
-    /// Writes `count` floats of `source` into storage at element `offset` of `base`, rounding to nearest
-    /// (ties to even) for the 16-bit kinds. Cost: count conversions.
+    /// Reads `count` elements starting at element `offset` of `base` as `Float` into `destination`,
+    /// multiplied by `scale`. Cost: about count / 8 vector instructions (F16C converts fp16 where the
+    /// CPU has it).
     @inline(__always)
-    func storeRow(_ source: UnsafePointer<Float>, count: Int, to base: UnsafeMutableRawPointer, offset: Int) {
-        switch self {
-        case .float32:
-            (base.assumingMemoryBound(to: Float.self) + offset).update(from: source, count: count)
-        case .float16:
-            let destination = base.assumingMemoryBound(to: Float16.self) + offset
-            var i = 0
-            while i + 8 <= count {
-                let half = SIMD8<Float16>(load(source + i))
-                UnsafeMutableRawPointer(destination + i).storeBytes(of: half, as: SIMD8<Float16>.self)
-                i += 8
-            }
-            while i < count {
-                destination[i] = Float16(source[i])
-                i += 1
-            }
-        case .bfloat16:
-            let destination = base.assumingMemoryBound(to: BFloat16.self) + offset
-            for i in 0..<count { destination[i] = BFloat16(source[i]) }
-        }
+    func loadRow(
+        from base: UnsafeRawPointer, offset: Int, count: Int, scale: Float = 1,
+        into destination: UnsafeMutablePointer<Float>, level: Int32
+    ) {
+        sta_cpu_load_row(level, code, base, offset, count, scale, destination)
+    }
+
+    /// Writes `count` floats of `source` into storage at element `offset` of `base`, rounding to nearest
+    /// (ties to even) for the 16-bit kinds; NaN stays NaN. Cost: about count / 8 vector instructions.
+    @inline(__always)
+    func storeRow(
+        _ source: UnsafePointer<Float>, count: Int, to base: UnsafeMutableRawPointer, offset: Int, level: Int32
+    ) {
+        sta_cpu_store_row(level, code, source, count, base, offset)
     }
 
     /// Writes `count` zeros at element `offset` of `base`.

@@ -6,6 +6,13 @@ import STATensors
 ///
 /// Both kernels share one contract: q, k, v and output are [B, H, S, D] contiguous in the kernel's dtype,
 /// lse is [B, H, S] float32 (natural log); rows that attend nothing get 0 and −∞.
+///
+/// Valid text lengths are a run-time argument: `textValid` is nil (every batch row has
+/// `plan.layout.text.valid` valid text tokens) or an Int32 device array of `batch` entries, entry b the
+/// valid length of row b. The kernel clamps each entry into 0...`plan.layout.text.count` (it cannot be
+/// checked on the host without a synchronisation). Text positions at or past a row's length are padding:
+/// their queries get 0 and −∞, and no query of that row attends them. The compiled kernel does not depend
+/// on the valid length, so one kernel serves every prompt length.
 public protocol AttentionForwardKernel: Sendable {
     var plan: AttentionPlan { get }
     var headDim: Int { get }
@@ -14,7 +21,7 @@ public protocol AttentionForwardKernel: Sendable {
     /// Queues the forward pass on `stream` (nil: the default stream) and returns.
     func launch(
         q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, output: DeviceBuffer, lse: DeviceBuffer, batch: Int,
-        scale: Float, stream: CUDAStream?
+        scale: Float, textValid: DeviceBuffer?, stream: CUDAStream?
     ) throws(STAKernelError)
 }
 
@@ -30,10 +37,11 @@ extension AttentionForwardKernel {
     }
 
     /// Throws `foreignBuffer` unless every buffer lives on `context`'s device, `bufferTooSmall` unless
-    /// q, k, v and output hold `tensorByteCount(batch:)` bytes and lse `lseByteCount(batch:)`.
+    /// q, k, v and output hold `tensorByteCount(batch:)` bytes, lse `lseByteCount(batch:)` and textValid
+    /// (when given) `batch` Int32 values, `invalidParameter` when textValid is not 4-byte aligned.
     func validateBuffers(
-        q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, output: DeviceBuffer, lse: DeviceBuffer, batch: Int,
-        context: CUDAContext
+        q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, output: DeviceBuffer, lse: DeviceBuffer,
+        textValid: DeviceBuffer?, batch: Int, context: CUDAContext
     ) throws(STAKernelError) {
         let tensorBytes = tensorByteCount(batch: batch)
         let lseBytes = lseByteCount(batch: batch)
@@ -41,12 +49,49 @@ extension AttentionForwardKernel {
             ("q", q, tensorBytes), ("k", k, tensorBytes), ("v", v, tensorBytes), ("output", output, tensorBytes),
             ("lse", lse, lseBytes),
         ] {
-            guard buffer.context.deviceOrdinal == context.deviceOrdinal else { throw .foreignBuffer(name: name) }
-            guard buffer.byteCount >= needed else {
-                throw .bufferTooSmall(name: name, byteCount: buffer.byteCount, needed: needed)
-            }
+            try checkBuffer(name, buffer, needed: needed, alignment: 1, context: context)
         }
+        try validateTextValid(textValid, batch: batch, context: context)
     }
+}
+
+/// Throws `foreignBuffer` when `textValid` lives on another device than `context`, `bufferTooSmall` when it
+/// holds fewer than `batch` Int32 values, `invalidParameter` when its address is not 4-byte aligned.
+/// Nothing to check for nil.
+func validateTextValid(_ textValid: DeviceBuffer?, batch: Int, context: CUDAContext) throws(STAKernelError) {
+    guard let textValid else { return }
+    try checkBuffer("textValid", textValid, needed: batch * 4, alignment: 4, context: context)
+}
+
+/// Throws `foreignBuffer` unless `buffer` lives on `context`'s device, `bufferTooSmall` unless it holds
+/// `needed` bytes, `invalidParameter` unless its address is a multiple of `alignment`.
+func checkBuffer(
+    _ name: String, _ buffer: DeviceBuffer, needed: Int, alignment: Int, context: CUDAContext
+) throws(STAKernelError) {
+    try checkBuffer(
+        name, deviceOrdinal: buffer.context.deviceOrdinal, byteCount: buffer.byteCount, address: buffer.address,
+        needed: needed, alignment: alignment, kernelDeviceOrdinal: context.deviceOrdinal)
+}
+
+/// The checks of `checkBuffer(_:_:needed:alignment:context:)` on a buffer's facts (testable without a GPU).
+func checkBuffer(
+    _ name: String, deviceOrdinal: Int, byteCount: Int, address: UInt64, needed: Int, alignment: Int,
+    kernelDeviceOrdinal: Int
+) throws(STAKernelError) {
+    guard deviceOrdinal == kernelDeviceOrdinal else { throw .foreignBuffer(name: name) }
+    guard byteCount >= needed else { throw .bufferTooSmall(name: name, byteCount: byteCount, needed: needed) }
+    guard address % UInt64(alignment) == 0 else {
+        throw .invalidParameter(
+            what: "the address of \(name)", value: "0x" + String(address, radix: 16),
+            allowed: "a multiple of \(alignment) bytes")
+    }
+}
+
+/// Appends the two text arguments every kernel takes last: the per-row valid lengths (a device address,
+/// 0 for none) and the plan's valid length, the value of every row when there is no array.
+func appendTextValid(_ textValid: DeviceBuffer?, plan: AttentionPlan, to arguments: inout KernelArguments) {
+    if let textValid { arguments.append(textValid) } else { arguments.append(UInt64(0)) }
+    arguments.append(Int32(plan.layout.text.valid))
 }
 
 /// Throws `unsupportedHeadDim` or `unsupportedDType` unless `headDim` and `dtype` are among a kernel's.
@@ -57,8 +102,8 @@ func validateKernelShape(headDim: Int, dtype: DType, headDims: [Int], dtypes: [D
 
 /// The NVRTC options both kernels share: C++17, the target architecture, and one `-D` per compile-time
 /// constant: `STA_HEAD_DIM`, `STA_BF16=1` or `STA_FP16=1`, `STA_CANVAS_T/H/W`, `STA_TILE_T/H/W`,
-/// `STA_GRID_T/H/W` (leading axes of rank-1 and rank-2 layouts are 1), `STA_TEXT_COUNT` and
-/// `STA_TEXT_VALID`. The windows are kernel arguments, not constants. Pure: no validation.
+/// `STA_GRID_T/H/W` (leading axes of rank-1 and rank-2 layouts are 1) and `STA_TEXT_COUNT`. The windows
+/// and the valid text lengths are kernel arguments, not constants. Pure: no validation.
 func specialisationOptions(plan: AttentionPlan, headDim: Int, dtype: DType, architecture: String) -> [String] {
     let layout = plan.layout
     func padded(_ extents: [Int]) -> [Int] { Array(repeating: 1, count: 3 - extents.count) + extents }
@@ -73,7 +118,6 @@ func specialisationOptions(plan: AttentionPlan, headDim: Int, dtype: DType, arch
         options.append("-DSTA_GRID_\(name)=\(grid[axis])")
     }
     options.append("-DSTA_TEXT_COUNT=\(layout.text.count)")
-    options.append("-DSTA_TEXT_VALID=\(layout.text.valid)")
     return options
 }
 

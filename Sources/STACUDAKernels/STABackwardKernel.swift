@@ -3,15 +3,16 @@ import STAGeometry
 import STATensors
 
 /// The Sliding Tile Attention backward pass on an NVIDIA GPU of compute capability 8.0 or newer
-/// (`Kernels/sta_backward_sm80.cu`: mma.sync tensor cores, bf16/fp16 inputs, fp32 accumulation and
-/// fp32 gradients).
+/// (`Kernels/sta_backward_sm80.cu`: mma.sync tensor cores, bf16/fp16 inputs, fp32 accumulation, gradients
+/// written in the input dtype).
 ///
 /// With P = exp(scale · Q Kᵀ − L) over the pairs the plan allows and Δ_i = Σ_d dO_id · O_id:
 ///
 ///     dV = Pᵀ dO,   dP = dO Vᵀ,   dS = P ∘ (dP − Δ),   dQ = scale · dS K,   dK = scale · dSᵀ Q
 ///
 /// Three kernels run in order on one stream, flash-style (P recomputed, nothing S × S stored, no atomics):
-/// `prepare` turns L into log2 units and computes Δ per row (+∞ and 0 for rows that attend nothing);
+/// `prepare` turns L into log2 units and computes Δ per row (+∞ and 0 for rows that attend nothing) into
+/// the caller's workspace (`workspaceByteCount(batch:)`; nothing is allocated per call);
 /// `keys` gives each block of `blockKeys` key rows (inside one key tile, or of the text) its dK and dV
 /// rows, streaming the query tiles that attend its tile (`AttentionPlan.inverseKeyTileLists`) and the valid text;
 /// `queries` gives each block of `blockQueries` query rows its dQ rows, streaming the forward's key chunks.
@@ -61,9 +62,11 @@ public struct STABackwardKernel: Sendable {
         queryBlockCount(layout: layout, blockQueries: blockQueries)
     }
 
-    /// Bytes of the scratch a launch needs: L in log2 units and Δ, batch · heads · S floats each.
-    public static func scratchByteCount(plan: AttentionPlan, batch: Int) -> Int {
-        2 * batch * plan.heads * plan.layout.sequenceLength * 4
+    /// Bytes of device workspace a launch for `batch` needs: L in log2 units and Δ, batch · heads · S
+    /// floats each, Δ starting at the next 256-byte boundary. Never 0.
+    public static func workspaceByteCount(plan: AttentionPlan, batch: Int) -> Int {
+        let arrayBytes = batch * plan.heads * plan.layout.sequenceLength * 4
+        return (arrayBytes + 255) / 256 * 256 + arrayBytes
     }
 
     public let context: CUDAContext
@@ -138,31 +141,30 @@ public struct STABackwardKernel: Sendable {
         batch * plan.heads * plan.layout.sequenceLength * headDim * dtype.byteCount
     }
 
-    /// Bytes of one of dq, dk, dv (float32) for `batch`: batch · heads · S · headDim · 4.
-    public func gradientByteCount(batch: Int) -> Int {
-        batch * plan.heads * plan.layout.sequenceLength * headDim * 4
-    }
+    /// Bytes of device workspace a launch for `batch` needs (`workspaceByteCount(plan:batch:)`).
+    public func workspaceByteCount(batch: Int) -> Int { Self.workspaceByteCount(plan: plan, batch: batch) }
 
-    /// Queues the backward pass on `stream` (nil: the default stream).
+    /// Queues the backward pass on `stream` (nil: the default stream) and returns; allocates nothing.
     ///
     /// q, k, v, output (the forward's O) and outputGradient (dO) are [batch, heads, S, headDim] in
     /// `dtype`; lse is the forward's [batch, heads, S] float32 log-sum-exp (natural log); dq, dk, dv are
-    /// [batch, heads, S, headDim] float32 and every row of them is overwritten. Rows that attend nothing
-    /// (holes, padding text, rows whose lse is −∞) get dq = 0; keys nothing attends get dk = dv = 0; rows
-    /// of the inputs at holes and padding text are never read.
+    /// [batch, heads, S, headDim] in `dtype` too (accumulated in fp32, rounded once) and every row of them
+    /// is overwritten. Rows that attend nothing (holes, padding text, rows whose lse is −∞) get dq = 0;
+    /// keys nothing attends get dk = dv = 0; rows of the inputs at holes and padding text are never read.
+    /// `textValid` is nil (the plan's valid text length for every row) or `batch` Int32 valid lengths on
+    /// the device, the same the forward ran with (clamped into 0...text count by the kernels).
     ///
-    /// `scratch`, when given, must hold `scratchByteCount(plan:batch:)` bytes and stay alive until the
-    /// work completes; when nil the call allocates it and waits for the stream to finish before it
-    /// returns (so that freeing it is safe). Throws `invalidParameter` for a batch or head count outside
-    /// 1...65535 or a non-finite scale, `foreignBuffer` or `bufferTooSmall` for a buffer on another device
-    /// or too small, `driver` when a launch fails.
+    /// `workspace` must hold `workspaceByteCount(batch:)` bytes and stay untouched until the work
+    /// completes (the caller owns it; reuse it across calls on one stream). Throws `invalidParameter` for
+    /// a batch or head count outside 1...65535, a non-finite scale or a misaligned buffer, `foreignBuffer`
+    /// or `bufferTooSmall` for a buffer on another device or too small, `driver` when a launch fails.
     ///
     /// Cost: about 2.5 · `plan.effectiveFLOPs(batch:headDim:)` tensor-core FLOPs (S and dP are
     /// recomputed in both passes: 7/2 by exact count) plus reading O and dO once.
     public func launch(
         q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, output: DeviceBuffer, lse: DeviceBuffer,
         outputGradient: DeviceBuffer, dq: DeviceBuffer, dk: DeviceBuffer, dv: DeviceBuffer, batch: Int,
-        scale: Float, stream: CUDAStream?, scratch: DeviceBuffer? = nil
+        scale: Float, textValid: DeviceBuffer?, workspace: DeviceBuffer, stream: CUDAStream?
     ) throws(STAKernelError) {
         guard (1...65535).contains(batch) else {
             throw .invalidParameter(what: "batch", value: "\(batch)", allowed: "1...65535")
@@ -174,27 +176,23 @@ public struct STABackwardKernel: Sendable {
             throw .invalidParameter(what: "scale", value: "\(scale)", allowed: "a finite number (usually 1/√headDim)")
         }
         let tensorBytes = tensorByteCount(batch: batch)
-        let gradientBytes = gradientByteCount(batch: batch)
         let rowCount = batch * plan.heads * plan.layout.sequenceLength
-        let scratchBytes = Self.scratchByteCount(plan: plan, batch: batch)
-        var checks: [(String, DeviceBuffer, Int)] = [
+        let workspaceBytes = workspaceByteCount(batch: batch)
+        let checks: [(String, DeviceBuffer, Int)] = [
             ("q", q, tensorBytes), ("k", k, tensorBytes), ("v", v, tensorBytes), ("output", output, tensorBytes),
             ("outputGradient", outputGradient, tensorBytes), ("lse", lse, rowCount * 4),
-            ("dq", dq, gradientBytes), ("dk", dk, gradientBytes), ("dv", dv, gradientBytes),
+            ("dq", dq, tensorBytes), ("dk", dk, tensorBytes), ("dv", dv, tensorBytes),
+            ("workspace", workspace, workspaceBytes),
         ]
-        if let scratch { checks.append(("scratch", scratch, scratchBytes)) }
         for (name, buffer, needed) in checks {
-            guard buffer.context.deviceOrdinal == context.deviceOrdinal else { throw .foreignBuffer(name: name) }
-            guard buffer.byteCount >= needed else {
-                throw .bufferTooSmall(name: name, byteCount: buffer.byteCount, needed: needed)
-            }
+            try checkBuffer(name, buffer, needed: needed, alignment: name == "workspace" ? 16 : 1, context: context)
         }
+        try validateTextValid(textValid, batch: batch, context: context)
         do throws(CUDAError) {
-            let work: DeviceBuffer
-            if let scratch { work = scratch } else { work = try DeviceBuffer(context: context, byteCount: scratchBytes) }
-            let lse2 = try DeviceBuffer(borrowing: work.address, byteCount: rowCount * 4, context: context)
+            let deltaOffset = (rowCount * 4 + 255) / 256 * 256
+            let lse2 = try DeviceBuffer(borrowing: workspace.address, byteCount: rowCount * 4, context: context)
             let delta = try DeviceBuffer(
-                borrowing: work.address(byteOffset: rowCount * 4), byteCount: rowCount * 4, context: context)
+                borrowing: workspace.address(byteOffset: deltaOffset), byteCount: rowCount * 4, context: context)
             let block = (x: Self.threadsPerBlock, y: 1, z: 1)
 
             var prepare = KernelArguments()
@@ -204,6 +202,8 @@ public struct STABackwardKernel: Sendable {
             prepare.append(lse2)
             prepare.append(delta)
             prepare.append(Int64(rowCount))
+            prepare.append(Int32(plan.heads))
+            appendTextValid(textValid, plan: plan, to: &prepare)
             let rowsPerBlock = Self.threadsPerBlock / (headDim / 8)
             try prepareFunction.launch(
                 grid: (x: (rowCount + rowsPerBlock - 1) / rowsPerBlock, y: 1, z: 1), block: block,
@@ -226,6 +226,7 @@ public struct STABackwardKernel: Sendable {
             keys.append(queryTiles)
             keys.append(Int32(plan.heads))
             keys.append(scale)
+            appendTextValid(textValid, plan: plan, to: &keys)
             try keysFunction.launch(
                 grid: (x: Self.keyBlocks(layout: plan.layout), y: plan.heads, z: batch), block: block,
                 sharedMemoryBytes: Self.keysSharedMemoryBytes(headDim: headDim), stream: stream, arguments: keys)
@@ -238,15 +239,11 @@ public struct STABackwardKernel: Sendable {
             queries.append(keyTiles)
             queries.append(Int32(plan.heads))
             queries.append(scale)
+            appendTextValid(textValid, plan: plan, to: &queries)
             try queriesFunction.launch(
                 grid: (x: Self.queryBlocks(layout: plan.layout), y: plan.heads, z: batch), block: block,
                 sharedMemoryBytes: Self.queriesSharedMemoryBytes(headDim: headDim), stream: stream,
                 arguments: queries)
-
-            if scratch == nil {
-                if let stream { try stream.synchronize() } else { try context.synchronize() }
-                withExtendedLifetime(work) {}   // freed only after the kernels are done with it
-            }
         } catch {
             throw .driver(error)
         }

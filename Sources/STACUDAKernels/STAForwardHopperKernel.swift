@@ -136,21 +136,23 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
     ///
     /// Every buffer must live on the kernel's device and hold at least `tensorByteCount(batch:)`
     /// (q, k, v, output) or `lseByteCount(batch:)` (lse) bytes; q, k and v must be 16-byte aligned (any
-    /// allocation is). `batch` must pass `validate(batch:heads:layout:)` and `scale` be positive and
-    /// finite. Builds three tensor maps (host-side encodings of a few microseconds each), then returns
+    /// allocation is). `textValid` is nil (the plan's valid text length for every row) or `batch` Int32
+    /// valid lengths on the device (clamped into 0...text count by the kernel). `batch` must pass
+    /// `validate(batch:heads:layout:)` and `scale` be positive and finite. Builds three tensor maps (host-side encodings of a few microseconds each), then returns
     /// once queued; the kernel reads q, k, v (through the maps, and q also directly where it gathers
     /// the real rows of padded tiles) and overwrites every row of output and lse. Cost on the GPU:
     /// about 4 · headDim · (attended pairs) FLOPs.
     public func launch(
         q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, output: DeviceBuffer, lse: DeviceBuffer, batch: Int,
-        scale: Float, stream: CUDAStream?
+        scale: Float, textValid: DeviceBuffer?, stream: CUDAStream?
     ) throws(STAKernelError) {
         try Self.validate(batch: batch, heads: plan.heads, layout: plan.layout)
         guard scale.isFinite, scale > 0 else {
             throw .invalidParameter(
                 what: "scale", value: "\(scale)", allowed: "a positive finite number (usually 1/√headDim)")
         }
-        try validateBuffers(q: q, k: k, v: v, output: output, lse: lse, batch: batch, context: context)
+        try validateBuffers(
+            q: q, k: k, v: v, output: output, lse: lse, textValid: textValid, batch: batch, context: context)
         do throws(CUDAError) {
             var arguments = KernelArguments()
             arguments.append(try tensorMap(q, batch: batch))
@@ -163,6 +165,7 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
             arguments.append(Int32(batch))
             arguments.append(scale)
             arguments.append(q)  // packed query blocks gather their rows from q directly
+            appendTextValid(textValid, plan: plan, to: &arguments)
             // The maps hold raw addresses of q, k and v: like output, those buffers must outlive the work.
             try function.launch(
                 grid: (x: batch * plan.heads * Self.queryBlocks(layout: plan.layout), y: 1, z: 1),

@@ -98,12 +98,14 @@ public struct STAForwardKernel: AttentionForwardKernel {
     /// Queues O = softmax(scale · Q Kᵀ + M) V and its log-sum-exp on `stream` (nil: the default stream).
     ///
     /// Every buffer must live on the kernel's device and hold at least `tensorByteCount(batch:)`
-    /// (q, k, v, output) or `lseByteCount(batch:)` (lse) bytes; `batch` and the head count must be in
-    /// 1...65535 (grid limits) and `scale` finite. Returns once queued; the kernel reads q, k, v and
+    /// (q, k, v, output) or `lseByteCount(batch:)` (lse) bytes; `textValid` is nil (the plan's valid text
+    /// length for every row) or `batch` Int32 valid lengths on the device (clamped into 0...text count by
+    /// the kernel); `batch` and the head count must be in 1...65535 (grid limits) and `scale` finite.
+    /// Returns once queued; the kernel reads q, k, v (never their rows at holes or padding text) and
     /// overwrites every row of output and lse. Cost: about 4 · headDim · (attended pairs) FLOPs on the GPU.
     public func launch(
         q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, output: DeviceBuffer, lse: DeviceBuffer, batch: Int,
-        scale: Float, stream: CUDAStream?
+        scale: Float, textValid: DeviceBuffer?, stream: CUDAStream?
     ) throws(STAKernelError) {
         guard (1...65535).contains(batch) else {
             throw .invalidParameter(what: "batch", value: "\(batch)", allowed: "1...65535")
@@ -114,7 +116,8 @@ public struct STAForwardKernel: AttentionForwardKernel {
         guard scale.isFinite else {
             throw .invalidParameter(what: "scale", value: "\(scale)", allowed: "a finite number (usually 1/√headDim)")
         }
-        try validateBuffers(q: q, k: k, v: v, output: output, lse: lse, batch: batch, context: context)
+        try validateBuffers(
+            q: q, k: k, v: v, output: output, lse: lse, textValid: textValid, batch: batch, context: context)
         var arguments = KernelArguments()
         arguments.append(q)
         arguments.append(k)
@@ -124,6 +127,7 @@ public struct STAForwardKernel: AttentionForwardKernel {
         loaded.appendPlanTables(to: &arguments)
         arguments.append(Int32(plan.heads))
         arguments.append(scale)
+        appendTextValid(textValid, plan: plan, to: &arguments)
         do throws(CUDAError) {
             try function.launch(
                 grid: (x: Self.queryBlocks(layout: plan.layout), y: plan.heads, z: batch),

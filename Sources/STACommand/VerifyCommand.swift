@@ -35,25 +35,42 @@ struct Verify: ParsableCommand {
         var table = TextTable("backend", "case", "dtype", "D", "S", "rel err", "tolerance", "lse err", "empty rows", "result")
         var records = [JSONValue]()
         var failures = 0
-        for backend in backends {
-        let backendName = backend.shortName
-        for (index, testCase) in try Verification.gpuCases().enumerated() {
-            let seed = seed &+ UInt64(index)
-            let outcome = backward
-                ? try Verification.runBackward(testCase, on: backend, seed: seed)
-                : try Verification.run(testCase, on: backend, seed: seed)
+        /// One row of the table and one JSON record; `textValid` for the per-row text cases.
+        func report(_ outcome: Verification.Outcome, backend backendName: String, textValid: [Int]? = nil) {
             if !outcome.passed { failures += 1 }
             table.append(
                 backendName, outcome.name, "\(outcome.dtype)", "\(outcome.headDim)", "\(outcome.sequenceLength)",
                 scientific(outcome.outputError), scientific(outcome.tolerance), scientific(outcome.lseError),
                 outcome.badEmptyRows == 0 ? "ok" : "\(outcome.badEmptyRows) bad", outcome.passed ? "PASS" : "FAIL")
-            records.append(.object([
-                ("backend", .string(backendName)), ("case", .string(outcome.name)), ("dtype", .string("\(outcome.dtype)")), ("head_dim", .integer(outcome.headDim)),
-                ("sequence_length", .integer(outcome.sequenceLength)), ("rel_err", .real(outcome.outputError)),
-                ("lse_err", .real(outcome.lseError)), ("bad_empty_rows", .integer(outcome.badEmptyRows)),
-                ("passed", .bool(outcome.passed)),
-            ]))
+            var fields: [(String, JSONValue)] = [
+                ("backend", .string(backendName)), ("case", .string(outcome.name)), ("dtype", .string("\(outcome.dtype)")),
+                ("head_dim", .integer(outcome.headDim)), ("sequence_length", .integer(outcome.sequenceLength)),
+            ]
+            if let textValid { fields.append(("text_valid", .array(textValid.map { .integer($0) }))) }
+            fields += [
+                ("rel_err", .real(outcome.outputError)), ("lse_err", .real(outcome.lseError)),
+                ("bad_empty_rows", .integer(outcome.badEmptyRows)), ("passed", .bool(outcome.passed)),
+            ]
+            records.append(.object(fields))
         }
+        for backend in backends {
+            let backendName = backend.shortName
+            for (index, testCase) in try Verification.gpuCases().enumerated() {
+                let seed = seed &+ UInt64(index)
+                report(
+                    backward
+                        ? try Verification.runBackward(testCase, on: backend, seed: seed)
+                        : try Verification.run(testCase, on: backend, seed: seed),
+                    backend: backendName)
+            }
+            // Batches whose rows have their own valid text lengths (a device array; CUDA kernels only).
+            if case .cuda(let gpu) = backend {
+                for (index, testCase) in try Verification.textRowsCases().enumerated() {
+                    let outcome = try Verification.runTextRows(
+                        testCase, backward: backward, on: gpu, seed: seed &+ UInt64(1000 + index))
+                    report(outcome, backend: backendName, textValid: testCase.textValid)
+                }
+            }
         }
         print(table.rendered)
         let total = records.count

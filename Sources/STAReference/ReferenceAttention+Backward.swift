@@ -22,6 +22,8 @@ extension ReferenceAttention {
     ///     h / (heads / keyValueHeads) and its dK, dV sum over the query heads of its group.
     ///   - lse: [batch, plan.heads, S], the forward's log-sum-exp.
     ///   - scale: nil means 1/√headDim; it must be the forward's.
+    ///   - textValid: valid text length of each batch row, as given to the forward (nil: the plan's
+    ///     `text.valid` for every row); padding text rows get dq = dk = dv = 0.
     /// - Returns: dq with q's layout, dk and dv with k's. Rows that attend nothing (holes, padding text, and
     ///   any row whose lse is −∞) contribute nothing and get dq = 0; keys that nothing attends (holes,
     ///   padding text) get dk = dv = 0. `output` and `outputGradient` of such rows are never read.
@@ -31,24 +33,26 @@ extension ReferenceAttention {
     /// pairs run in parallel on all cores.
     public static func backward(
         q: [Double], k: [Double], v: [Double], output: [Double], lse: [Double], outputGradient: [Double],
-        batch: Int, headDim: Int, plan: AttentionPlan, keyValueHeads: Int? = nil, scale: Double? = nil
+        batch: Int, headDim: Int, plan: AttentionPlan, keyValueHeads: Int? = nil, scale: Double? = nil,
+        textValid: [Int]? = nil
     ) throws(ReferenceError) -> Gradients {
         let problem = try BackwardProblem(
             q: q, k: k, v: v, output: output, lse: lse, outputGradient: outputGradient, batch: batch,
-            headDim: headDim, plan: plan, keyValueHeads: keyValueHeads, scale: scale)
+            headDim: headDim, plan: plan, keyValueHeads: keyValueHeads, scale: scale, textValid: textValid)
         return problem.run()
     }
 
     /// The backward pass for storage-type inputs (converted to `Double` exactly); `lse` is taken as given.
     public static func backward<T: StorageScalar>(
         q: [T], k: [T], v: [T], output: [T], lse: [Float], outputGradient: [T],
-        batch: Int, headDim: Int, plan: AttentionPlan, keyValueHeads: Int? = nil, scale: Double? = nil
+        batch: Int, headDim: Int, plan: AttentionPlan, keyValueHeads: Int? = nil, scale: Double? = nil,
+        textValid: [Int]? = nil
     ) throws(ReferenceError) -> Gradients {
         func wide(_ values: [T]) -> [Double] { values.map { Double($0.floatValue) } }
         return try backward(
             q: wide(q), k: wide(k), v: wide(v), output: wide(output), lse: lse.map(Double.init),
             outputGradient: wide(outputGradient), batch: batch, headDim: headDim, plan: plan,
-            keyValueHeads: keyValueHeads, scale: scale)
+            keyValueHeads: keyValueHeads, scale: scale, textValid: textValid)
     }
 }
 
@@ -60,10 +64,11 @@ private struct BackwardProblem {
     let plan: AttentionPlan
     let batch: Int, heads: Int, keyValueHeads: Int, sequenceLength: Int, headDim: Int
     let scale: Double
+    let textValid: [Int]
 
     init(
         q: [Double], k: [Double], v: [Double], output: [Double], lse: [Double], outputGradient: [Double],
-        batch: Int, headDim: Int, plan: AttentionPlan, keyValueHeads: Int?, scale: Double?
+        batch: Int, headDim: Int, plan: AttentionPlan, keyValueHeads: Int?, scale: Double?, textValid: [Int]?
     ) throws(ReferenceError) {
         let heads = plan.heads
         let keyValueHeads = keyValueHeads ?? heads
@@ -86,14 +91,16 @@ private struct BackwardProblem {
         }
         let scale = scale ?? 1 / Double(headDim).squareRoot()
         guard scale.isFinite else { throw .nonFiniteScale(scale) }
+        self.textValid = try ReferenceAttention.validatedTextValid(textValid, batch: batch, layout: plan.layout)
         (self.q, self.k, self.v, self.output, self.lse, self.outputGradient) = (q, k, v, output, lse, outputGradient)
         self.plan = plan
         (self.batch, self.heads, self.keyValueHeads) = (batch, heads, keyValueHeads)
         (self.sequenceLength, self.headDim, self.scale) = (sequenceLength, headDim, scale)
     }
 
-    /// The real keys a real query of `tile` (-1: a text query) attends under `head`'s window, ascending.
-    private func keys(head: Int, tile: Int, isReal: [Bool]) -> [Int] {
+    /// The real keys a real query of `tile` (-1: a text query) attends under `head`'s window in a batch row
+    /// with `textValid` valid text tokens, ascending.
+    private func keys(head: Int, tile: Int, textValid: Int, isReal: [Bool]) -> [Int] {
         let layout = plan.layout
         let video = layout.paddedVideoTokenCount
         var keys = [Int]()
@@ -105,7 +112,7 @@ private struct BackwardProblem {
                 keys += (start..<(start + layout.tileVolume)).filter { isReal[$0] }
             }
         }
-        return keys + Array(video..<(video + layout.text.valid))
+        return keys + Array(video..<(video + textValid))
     }
 
     func run() -> ReferenceAttention.Gradients {
@@ -113,14 +120,23 @@ private struct BackwardProblem {
         var dq = [Double](repeating: 0, count: q.count)
         var dk = [Double](repeating: 0, count: k.count)
         var dv = [Double](repeating: 0, count: v.count)
-        let isReal = ReferenceAttention.realQueryMask(layout: plan.layout)
         let video = plan.layout.paddedVideoTokenCount
-        // Key lists per (window, query tile), and one for text queries (index tileCount).
+        // Per distinct valid text length: the real-row mask and the key lists per (window, query tile),
+        // plus one for text queries (index tileCount).
         let tileCount = plan.layout.tileCount
-        let keysByWindow = (0..<plan.windows.count).map { window in
-            let head = plan.windowIndexByHead.firstIndex(of: Int32(window)) ?? 0
-            return (0...tileCount).map { keys(head: head, tile: $0 < tileCount ? $0 : -1, isReal: isReal) }
+        var masks = [Int: [Bool]]()
+        var keyLists = [Int: [[[Int]]]]()
+        for text in Set(textValid) {
+            let isReal = ReferenceAttention.realQueryMask(layout: plan.layout, textValid: text)
+            masks[text] = isReal
+            keyLists[text] = (0..<plan.windows.count).map { window in
+                let head = plan.windowIndexByHead.firstIndex(of: Int32(window)) ?? 0
+                return (0...tileCount).map {
+                    keys(head: head, tile: $0 < tileCount ? $0 : -1, textValid: text, isReal: isReal)
+                }
+            }
         }
+        let (isRealByText, keysByText) = (masks, keyLists)
         let group = heads / keyValueHeads
         let pairs = batch * keyValueHeads
         let workers = max(1, min(pairs, ProcessInfoLite.activeProcessorCount))
@@ -142,6 +158,8 @@ private struct BackwardProblem {
                                                 for pair in stride(from: worker, to: pairs, by: workers) {
                                                     let (b, kvHead) = (pair / keyValueHeads, pair % keyValueHeads)
                                                     let kvBase = pair * s
+                                                    let isReal = isRealByText[textValid[b]]!
+                                                    let keysByWindow = keysByText[textValid[b]]!
                                                     for h in (kvHead * group)..<((kvHead + 1) * group) {
                                                         let keyLists = keysByWindow[Int(plan.windowIndexByHead[h])]
                                                         for i in 0..<s where isReal[i] {

@@ -18,6 +18,10 @@ import STATensors
 /// leaves empty): the output row is 0 and the lse is −∞. Backends may leave such rows unspecified; compare
 /// with a row mask (`realQueryMask(layout:)`).
 ///
+/// **Non-finite values** (docs/SEMANTICS.md): a row whose result is not finite — NaN or ±∞ in its q row,
+/// NaN in an attended k row, ±∞ in an attended v row, or ±∞ in an attended k row unless that key's score
+/// is exactly −∞ (weight 0) — gets NaN in every output element and in its lse.
+///
 /// Inputs of a storage type (f32, f16, bf16) are converted to `Double` exactly.
 public enum ReferenceAttention {
     public typealias Result = (output: [Double], lse: [Double])
@@ -39,7 +43,7 @@ public enum ReferenceAttention {
         return withoutActuallyEscaping(allows) { allows in
             var keys = [Int]()
             return problem.run(queryRows: nil, threads: 1) {
-                { head, query in
+                { _, head, query in
                     keys.removeAll(keepingCapacity: true)
                     for key in 0..<sequenceLength where allows(head, query, key) { keys.append(key) }
                     return keys
@@ -71,49 +75,67 @@ public enum ReferenceAttention {
     /// With `queryRows` (ascending sequence indices), only those rows of every (batch, head) are computed;
     /// the others are left as 0 and −∞ — a sampled check of a problem too large to reference whole.
     /// (batch, head) pairs run in parallel on all cores.
+    ///
+    /// `textValid` gives each batch row its own valid text length (`batch` entries in
+    /// 0...layout.text.count); nil means `layout.text.valid` for every row. A row's text positions at or
+    /// past its length are padding: they attend nothing (output 0, lse −∞) and are never attended.
     public static func forward(
         q: [Double], k: [Double], v: [Double],
         batch: Int, headDim: Int, plan: AttentionPlan, keyValueHeads: Int? = nil, scale: Double? = nil,
-        queryRows: [Int]? = nil
+        textValid: [Int]? = nil, queryRows: [Int]? = nil
     ) throws(ReferenceError) -> Result {
         let layout = plan.layout
         let problem = try Problem(
             q: q, k: k, v: v, batch: batch, heads: plan.heads, keyValueHeads: keyValueHeads,
             sequenceLength: layout.sequenceLength, headDim: headDim, scale: scale)
+        let textValid = try validatedTextValid(textValid, batch: batch, layout: layout)
         let keySets = PlanKeySets(plan: plan)
         return problem.run(queryRows: queryRows, threads: nil) {
             // Consecutive queries of one tile (or all text queries) share a key list under one window.
-            var cached: (window: Int32, tile: Int)? = nil
+            var cached: (text: Int, window: Int32, tile: Int)? = nil
             var keys = [Int]()
-            return { head, query in
-                guard keySets.isReal[query] else { return [] }
+            return { b, head, query in
+                let text = textValid[b]
+                guard keySets.isReal(query, textValid: text) else { return [] }
                 let window = plan.windowIndexByHead[head]
                 let tile = keySets.tile(ofQuery: query)
-                if cached?.window != window || cached?.tile != tile {
-                    keySets.keys(head: head, tile: tile, into: &keys)
-                    cached = (window, tile)
+                if cached?.text != text || cached?.window != window || cached?.tile != tile {
+                    keySets.keys(head: head, tile: tile, textValid: text, into: &keys)
+                    cached = (text, window, tile)
                 }
                 return keys
             }
         }
     }
 
+    /// `textValid` checked against `batch` and the layout's text count, or the layout's default for every
+    /// row when nil.
+    static func validatedTextValid(_ textValid: [Int]?, batch: Int, layout: STALayout) throws(ReferenceError) -> [Int] {
+        guard let textValid else { return Array(repeating: layout.text.valid, count: max(0, batch)) }
+        guard textValid.count == batch else { throw .textValidCountMismatch(count: textValid.count, batch: batch) }
+        if let row = textValid.firstIndex(where: { !(0...layout.text.count).contains($0) }) {
+            throw .textValidOutOfRange(row: row, value: textValid[row], textCount: layout.text.count)
+        }
+        return textValid
+    }
+
     /// The plan form for storage-type inputs (converted to `Double` exactly).
     public static func forward<T: StorageScalar>(
         q: [T], k: [T], v: [T],
         batch: Int, headDim: Int, plan: AttentionPlan, keyValueHeads: Int? = nil, scale: Double? = nil,
-        queryRows: [Int]? = nil
+        textValid: [Int]? = nil, queryRows: [Int]? = nil
     ) throws(ReferenceError) -> Result {
         try forward(
             q: q.map(\.doubleValue), k: k.map(\.doubleValue), v: v.map(\.doubleValue),
             batch: batch, headDim: headDim, plan: plan, keyValueHeads: keyValueHeads, scale: scale,
-            queryRows: queryRows)
+            textValid: textValid, queryRows: queryRows)
     }
 
     /// The plan form for host tensors of any dtype: `q` is [B, H, S, D] and `k`, `v` are
     /// [B, H_kv, S, D] with H = `plan.heads`, S = `plan.layout.sequenceLength`.
     public static func forward(
-        q: HostTensor, k: HostTensor, v: HostTensor, plan: AttentionPlan, scale: Double? = nil
+        q: HostTensor, k: HostTensor, v: HostTensor, plan: AttentionPlan, scale: Double? = nil,
+        textValid: [Int]? = nil
     ) throws(ReferenceError) -> Result {
         guard q.rank == 4 else {
             throw .shapeMismatch(input: "q", expected: [-1, plan.heads, plan.layout.sequenceLength, -1], actual: q.shape)
@@ -133,15 +155,21 @@ public enum ReferenceAttention {
         }
         return try forward(
             q: qValues, k: kValues, v: vValues, batch: batch, headDim: headDim, plan: plan,
-            keyValueHeads: keyValueHeads, scale: scale)
+            keyValueHeads: keyValueHeads, scale: scale, textValid: textValid)
     }
 
     /// For each sequence position of `layout`, whether it is a real query: a video token that is not a
     /// hole, or a valid text token. Exactly the rows that attend at least one key; use it as the row mask
     /// of `AttentionAccuracy`. Cost: O(S).
     public static func realQueryMask(layout: STALayout) -> [Bool] {
+        realQueryMask(layout: layout, textValid: layout.text.valid)
+    }
+
+    /// `realQueryMask(layout:)` for a batch row whose valid text length is `textValid` rather than the
+    /// layout's.
+    public static func realQueryMask(layout: STALayout, textValid: Int) -> [Bool] {
         var mask = layout.rasterIndexBySequenceIndex().map { $0 >= 0 }
-        mask += (0..<layout.text.count).map { $0 < layout.text.valid }
+        mask += (0..<layout.text.count).map { $0 < textValid }
         return mask
     }
 }
@@ -188,10 +216,10 @@ private struct Problem {
     }
 
     /// Runs the rows of every (batch, head), `threads` pairs at a time (nil: all cores); `makeKeys` makes
-    /// one key-list function per worker, which lists the attended keys of (head, query). Rows outside
-    /// `queryRows` (when given) stay 0 and −∞.
+    /// one key-list function per worker, which lists the attended keys of (batch, head, query). Rows
+    /// outside `queryRows` (when given) stay 0 and −∞.
     func run(
-        queryRows: [Int]?, threads: Int?, _ makeKeys: () -> (_ head: Int, _ query: Int) -> [Int]
+        queryRows: [Int]?, threads: Int?, _ makeKeys: () -> (_ batch: Int, _ head: Int, _ query: Int) -> [Int]
     ) -> ReferenceAttention.Result {
         let rows = batch * heads * sequenceLength
         var output = [Double](repeating: 0, count: rows * headDim)
@@ -219,7 +247,7 @@ private struct Problem {
                                     let kvBase = (b * keyValueHeads + h / group) * sequenceLength * headDim
                                     for i in queries {
                                         let row = (b * heads + h) * sequenceLength + i
-                                        let attended = keys(h, i)
+                                        let attended = keys(b, h, i)
                                         if attended.isEmpty { continue }
                                         lse[row] = attendRow(
                                             query: q + row * headDim, keys: k + kvBase, values: v + kvBase,
@@ -256,9 +284,16 @@ private struct Problem {
             addScaled(values + key * d, weight, to: output, count: d)
         }
         var j = 0
+        var finite = maximum.isFinite && sum.isFinite
         while j < d {
             output[j] /= sum
+            finite = finite && output[j].isFinite
             j += 1
+        }
+        // Non-finite inputs (or results past the Double range): the whole row is NaN, never a mix.
+        guard finite else {
+            output.update(repeating: .nan, count: d)
+            return .nan
         }
         return maximum + Glibc.log(sum)
     }
@@ -267,12 +302,18 @@ private struct Problem {
 /// The key lists of an `AttentionPlan`, built per query tile from the tile lists.
 private struct PlanKeySets {
     let plan: AttentionPlan
-    /// Whether each sequence position is a real token (not a hole, not padding text).
-    let isReal: [Bool]
+    /// Whether each video position is a real token (not a hole).
+    let isRealVideo: [Bool]
 
     init(plan: AttentionPlan) {
         self.plan = plan
-        self.isReal = ReferenceAttention.realQueryMask(layout: plan.layout)
+        self.isRealVideo = plan.layout.rasterIndexBySequenceIndex().map { $0 >= 0 }
+    }
+
+    /// Whether sequence position `index` is a real token of a batch row with `textValid` valid text tokens.
+    func isReal(_ index: Int, textValid: Int) -> Bool {
+        let video = plan.layout.paddedVideoTokenCount
+        return index < video ? isRealVideo[index] : index - video < textValid
     }
 
     /// The query tile of `query`, or -1 for a text query (all text queries share one key set).
@@ -280,20 +321,21 @@ private struct PlanKeySets {
         query < plan.layout.paddedVideoTokenCount ? query / plan.layout.tileVolume : -1
     }
 
-    /// The real keys that a real query of tile `tile` (-1: text) attends for `head`, ascending.
-    func keys(head: Int, tile: Int, into keys: inout [Int]) {
+    /// The real keys that a real query of tile `tile` (-1: text) attends for `head` in a batch row with
+    /// `textValid` valid text tokens, ascending.
+    func keys(head: Int, tile: Int, textValid: Int, into keys: inout [Int]) {
         let layout = plan.layout
         keys.removeAll(keepingCapacity: true)
         let video = layout.paddedVideoTokenCount
         if tile < 0 {
-            for key in 0..<video where isReal[key] { keys.append(key) }
+            for key in 0..<video where isRealVideo[key] { keys.append(key) }
         } else {
             for keyTile in plan.keyTiles(head: head, queryTile: tile) {
                 let start = Int(keyTile) * layout.tileVolume
-                for key in start..<(start + layout.tileVolume) where isReal[key] { keys.append(key) }
+                for key in start..<(start + layout.tileVolume) where isRealVideo[key] { keys.append(key) }
             }
         }
-        keys.append(contentsOf: video..<(video + layout.text.valid))
+        keys.append(contentsOf: video..<(video + textValid))
     }
 }
 

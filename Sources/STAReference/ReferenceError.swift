@@ -17,6 +17,10 @@ public enum ReferenceError: Error, Equatable, Sendable, CustomStringConvertible 
     case nonFiniteScale(Double)
     /// An input tensor could not be read.
     case tensor(TensorError)
+    /// The per-row valid text lengths do not have one entry per batch row.
+    case textValidCountMismatch(count: Int, batch: Int)
+    /// A per-row valid text length is outside 0...text token count.
+    case textValidOutOfRange(row: Int, value: Int, textCount: Int)
 
     public var description: String {
         switch self {
@@ -35,6 +39,10 @@ public enum ReferenceError: Error, Equatable, Sendable, CustomStringConvertible 
             return "scale \(scale) is not finite; pass a finite scale or nil for 1/√headDim"
         case let .tensor(error):
             return error.description
+        case let .textValidCountMismatch(count, batch):
+            return "textValid has \(count) entries; it needs one valid text length per batch row (\(batch))"
+        case let .textValidOutOfRange(row, value, textCount):
+            return "textValid[\(row)] is \(value); a valid text length must be in 0...\(textCount) (the text token count)"
         }
     }
 }

@@ -33,13 +33,8 @@ public enum GPUBenchmark {
             if inputs?.key != shapeKey {
                 inputs = nil
                 progress("drawing \(3 * attention.elementCount) random inputs")
-                var random = RandomInputs(seed: 0x5EED)
-                func draw() throws -> DeviceBuffer {
-                    problem.dtype == .float16
-                        ? try gpu.upload(random.values(attention.elementCount, as: Float16.self))
-                        : try gpu.upload(random.values(attention.elementCount, as: BFloat16.self))
-                }
-                inputs = (shapeKey, try draw(), try draw(), try draw())
+                let drawn = try draw(3, of: problem, elements: attention.elementCount, seed: 0x5EED, on: gpu)
+                inputs = (shapeKey, drawn[0], drawn[1], drawn[2])
             }
             guard let (_, q, k, v) = inputs else { continue }
             for choice in kernels {
@@ -79,16 +74,13 @@ extension GPUBenchmark {
             let plan = try problem.plan()
             let attention = try SlidingTileAttention(plan: plan, batch: problem.batch, headDim: problem.headDim)
             progress("drawing inputs and compiling \(problem.name)")
-            var random = RandomInputs(seed: 0xBAC4)
-            func draw() throws -> DeviceBuffer {
-                problem.dtype == .float16
-                    ? try gpu.upload(random.values(attention.elementCount, as: Float16.self))
-                    : try gpu.upload(random.values(attention.elementCount, as: BFloat16.self))
-            }
-            let (q, k, v, outputGradient) = (try draw(), try draw(), try draw(), try draw())
+            let drawn = try draw(4, of: problem, elements: attention.elementCount, seed: 0xBAC4, on: gpu)
+            let (q, k, v, outputGradient) = (drawn[0], drawn[1], drawn[2], drawn[3])
             let output = try DeviceBuffer(context: gpu.context, byteCount: attention.elementCount * 2)
             let lse = try DeviceBuffer(context: gpu.context, byteCount: attention.rowCount * 4)
-            let gradients = try (0..<3).map { _ in try DeviceBuffer(context: gpu.context, byteCount: attention.elementCount * 4) }
+            let gradients = try (0..<3).map { _ in
+                try DeviceBuffer(context: gpu.context, byteCount: attention.elementCount * problem.dtype.byteCount)
+            }
             let workspace = try DeviceBuffer(
                 context: gpu.context,
                 byteCount: try gpu.engine.backwardWorkspaceByteCount(
@@ -129,6 +121,18 @@ extension GPUBenchmark {
         }
         let median = times[times.count / 2]
         return (median, 2 * Double(size) * Double(size) * Double(size) / (median * 1e-3) / 1e12)
+    }
+
+    /// `count` device tensors of `elements` random values in [-1, 1) in the problem's dtype (f16, else bf16).
+    static func draw(
+        _ count: Int, of problem: AttentionProblem, elements: Int, seed: UInt64, on gpu: CUDABackend
+    ) throws -> [DeviceBuffer] {
+        var random = RandomInputs(seed: seed)
+        return try (0..<count).map { _ in
+            problem.dtype == .float16
+                ? try gpu.upload(random.values(elements, as: Float16.self))
+                : try gpu.upload(random.values(elements, as: BFloat16.self))
+        }
     }
 
     /// Runs `launch` `warmups` times, waits, then times `repetitions` runs with CUDA events on `stream`.

@@ -18,6 +18,7 @@ public enum KernelCatalogue {
     public static func problems() throws -> [AttentionProblem] {
         var problems = try BenchmarkSuite.allCases.flatMap { try $0.problems() }
         problems += try Verification.gpuCases()
+        problems += try Verification.textRowsCases().map(\.problem)
         problems.append(try Demonstration.problem(dtype: .bfloat16))
         return problems
     }

@@ -67,12 +67,8 @@ public enum Verification {
     }
 
     static func run<T: StorageScalar>(_ c: AttentionProblem, as: T.Type, on backend: AttentionBackend, seed: UInt64) throws -> Outcome {
-        let plan = try AttentionPlan(layout: c.layout, headWindows: c.headWindows)
-        let attention = try SlidingTileAttention(plan: plan, batch: c.batch, headDim: c.headDim)
-        var random = RandomInputs(seed: seed)
-        let q: [T] = random.values(attention.elementCount)
-        let k: [T] = random.values(attention.elementCount)
-        let v: [T] = random.values(attention.elementCount)
+        let (plan, attention, inputs) = try draw(c, as: T.self, tensors: 3, seed: seed)
+        let (q, k, v) = (inputs[0], inputs[1], inputs[2])
         let result = try attention.forward(q: q, k: k, v: v, on: backend)
         let reference = try ReferenceAttention.forward(q: q, k: k, v: v, batch: c.batch, headDim: c.headDim, plan: plan)
         return compare(
@@ -94,13 +90,8 @@ public enum Verification {
     static func runBackward<T: StorageScalar>(
         _ c: AttentionProblem, as: T.Type, on backend: AttentionBackend, seed: UInt64
     ) throws -> Outcome {
-        let plan = try AttentionPlan(layout: c.layout, headWindows: c.headWindows)
-        let attention = try SlidingTileAttention(plan: plan, batch: c.batch, headDim: c.headDim)
-        var random = RandomInputs(seed: seed)
-        let q: [T] = random.values(attention.elementCount)
-        let k: [T] = random.values(attention.elementCount)
-        let v: [T] = random.values(attention.elementCount)
-        let outputGradient: [T] = random.values(attention.elementCount)
+        let (plan, attention, inputs) = try draw(c, as: T.self, tensors: 4, seed: seed)
+        let (q, k, v, outputGradient) = (inputs[0], inputs[1], inputs[2], inputs[3])
         let forward = try attention.forward(q: q, k: k, v: v, on: backend)
         let gradients = try attention.backward(
             q: q, k: k, v: v, output: forward.output, lse: forward.lse, outputGradient: outputGradient, on: backend)
@@ -114,6 +105,16 @@ public enum Verification {
             name: c.name, dtype: c.dtype, headDim: c.headDim, sequenceLength: c.layout.sequenceLength,
             outputError: errors.contains { $0.isNaN } ? .infinity : errors.max() ?? .infinity, lseError: 0,
             badEmptyRows: 0, tolerance: tolerance(c.dtype))
+    }
+
+    /// The case's plan and attention, and `tensors` random [B, H, S, D] tensors drawn from `seed`.
+    static func draw<T: StorageScalar>(
+        _ c: AttentionProblem, as: T.Type, tensors: Int, seed: UInt64
+    ) throws -> (AttentionPlan, SlidingTileAttention, [[T]]) {
+        let plan = try AttentionPlan(layout: c.layout, headWindows: c.headWindows)
+        let attention = try SlidingTileAttention(plan: plan, batch: c.batch, headDim: c.headDim)
+        var random = RandomInputs(seed: seed)
+        return (plan, attention, (0..<tensors).map { _ in random.values(attention.elementCount) })
     }
 
     static func compare(_ c: AttentionProblem, output: [Double], lse: [Float], reference: [Double], referenceLSE: [Double]) -> Outcome {

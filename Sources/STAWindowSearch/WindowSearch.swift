@@ -53,6 +53,8 @@ public struct WindowSearch: Sendable {
     public private(set) var headsByLayer: [Int: Int] = [:]
     /// Sequence indices of the real video tokens (the compared query rows).
     private let comparedRows: [Int]
+    /// Sequence indices of every row attention reads: the real video tokens and the valid text.
+    private let readRows: [Int]
     /// Runs attention instead of `CPUAttention` when set.
     private let runner: AttentionRunner?
 
@@ -83,6 +85,7 @@ public struct WindowSearch: Sendable {
         self.threads = threads
         self.runner = runner
         self.comparedRows = (0..<layout.paddedVideoTokenCount).filter { layout.canvasPosition(ofSequenceIndex: $0) != nil }
+        self.readRows = comparedRows + Array(layout.paddedVideoTokenCount..<(layout.paddedVideoTokenCount + layout.text.valid))
     }
 
     /// FastVideo-like candidates: every window whose size per axis is odd and below the axis' tile
@@ -115,7 +118,8 @@ public struct WindowSearch: Sendable {
         headsByLayer[capture.layer] = capture.heads
         guard capture.step >= fullSteps else { return }
         let (q, k, v) = try capture.tensors()
-        let measured = try measure(q: q, k: k, v: v, batch: capture.batch, heads: capture.heads, headDim: capture.headDim)
+        let measured = try measure(
+            q: q, k: k, v: v, batch: capture.batch, heads: capture.heads, headDim: capture.headDim, source: capture.path)
         var sums = errors[key] ?? Array(repeating: Array(repeating: .zero, count: capture.heads), count: candidates.count)
         for candidate in candidates.indices {
             for head in 0..<capture.heads { sums[candidate][head].add(measured[candidate][head]) }
@@ -126,17 +130,56 @@ public struct WindowSearch: Sendable {
 
     /// The error of every candidate on every head for one set of q, k, v ([batch, heads, S, headDim],
     /// S = `layout.sequenceLength`), as `[candidate][head]`, summed over the batch.
+    ///
+    /// - Throws: `nonFiniteActivation` when q, k or v holds NaN or ±∞ (attention would give NaN rows and
+    ///   every error would be meaningless), and `nonFiniteOutput` when an output is not finite anyway;
+    ///   both name `source` (the capture's path). Cost of the checks: one pass over q, k, v and the outputs.
     public func measure(
-        q: [Float], k: [Float], v: [Float], batch: Int, heads: Int, headDim: Int
+        q: [Float], k: [Float], v: [Float], batch: Int, heads: Int, headDim: Int, source: String = "(in memory)"
     ) throws(WindowSearchError) -> [[OutputError]] {
+        let shape = [batch, heads, layout.sequenceLength, headDim]
+        for (name, values) in [("q", q), ("k", k), ("v", v)] {
+            try requireFinite(values, name: name, shape: shape, source: source)
+        }
         let full = try attention(window: fullWindow, q: q, k: k, v: v, batch: batch, heads: heads, headDim: headDim)
+        guard full.allSatisfy({ $0.isFinite }) else { throw .nonFiniteOutput(path: source, window: "\(fullWindow) (full)") }
         var result = [[OutputError]]()
         for candidate in candidates {
             let sparse = candidate == fullWindow
                 ? full : try attention(window: candidate, q: q, k: k, v: v, batch: batch, heads: heads, headDim: headDim)
-            result.append(compare(sparse, full, batch: batch, heads: heads, headDim: headDim))
+            let errors = compare(sparse, full, batch: batch, heads: heads, headDim: headDim)
+            guard errors.allSatisfy({ $0.squaredError.isFinite && $0.absoluteError.isFinite }) else {
+                throw .nonFiniteOutput(path: source, window: "\(candidate)")
+            }
+            result.append(errors)
         }
         return result
+    }
+
+    /// Throws `nonFiniteActivation` naming the first non-finite element of `values` ([b, h, s, d]) in a
+    /// row that attention reads (real video tokens and valid text; holes and padding text are never read).
+    private func requireFinite(
+        _ values: [Float], name: String, shape: [Int], source: String
+    ) throws(WindowSearchError) {
+        let (s, d) = (shape[2], shape[3])
+        var first: [Int]? = nil
+        var firstValue: Float = 0
+        var count = 0
+        for batchHead in 0..<(shape[0] * shape[1]) {
+            for row in readRows {
+                let start = (batchHead * s + row) * d
+                for c in 0..<d where !values[start + c].isFinite {
+                    if first == nil {
+                        first = [batchHead / shape[1], batchHead % shape[1], row, c]
+                        firstValue = values[start + c]
+                    }
+                    count += 1
+                }
+            }
+        }
+        if let first {
+            throw .nonFiniteActivation(path: source, name: name, index: first, value: Double(firstValue), count: count)
+        }
     }
 
     private func attention(

@@ -50,6 +50,12 @@ public enum WindowSearchError: Error, Equatable, Sendable, CustomStringConvertib
     case geometry(GeometryError)
     /// A system call on a file or directory failed with `errno`.
     case io(path: String, operation: String, errno: Int32)
+    /// Tensor `name` of a capture holds NaN or ±∞ (first at `index`, [b, h, s, d]; `count` in all), or a
+    /// value outside the fp32 range; no window error can be measured on it.
+    case nonFiniteActivation(path: String, name: String, index: [Int], value: Double, count: Int)
+    /// The attention output of a capture under `window` was not finite although its inputs were (a
+    /// backend's overflow); the error of that window cannot be measured.
+    case nonFiniteOutput(path: String, window: String)
 
     public var description: String {
         switch self {
@@ -97,6 +103,13 @@ public enum WindowSearchError: Error, Equatable, Sendable, CustomStringConvertib
             return error.description
         case let .io(path, operation, errno):
             return "\(operation) of '\(path)' failed: \(String(cString: strerror(errno))) (errno \(errno))"
+        case let .nonFiniteActivation(path, name, index, value, count):
+            return "capture '\(path)': tensor '\(name)' holds \(count) non-finite value\(count == 1 ? "" : "s") "
+                + "(first \(value) at [b, h, s, d] = \(index)); the search needs finite q, k and v "
+                + "(within the fp32 range) to measure window errors, so fix or drop this capture"
+        case let .nonFiniteOutput(path, window):
+            return "capture '\(path)': the attention output under window \(window) is not finite although q, k "
+                + "and v are; the backend overflowed, so this capture's window errors cannot be measured"
         }
     }
 }

@@ -39,9 +39,11 @@ public enum AttentionBackend: Sendable, CustomStringConvertible {
 /// One CUDA device of a `CUDAEngine`, with the kernel calls on it should prefer. Cheap to copy; the
 /// engine keeps the context and the compiled kernels.
 public struct CUDABackend: Sendable {
+    /// The engine that owns the device's context and kernels.
     public let engine: CUDAEngine
     /// The device's primary context (current on the thread that created this value).
     public let context: CUDAContext
+    /// What the kernel choice knows of the device.
     public let properties: CUDADeviceProperties
     /// The kernel calls ask for (`automatic` by default).
     public let kernel: KernelPreference

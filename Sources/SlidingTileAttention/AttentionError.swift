@@ -12,9 +12,12 @@ public struct AttentionError: Error, Sendable, CustomStringConvertible, Equatabl
         case cuda
     }
 
+    /// What kind of failure.
     public let kind: Kind
+    /// What was wrong and what is allowed.
     public let description: String
 
+    /// An error of `kind` with the message `description`.
     public init(_ kind: Kind, _ description: String) {
         self.kind = kind
         self.description = description

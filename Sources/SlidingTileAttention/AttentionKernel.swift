@@ -36,8 +36,11 @@ public enum KernelPreference: String, CaseIterable, Sendable, CustomStringConver
     /// The fastest kernel that can run the call where it runs (the Hopper kernel on compute capability
     /// 9.x when it can run the call, else the portable one; the CPU kernel on the CPU).
     case automatic = "auto"
+    /// ``AttentionKernel/cpu``.
     case cpu
+    /// ``AttentionKernel/portable``.
     case portable
+    /// ``AttentionKernel/hopper``.
     case hopper
 
     public var description: String { rawValue }
@@ -71,13 +74,18 @@ public enum KernelPreference: String, CaseIterable, Sendable, CustomStringConver
 /// What the kernel choice needs to know of a CUDA device. Built from an open context, or by hand (to ask
 /// what would run on a device that is not present).
 public struct CUDADeviceProperties: Sendable, Equatable, CustomStringConvertible {
+    /// The device ordinal (0, 1, …).
     public let ordinal: Int
+    /// The device's name, e.g. "NVIDIA H200".
     public let name: String
+    /// The major compute capability (9 for Hopper).
     public let computeCapabilityMajor: Int
+    /// The minor compute capability.
     public let computeCapabilityMinor: Int
     /// The largest dynamic shared memory a block may opt into, in bytes.
     public let sharedMemoryPerBlockOptin: Int
 
+    /// Properties given by hand (to ask what would run on a device that is not present).
     public init(ordinal: Int, name: String, computeCapability: (major: Int, minor: Int), sharedMemoryPerBlockOptin: Int) {
         self.ordinal = ordinal
         self.name = name
@@ -103,7 +111,9 @@ public struct CUDADeviceProperties: Sendable, Equatable, CustomStringConvertible
 
 /// Where a call runs, as the kernel choice sees it.
 public enum AttentionDevice: Sendable, Equatable, CustomStringConvertible {
+    /// The host's cores.
     case cpu
+    /// A CUDA GPU with these properties.
     case cuda(CUDADeviceProperties)
 
     public var description: String {

@@ -8,9 +8,13 @@ public struct AttentionShape: Sendable, Equatable {
     /// The largest head dim any backend takes.
     public static let headDimLimit = 65_536
 
+    /// B: sequences of one call.
     public let batch: Int
+    /// H: the plan's heads.
     public let heads: Int
+    /// S: the plan's sequence length (padded video tokens, then text).
     public let sequenceLength: Int
+    /// D: the head dimension.
     public let headDim: Int
     /// B · H · S.
     public let rowCount: Int
@@ -72,14 +76,6 @@ enum TextValidLengths {
         if let (row, value) = lengths.enumerated().first(where: { !(0...layout.text.count).contains($0.element) }) {
             throw .invalidArgument(
                 "text_valid[\(row)] is \(value); each entry must be in 0...\(layout.text.count) (the plan's text count)")
-        }
-    }
-
-    /// Until the kernels read per-row lengths at run time: only the plan default is accepted.
-    static func requireDefault(_ given: Bool) throws(AttentionError) {
-        guard !given else {
-            throw .invalidArgument(
-                "text_valid is given, but this build's kernels take the plan's valid text length only; pass none (NULL / 0)")
         }
     }
 }

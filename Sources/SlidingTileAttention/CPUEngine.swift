@@ -24,7 +24,8 @@ public enum CPUEngine {
                 try CPUAttention.forward(
                     plan: plan, batch: batch, headDim: headDim, q: buffer(q, T.self, n), k: buffer(k, T.self, n),
                     v: buffer(v, T.self, n), output: mutableBuffer(output, T.self, n),
-                    lse: UnsafeMutableBufferPointer(start: lse, count: shape.rowCount), scale: scale, threads: threads)
+                    lse: UnsafeMutableBufferPointer(start: lse, count: shape.rowCount), scale: scale,
+                    textValid: textValid, threads: threads)
             }
         }
         switch dtype {
@@ -62,7 +63,7 @@ public enum CPUEngine {
                     v: buffer(v, T.self, n), output: buffer(output, T.self, n),
                     lse: UnsafeBufferPointer(start: lse, count: shape.rowCount),
                     outputGradient: buffer(outputGradient, T.self, n), dq: wide[0], dk: wide[1], dv: wide[2],
-                    scale: scale, threads: threads)
+                    scale: scale, textValid: textValid, threads: threads)
             }
             guard T.self != Float.self else { return }
             for (source, target) in zip(wide, [dq, dk, dv]) {
@@ -91,7 +92,6 @@ public enum CPUEngine {
         }
         let scale = try AttentionScale.resolve(scale, headDim: headDim)
         try TextValidLengths.check(textValid, batch: batch, layout: plan.layout)
-        try TextValidLengths.requireDefault(textValid != nil)
         return (shape, scale)
     }
 

@@ -14,15 +14,15 @@ extension CUDAEngine {
         let call = AttentionCall(plan: plan, batch: batch, headDim: headDim, dtype: dtype, direction: .backward)
         try KernelSelection.checkCall(preference, call, onCUDA: true)
         _ = try KernelSelection.choose(preference, call, on: .cuda(properties(device: device)))
-        return STABackwardKernel.scratchByteCount(plan: plan, batch: batch)
+        return STABackwardKernel.workspaceByteCount(plan: plan, batch: batch)
     }
 
     /// Queues the backward pass on `stream` (nil: the legacy default stream) over device buffers and
     /// returns the kernel that runs it.
     ///
     /// q, k, v, output (the forward's) and outputGradient are [batch, plan.heads, S, headDim] in `dtype`,
-    /// lse the forward's [batch, plan.heads, S] float32; dq, dk, dv receive the gradients (float32 with
-    /// this build's kernels); `workspace` holds at least `backwardWorkspaceByteCount` bytes and is not
+    /// lse the forward's [batch, plan.heads, S] float32; dq, dk, dv receive the gradients in `dtype`
+    /// (accumulated in fp32, rounded once); `textValid` as the forward's; `workspace` holds at least `backwardWorkspaceByteCount` bytes and is not
     /// touched by anything else until the stream has run the work. Allocates nothing. Throws like
     /// `forward`.
     @discardableResult
@@ -33,17 +33,15 @@ extension CUDAEngine {
         scale: Float? = nil, textValid: DeviceBuffer? = nil, workspace: DeviceBuffer, stream: CUDAStream? = nil,
         kernel preference: KernelPreference = .automatic
     ) throws(AttentionError) -> AttentionKernel {
-        _ = try AttentionShape(plan: plan, batch: batch, headDim: headDim)
-        let scale = try AttentionScale.resolve(scale, headDim: headDim)
-        try TextValidLengths.requireDefault(textValid != nil)
         let call = AttentionCall(plan: plan, batch: batch, headDim: headDim, dtype: dtype, direction: .backward)
         let context = q.context
-        let kernel = try KernelSelection.choose(preference, call, on: .cuda(CUDADeviceProperties(context)))
+        let (kernel, scale) = try prepare(call, scale: scale, textValid: textValid, context: context, preference: preference)
         let compiled = try backwardKernel(for: call, context: context)
+        let lengths = try self.textValid(textValid, plan: plan, kernelPlan: compiled.plan, batch: batch, context: context)
         do throws(STAKernelError) {
             try compiled.launch(
                 q: q, k: k, v: v, output: output, lse: lse, outputGradient: outputGradient, dq: dq, dk: dk, dv: dv,
-                batch: batch, scale: scale, stream: stream, scratch: workspace)
+                batch: batch, scale: scale, textValid: lengths, workspace: workspace, stream: stream)
         } catch {
             throw .cuda("launch of the \(kernel) backward kernels: \(error)")
         }
@@ -64,20 +62,14 @@ extension CUDAEngine {
         workspace: UInt64, workspaceBytes: Int, stream: UInt64 = 0, device: Int,
         kernel preference: KernelPreference = .automatic
     ) throws(AttentionError) -> AttentionKernel {
-        let shape = try AttentionShape(plan: plan, batch: batch, headDim: headDim)
         let call = AttentionCall(plan: plan, batch: batch, headDim: headDim, dtype: dtype, direction: .backward)
-        try KernelSelection.checkCall(preference, call, onCUDA: true)
         let tensors = [("q", q), ("k", k), ("v", v), ("out", output), ("dout", outputGradient), ("dq", dq), ("dk", dk), ("dv", dv)]
-        for (name, address) in tensors { try DeviceAddress.check(address, name, alignment: 16) }
-        try DeviceAddress.check(lse, "lse", alignment: 4)
-        try DeviceAddress.checkOptional(textValid, "text_valid", alignment: 4)
         try DeviceAddress.checkOptional(workspace, "workspace", alignment: 256)
         guard workspaceBytes >= 0 else {
             throw .invalidArgument("workspace_bytes is \(workspaceBytes); give the size sta_backward_cuda_workspace_size reported")
         }
-        guard device >= 0 else { throw .invalidArgument("device is \(device); give a CUDA device ordinal (0, 1, …)") }
-        let resolved = try AttentionScale.resolve(scale, headDim: headDim)
-        try TextValidLengths.requireDefault(textValid != 0)
+        let (shape, resolved, tensorBytes) = try checkAddresses(
+            call, preference: preference, tensors: tensors, lse: lse, textValid: textValid, device: device, scale: scale)
         let needed = try backwardWorkspaceByteCount(
             plan: plan, batch: batch, headDim: headDim, dtype: dtype, device: device, kernel: preference)
         guard workspaceBytes >= needed, needed == 0 || workspace != 0 else {
@@ -85,15 +77,15 @@ extension CUDAEngine {
                 "workspace is \(workspace == 0 ? "0" : "\(workspaceBytes) bytes"); this call needs \(needed) bytes "
                     + "(ask sta_backward_cuda_workspace_size)")
         }
-        try BackwardGradients.requireInputDType()
-        let tensorBytes = try AttentionShape.product([shape.elementCount, dtype.byteCount], "tensor bytes")
         let context = try self.context(device: device)
         let buffers = try DeviceAddress.borrow(
             tensors.map { ($0.1, tensorBytes) } + [(lse, shape.rowCount * 4), (workspace, needed)], context: context)
         return try backward(
             plan: plan, batch: batch, headDim: headDim, dtype: dtype, q: buffers[0], k: buffers[1], v: buffers[2],
             output: buffers[3], lse: buffers[8], outputGradient: buffers[4], dq: buffers[5], dk: buffers[6],
-            dv: buffers[7], scale: resolved, textValid: nil, workspace: buffers[9],
+            dv: buffers[7], scale: resolved,
+            textValid: try DeviceAddress.borrowOptional(textValid, byteCount: batch * 4, context: context),
+            workspace: buffers[9],
             stream: try DeviceAddress.stream(stream, context: context), kernel: preference)
     }
 
@@ -117,36 +109,25 @@ extension CUDAEngine {
         try KernelSelection.checkCall(preference, call, onCUDA: true)
         let scale = try AttentionScale.resolve(scale, headDim: headDim)
         try TextValidLengths.check(textValid, batch: batch, layout: plan.layout)
-        try TextValidLengths.requireDefault(textValid != nil)
         let context = try self.context(device: device)
-        let kernel = try KernelSelection.choose(preference, call, on: .cuda(CUDADeviceProperties(context)))
-        precondition(kernel == .portable, "KernelSelection chose \(kernel) for a backward pass")
-        let compiled = try backwardKernel(for: call, context: context)
+        let workspaceBytes = try backwardWorkspaceByteCount(
+            plan: plan, batch: batch, headDim: headDim, dtype: T.dtype, device: device, kernel: preference)
         return try driver {
             let inputs = try [q, k, v, output, outputGradient].map { try HostCopy.upload($0, context: context) }
             let deviceLSE = try HostCopy.upload(lse, context: context)
-            let gradients = try (0..<3).map { _ in try DeviceBuffer(context: context, byteCount: shape.elementCount * 4) }
-            for buffer in gradients { try buffer.fill(byte: 0xFF) }
-            do throws(STAKernelError) {
-                try compiled.launch(
-                    q: inputs[0], k: inputs[1], v: inputs[2], output: inputs[3], lse: deviceLSE,
-                    outputGradient: inputs[4], dq: gradients[0], dk: gradients[1], dv: gradients[2], batch: batch,
-                    scale: scale, stream: nil)
-            } catch {
-                throw AttentionError.cuda("launch of the portable backward kernels: \(error)")
+            let gradients = try (0..<3).map { _ in
+                try DeviceBuffer(context: context, byteCount: shape.elementCount * T.dtype.byteCount)
             }
+            for buffer in gradients { try buffer.fill(byte: 0xFF) }
+            let workspace = try DeviceBuffer(context: context, byteCount: workspaceBytes)
+            let lengths = try textValid.map { try DeviceBuffer(context: context, copying: $0.map { Int32($0) }) }
+            try backward(
+                plan: plan, batch: batch, headDim: headDim, dtype: T.dtype, q: inputs[0], k: inputs[1], v: inputs[2],
+                output: inputs[3], lse: deviceLSE, outputGradient: inputs[4], dq: gradients[0], dk: gradients[1],
+                dv: gradients[2], scale: scale, textValid: lengths, workspace: workspace, stream: nil, kernel: preference)
             try context.synchronize()
-            let wide = try gradients.map { try HostCopy.download($0, count: shape.elementCount, as: Float.self) }
-            return (wide[0].map(T.init), wide[1].map(T.init), wide[2].map(T.init))
+            let result = try gradients.map { try HostCopy.download($0, count: shape.elementCount, as: T.self) }
+            return (result[0], result[1], result[2])
         }
-    }
-}
-
-/// Whether the backward kernels of this build write gradients in the input dtype.
-enum BackwardGradients {
-    /// This build's backward kernels write float32 gradients; a caller-sized input-dtype buffer would be
-    /// overrun, so the raw-address backward refuses.
-    static func requireInputDType() throws(AttentionError) {
-        throw .cuda("this build's CUDA backward kernels write float32 gradients, not the input dtype the C interface promises; use sta_backward_cpu, or a build whose kernels write the input dtype")
     }
 }

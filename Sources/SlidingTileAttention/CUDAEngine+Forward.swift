@@ -20,15 +20,14 @@ extension CUDAEngine {
         scale: Float? = nil, textValid: DeviceBuffer? = nil, stream: CUDAStream? = nil,
         kernel preference: KernelPreference = .automatic
     ) throws(AttentionError) -> AttentionKernel {
-        _ = try AttentionShape(plan: plan, batch: batch, headDim: headDim)
-        let scale = try AttentionScale.resolve(scale, headDim: headDim)
-        try TextValidLengths.requireDefault(textValid != nil)
         let call = AttentionCall(plan: plan, batch: batch, headDim: headDim, dtype: dtype, direction: .forward)
         let context = q.context
-        let kernel = try KernelSelection.choose(preference, call, on: .cuda(CUDADeviceProperties(context)))
+        let (kernel, scale) = try prepare(call, scale: scale, textValid: textValid, context: context, preference: preference)
         let compiled = try forwardKernel(kernel, for: call, context: context)
+        let lengths = try self.textValid(textValid, plan: plan, kernelPlan: compiled.plan, batch: batch, context: context)
         do throws(STAKernelError) {
-            try compiled.launch(q: q, k: k, v: v, output: output, lse: lse, batch: batch, scale: scale, stream: stream)
+            try compiled.launch(
+                q: q, k: k, v: v, output: output, lse: lse, batch: batch, scale: scale, textValid: lengths, stream: stream)
         } catch {
             throw .cuda("launch of the \(kernel) forward kernel: \(error)")
         }
@@ -47,25 +46,18 @@ extension CUDAEngine {
         q: UInt64, k: UInt64, v: UInt64, output: UInt64, lse: UInt64, scale: Double?, textValid: UInt64 = 0,
         stream: UInt64 = 0, device: Int, kernel preference: KernelPreference = .automatic
     ) throws(AttentionError) -> AttentionKernel {
-        let shape = try AttentionShape(plan: plan, batch: batch, headDim: headDim)
         let call = AttentionCall(plan: plan, batch: batch, headDim: headDim, dtype: dtype, direction: .forward)
-        try KernelSelection.checkCall(preference, call, onCUDA: true)
-        for (name, address) in [("q", q), ("k", k), ("v", v), ("out", output)] {
-            try DeviceAddress.check(address, name, alignment: 16)
-        }
-        try DeviceAddress.check(lse, "lse", alignment: 4)
-        try DeviceAddress.checkOptional(textValid, "text_valid", alignment: 4)
-        guard device >= 0 else { throw .invalidArgument("device is \(device); give a CUDA device ordinal (0, 1, …)") }
-        let resolved = try AttentionScale.resolve(scale, headDim: headDim)
-        try TextValidLengths.requireDefault(textValid != 0)
-        let tensorBytes = try AttentionShape.product([shape.elementCount, dtype.byteCount], "tensor bytes")
+        let (shape, resolved, tensorBytes) = try checkAddresses(
+            call, preference: preference, tensors: [("q", q), ("k", k), ("v", v), ("out", output)], lse: lse,
+            textValid: textValid, device: device, scale: scale)
         let context = try self.context(device: device)
         let buffers = try DeviceAddress.borrow(
             [(q, tensorBytes), (k, tensorBytes), (v, tensorBytes), (output, tensorBytes), (lse, shape.rowCount * 4)],
             context: context)
         return try forward(
             plan: plan, batch: batch, headDim: headDim, dtype: dtype, q: buffers[0], k: buffers[1], v: buffers[2],
-            output: buffers[3], lse: buffers[4], scale: resolved, textValid: nil,
+            output: buffers[3], lse: buffers[4], scale: resolved,
+            textValid: try DeviceAddress.borrowOptional(textValid, byteCount: batch * 4, context: context),
             stream: try DeviceAddress.stream(stream, context: context), kernel: preference)
     }
 
@@ -128,6 +120,12 @@ enum DeviceAddress {
                 try DeviceBuffer(borrowing: region.0, byteCount: region.1, context: context)
             }
         }
+    }
+
+    /// A borrowed buffer over `address`, or nil for 0.
+    static func borrowOptional(_ address: UInt64, byteCount: Int, context: CUDAContext) throws(AttentionError) -> DeviceBuffer? {
+        guard address != 0 else { return nil }
+        return try borrow([(address, byteCount)], context: context)[0]
     }
 
     /// The caller's stream, or nil (the legacy default stream) for 0.

@@ -12,8 +12,13 @@ import Synchronization
 /// - Contexts: the primary context of each device (the one the CUDA runtime, and so PyTorch, uses: its
 ///   device addresses are valid here), retained once on first use and kept for the engine's lifetime.
 /// - Kernels: compiled by NVRTC (or read from `cache`) on first use and kept, keyed by device, plan
-///   (layout and windows), head dim, dtype, kernel and direction. A kernel is compiled under a lock, so two
-///   threads asking for the same one compile it once; other threads wait meanwhile.
+///   (layout and windows), head dim, dtype, kernel and direction. The plan's default valid text length is
+///   not part of the key: the kernels read valid lengths at run time, so plans that differ only in it
+///   share one kernel. A kernel is compiled under a lock, so two threads asking for the same one compile
+///   it once; other threads wait meanwhile.
+/// - Plan tables: the window tables live with each kernel; for a call without per-row lengths whose plan's
+///   default differs from the kernel's, the engine passes a small device array of that length for every
+///   row, made once per (device, length, batch) and kept.
 /// - Every call checks its arguments and asks `KernelSelection` which kernel runs it before any device
 ///   work, so a refused call has touched nothing.
 ///
@@ -27,6 +32,13 @@ public final class CUDAEngine: Sendable {
 
     private let contexts = Mutex<[Int: CUDAContext]>([:])
     private let kernels = Mutex<KernelTable>(KernelTable())
+    private let uniformTextValid = Mutex<[UniformTextValidKey: DeviceBuffer]>([:])
+
+    struct UniformTextValidKey: Hashable, Sendable {
+        let device: Int
+        let valid: Int
+        let batch: Int
+    }
 
     /// A compiled kernel's identity.
     struct KernelKey: Hashable, Sendable {
@@ -39,9 +51,17 @@ public final class CUDAEngine: Sendable {
         let kernel: AttentionKernel
         let direction: AttentionDirection
 
+        /// `layout` with every text token valid: the part of a layout a kernel is compiled for.
+        static func normalised(_ layout: STALayout) -> STALayout {
+            guard layout.text.valid != layout.text.count else { return layout }
+            // Same canvas and tile, text.valid = text.count: valid by construction.
+            return (try? STALayout(
+                canvas: layout.canvas.extents, tile: layout.tile.extents, textCount: layout.text.count)) ?? layout
+        }
+
         init(device: Int, plan: AttentionPlan, headDim: Int, dtype: DType, kernel: AttentionKernel, direction: AttentionDirection) {
             self.device = device
-            self.layout = plan.layout
+            self.layout = Self.normalised(plan.layout)
             self.windows = plan.windows
             self.windowIndexByHead = plan.windowIndexByHead
             self.headDim = headDim
@@ -107,52 +127,77 @@ public final class CUDAEngine: Sendable {
     func forwardKernel(
         _ kernel: AttentionKernel, for call: AttentionCall, context: CUDAContext
     ) throws(AttentionError) -> any AttentionForwardKernel {
-        let key = KernelKey(
-            device: context.deviceOrdinal, plan: call.plan, headDim: call.headDim, dtype: call.dtype, kernel: kernel,
-            direction: .forward)
         let cache = self.cache
-        let result: Result<any AttentionForwardKernel, STAKernelError> = kernels.withLock { table in
-            if let compiled = table.forward[key] { return .success(compiled) }
-            do throws(STAKernelError) {
-                let compiled: any AttentionForwardKernel = kernel == .hopper
-                    ? try STAForwardHopperKernel(
-                        context: context, plan: call.plan, headDim: call.headDim, dtype: call.dtype, cache: cache)
-                    : try STAForwardKernel(
-                        context: context, plan: call.plan, headDim: call.headDim, dtype: call.dtype, cache: cache)
-                table.forward[key] = compiled
-                return .success(compiled)
-            } catch {
-                return .failure(error)
-            }
-        }
-        do throws(STAKernelError) {
-            return try result.get()
-        } catch {
-            throw .cuda("the \(kernel) forward kernel for \(call.dtype), head dim \(call.headDim): \(error)")
+        return try loaded(kernel, call, context, \.forward) { () throws(STAKernelError) -> any AttentionForwardKernel in
+            kernel == .hopper
+                ? try STAForwardHopperKernel(
+                    context: context, plan: call.plan, headDim: call.headDim, dtype: call.dtype, cache: cache)
+                : try STAForwardKernel(
+                    context: context, plan: call.plan, headDim: call.headDim, dtype: call.dtype, cache: cache)
         }
     }
 
     /// The backward kernels for `call` on `context`, compiled or loaded on first use.
     func backwardKernel(for call: AttentionCall, context: CUDAContext) throws(AttentionError) -> STABackwardKernel {
-        let key = KernelKey(
-            device: context.deviceOrdinal, plan: call.plan, headDim: call.headDim, dtype: call.dtype, kernel: .portable,
-            direction: .backward)
         let cache = self.cache
-        let result: Result<STABackwardKernel, STAKernelError> = kernels.withLock { table in
-            if let compiled = table.backward[key] { return .success(compiled) }
-            do throws(STAKernelError) {
-                let compiled = try STABackwardKernel(
-                    context: context, plan: call.plan, headDim: call.headDim, dtype: call.dtype, cache: cache)
-                table.backward[key] = compiled
-                return .success(compiled)
-            } catch {
-                return .failure(error)
-            }
+        return try loaded(.portable, call, context, \.backward) { () throws(STAKernelError) in
+            try STABackwardKernel(
+                context: context, plan: call.plan, headDim: call.headDim, dtype: call.dtype, cache: cache)
+        }
+    }
+
+    /// The kernel of `table` for (`kernel`, `call`, `context`'s device), made with `make` under the lock
+    /// on first use. A failure is `cuda`, naming the kernel and what it was built for.
+    private func loaded<Kernel: Sendable>(
+        _ kernel: AttentionKernel, _ call: AttentionCall, _ context: CUDAContext,
+        _ table: WritableKeyPath<KernelTable, [KernelKey: Kernel]>, make: () throws(STAKernelError) -> Kernel
+    ) throws(AttentionError) -> Kernel {
+        let key = KernelKey(
+            device: context.deviceOrdinal, plan: call.plan, headDim: call.headDim, dtype: call.dtype, kernel: kernel,
+            direction: call.direction)
+        let result = kernels.withLock { kernels in
+            lookUp(key, in: &kernels[keyPath: table], orMake: make)
         }
         do throws(STAKernelError) {
             return try result.get()
         } catch {
-            throw .cuda("the portable backward kernels for \(call.dtype), head dim \(call.headDim): \(error)")
+            throw .cuda("the \(kernel) \(call.direction) kernel for \(call.dtype), head dim \(call.headDim): \(error)")
+        }
+    }
+
+    /// The valid text lengths to launch `compiled` with for a call on `plan`: the caller's array, or nil
+    /// when the kernel's default is the plan's, or else a device array holding the plan's default for each
+    /// of `batch` rows (made once per device, length and batch, and kept).
+    func textValid(
+        _ given: DeviceBuffer?, plan: AttentionPlan, kernelPlan: AttentionPlan, batch: Int, context: CUDAContext
+    ) throws(AttentionError) -> DeviceBuffer? {
+        if let given { return given }
+        let valid = plan.layout.text.valid
+        guard valid != kernelPlan.layout.text.valid else { return nil }
+        let key = UniformTextValidKey(device: context.deviceOrdinal, valid: valid, batch: batch)
+        let result = uniformTextValid.withLock { table in
+            lookUp(key, in: &table) { () throws(CUDAError) in
+                try DeviceBuffer(context: context, copying: [Int32](repeating: Int32(valid), count: batch))
+            }
+        }
+        do throws(CUDAError) {
+            return try result.get()
+        } catch {
+            throw .cuda("the valid text lengths of the plan on device \(context.deviceOrdinal): \(error)")
+        }
+    }
+
+    /// `table[key]`, made with `make` and stored on a miss; the caller holds the table's lock.
+    private func lookUp<Key: Hashable, Value, Failure: Error>(
+        _ key: Key, in table: inout [Key: Value], orMake make: () throws(Failure) -> Value
+    ) -> Result<Value, Failure> {
+        if let value = table[key] { return .success(value) }
+        do throws(Failure) {
+            let value = try make()
+            table[key] = value
+            return .success(value)
+        } catch {
+            return .failure(error)
         }
     }
 

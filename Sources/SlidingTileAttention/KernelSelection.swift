@@ -4,12 +4,18 @@ import STATensors
 
 /// The facts of one attention call that decide which kernels can run it.
 public struct AttentionCall: Sendable {
+    /// The plan (layout and windows); its layout bounds the Hopper kernel's grid.
     public let plan: AttentionPlan
+    /// B.
     public let batch: Int
+    /// D.
     public let headDim: Int
+    /// The storage dtype of q, k, v (and of the output and gradients).
     public let dtype: DType
+    /// Forward or backward.
     public let direction: AttentionDirection
 
+    /// The facts of a call; nothing is checked here.
     public init(plan: AttentionPlan, batch: Int, headDim: Int, dtype: DType, direction: AttentionDirection) {
         self.plan = plan
         self.batch = batch

@@ -13,8 +13,11 @@ import STATensors
 /// The CPU runs through `CPUEngine`, a GPU through `CUDAEngine`; both check their arguments and choose
 /// their kernel with `KernelSelection`, so every front end refuses a call with the same message.
 public struct SlidingTileAttention: Sendable {
+    /// The layout and per-head windows.
     public let plan: AttentionPlan
+    /// B: sequences per call.
     public let batch: Int
+    /// D: the head dimension.
     public let headDim: Int
 
     /// Throws `invalidArgument` for a batch outside 1...65535 or a head dim outside 1...65536.

@@ -10,10 +10,11 @@ struct CInterfaceBackwardTests {
     /// A 3-D plan with holes (5 is not a multiple of 2) and padding text (2 of 3 valid), three heads.
     let forward = CInterfaceForwardTests()
 
-    /// Runs sta_forward_cpu then sta_backward_cpu in `T` (dtype code `code`); returns the forward's
-    /// output and lse and the gradients.
+    /// Runs sta_forward_cpu then sta_backward_cpu in `T` (dtype code `code`), with per-row valid text
+    /// lengths when `textValid` is given; returns the forward's output and lse and the gradients.
     func run<T: StorageScalar>(
-        _ type: T.Type, code: Int32, c: CPlan, plan: AttentionPlan, batch: Int, headDim: Int, seed: UInt64
+        _ type: T.Type, code: Int32, c: CPlan, plan: AttentionPlan, batch: Int, headDim: Int, seed: UInt64,
+        textValid: [Int32]? = nil
     ) throws -> (qkv: [[T]], dO: [T], out: [T], lse: [Float], dq: [T], dk: [T], dv: [T]) {
         let wide = try forward.inputs(plan, batch: batch, headDim: headDim, seed: seed)
         let qkv = wide.map { $0.map { T($0) } }
@@ -22,14 +23,14 @@ struct CInterfaceBackwardTests {
         var out = [T](repeating: T(.nan), count: rows * headDim), lse = [Float](repeating: .nan, count: rows)
         let message = MessageBuffer()
         var status = sta_forward_cpu(
-            c.pointer, code, Int64(batch), Int64(headDim), qkv[0], qkv[1], qkv[2], &out, &lse, 0, nil, 2,
+            c.pointer, code, Int64(batch), Int64(headDim), qkv[0], qkv[1], qkv[2], &out, &lse, 0, textValid, 2,
             message.storage, message.length)
         #expect(status == 0, "\(message.text)")
         var dq = [T](repeating: T(.nan), count: rows * headDim)
         var dk = dq, dv = dq
         status = sta_backward_cpu(
             c.pointer, code, Int64(batch), Int64(headDim), qkv[0], qkv[1], qkv[2], out, lse, dO, &dq, &dk, &dv, 0,
-            nil, 2, message.storage, message.length)
+            textValid, 2, message.storage, message.length)
         #expect(status == 0, "\(message.text)")
         #expect(message.text.isEmpty)
         return (qkv, dO, out, lse, dq, dk, dv)
@@ -54,6 +55,34 @@ struct CInterfaceBackwardTests {
         for row in 0..<(r.lse.count) where !real[row % plan.layout.sequenceLength] {
             let range = (row * headDim)..<((row + 1) * headDim)
             #expect(r.dq[range].allSatisfy { $0 == 0 } && r.dk[range].allSatisfy { $0 == 0 } && r.dv[range].allSatisfy { $0 == 0 })
+        }
+    }
+
+    @Test("per-row valid text lengths reach the kernels: forward and gradients match the float64 reference")
+    func perRowText() throws {
+        let (c, plan) = try forward.plans()  // 3 text tokens, plan default 2
+        let batch = 3, headDim = 8
+        let lengths: [Int32] = [0, 3, 1]
+        let r = try run(Float.self, code: 0, c: c, plan: plan, batch: batch, headDim: headDim, seed: 41, textValid: lengths)
+        let valid = lengths.map(Int.init)
+        let reference = try ReferenceAttention.backward(
+            q: r.qkv[0], k: r.qkv[1], v: r.qkv[2], output: r.out, lse: r.lse, outputGradient: r.dO, batch: batch,
+            headDim: headDim, plan: plan, textValid: valid)
+        for (name, got, want) in [("dq", r.dq, reference.dq), ("dk", r.dk, reference.dk), ("dv", r.dv, reference.dv)] {
+            let norm = want.reduce(0) { $0 + $1 * $1 }
+            let error = zip(got, want).reduce(0.0) { $0 + (Double($1.0) - $1.1) * (Double($1.0) - $1.1) }
+            #expect((error / norm).squareRoot() < 1e-5, "\(name): \((error / norm).squareRoot())")
+        }
+        // The text rows past each row's length attend nothing: lse −∞; and the lengths differ from the
+        // plan's default, so the call used them.
+        let s = plan.layout.sequenceLength, text = plan.layout.paddedVideoTokenCount
+        for b in 0..<batch {
+            for h in 0..<plan.heads {
+                for t in 0..<3 {
+                    let lse = r.lse[(b * plan.heads + h) * s + text + t]
+                    #expect((t < valid[b]) == lse.isFinite, "row \(b) head \(h) text \(t): \(lse)")
+                }
+            }
         }
     }
 

@@ -189,6 +189,9 @@ struct CInterfaceCUDAArgumentTests {
         checks.expectFailure(invalid, "lse (0x102) is not aligned to 4 bytes") {
             sta_forward_cuda(plan.pointer, 1, 1, 64, 256, 256, 256, 256, 258, 0, 0, 0, 0, "portable", $0, $1)
         }
+        checks.expectFailure(invalid, "text_valid (0x102) is not aligned to 4 bytes") {
+            sta_forward_cuda(plan.pointer, 2, 1, 128, 256, 256, 256, 256, 256, 0, 258, 0, 0, nil, $0, $1)
+        }
         checks.expectFailure(invalid, "batch is 70000") {
             sta_forward_cuda(plan.pointer, 2, 70_000, 128, 256, 256, 256, 256, 256, 0, 0, 0, 0, nil, $0, $1)
         }

@@ -125,6 +125,11 @@ struct STABackwardKernelCompileTests {
         #expect(STABackwardKernel.queriesSharedMemoryBytes(headDim: 128) == 131_072)
         #expect(STABackwardKernel.keysSharedMemoryBytes(headDim: 64) == 65_536)
         let plan = try AttentionPlan(layout: layout, window: Window(tiles: [3, 3, 3]), heads: 24)
-        #expect(STABackwardKernel.scratchByteCount(plan: plan, batch: 2) == 2 * 2 * 24 * 115_456 * 4)
+        // LSE2, then Δ from the next 256-byte boundary (2 · 24 · 115,456 · 4 bytes is a multiple of 256).
+        #expect(STABackwardKernel.workspaceByteCount(plan: plan, batch: 2) == 2 * 2 * 24 * 115_456 * 4)
+        let odd = try AttentionPlan(
+            layout: STALayout(canvas: [10], tile: [5], textCount: 3), window: Window(tiles: [1]), heads: 1)
+        // 13 rows: 52 bytes of LSE2 padded to 256, then 52 bytes of Δ.
+        #expect(STABackwardKernel.workspaceByteCount(plan: odd, batch: 1) == 256 + 52)
     }
 }

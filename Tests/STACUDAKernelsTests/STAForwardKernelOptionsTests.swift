@@ -28,7 +28,12 @@ func define(_ name: String, in options: [String]) -> String? {
         }
         #expect(define("STA_GRID_T", in: options) == "5")
         #expect(define("STA_TEXT_COUNT", in: options) == "256")
-        #expect(define("STA_TEXT_VALID", in: options) == "200")
+        // The valid length is a launch argument: the same options for every prompt length.
+        #expect(!options.contains { $0.hasPrefix("-DSTA_TEXT_VALID") })
+        let full = try AttentionPlan(
+            layout: STALayout(canvas: [30, 48, 80], tile: [6, 8, 8], textCount: 256, textValid: 256),
+            window: Window(tiles: [3, 3, 3]), heads: 4)
+        #expect(STAForwardKernel.compileOptions(plan: full, headDim: 128, dtype: .bfloat16, architecture: "sm_90a") == options)
     }
 
     @Test func paddedCanvasGridRoundsUp() throws {
@@ -43,7 +48,6 @@ func define(_ name: String, in options: [String]) -> String? {
         #expect(define("STA_GRID_H", in: options) == "6")
         #expect(define("STA_CANVAS_H", in: options) == "45")
         #expect(define("STA_TEXT_COUNT", in: options) == "0")
-        #expect(define("STA_TEXT_VALID", in: options) == "0")
     }
 
     @Test func twoDimensionalPlanPadsTheLeadingAxis() throws {
@@ -59,8 +63,8 @@ func define(_ name: String, in options: [String]) -> String? {
         #expect(define("STA_CANVAS_W", in: options) == "128")
         #expect(define("STA_TILE_W", in: options) == "16")
         #expect(define("STA_GRID_W", in: options) == "8")
-        // Every compile-time constant is defined exactly once: head dim, dtype, 3 × 3 axes, 2 text counts.
-        #expect(options.filter { $0.hasPrefix("-D") }.count == 13)
+        // Every compile-time constant is defined exactly once: head dim, dtype, 3 × 3 axes, the text count.
+        #expect(options.filter { $0.hasPrefix("-D") }.count == 12)
     }
 
     @Test func oneDimensionalPlanPadsBothLeadingAxes() throws {
@@ -71,7 +75,7 @@ func define(_ name: String, in options: [String]) -> String? {
         #expect(define("STA_CANVAS_H", in: options) == "1")
         #expect(define("STA_CANVAS_W", in: options) == "1000")
         #expect(define("STA_GRID_W", in: options) == "11")
-        #expect(define("STA_TEXT_VALID", in: options) == "3")
+        #expect(define("STA_TEXT_COUNT", in: options) == "5")
     }
 
     @Test func launchGeometry() throws {
@@ -110,7 +114,8 @@ func define(_ name: String, in options: [String]) -> String? {
         let source = STAForwardKernel.source
         #expect(source.contains("extern \"C\" __global__"))
         #expect(source.contains(STAForwardKernel.functionName + "("))
-        #expect(source.contains("int heads, float scale)"))
+        #expect(source.contains("int heads, float scale,"))
+        #expect(source.contains("const int* text_valid, int default_text_valid)"))
         #expect(STAForwardKernel.sourceName.hasSuffix(".cu"))
     }
 }

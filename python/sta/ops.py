@@ -68,6 +68,10 @@ def attention(q, k, v, plan, scale: float, text_valid, kernel: str, threads, lay
                 "(sta_backward_cpu / sta_backward_cuda), or call it under torch.no_grad() or on detached tensors")
     out, lse = torch.ops.sta.attention_forward(
         q, k, v, plan.handle.value, scale, valid, kernel, 0 if threads is None else int(threads))
+    if not torch.compiler.is_compiling() and out.grad_fn is not None:
+        # The backward finds the plan by its handle: keep the plan alive as long as the autograd graph, so a
+        # plan made inline (sta.attention(q, k, v, sta.Plan(...))) is not released before the backward.
+        out.grad_fn.metadata["sta_plan"] = plan
     if layout == "bshd":
         out = out.transpose(1, 2)
     return out, lse

@@ -276,6 +276,21 @@ def test_padding_and_hole_gradients_are_zero():
 
 
 @needs_backward
+def test_the_autograd_graph_keeps_its_plan_alive():
+    import gc
+
+    q, k, v = (x.requires_grad_() for x in random_inputs(small_plan()))
+    out, _ = sta.attention(q, k, v, small_plan())   # the only reference to this plan is the graph's
+    gc.collect()
+    for _ in range(3):
+        small_plan().close()                        # plans made and released meanwhile
+    out.sum().backward()
+    want, _, _, leaves = reference(small_plan(), q, k, v)
+    want.sum().backward()
+    assert relative_error(q.grad, leaves[0].grad) < 1e-4
+
+
+@needs_backward
 def test_backward_writes_every_entry_of_poisoned_gradients():
     """sta_backward_cpu through the C ABI into NaN-filled dq, dk, dv: every entry is written (holes and
     padding rows with 0)."""

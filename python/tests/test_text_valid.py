@@ -160,3 +160,34 @@ def test_version_and_library():
         assert sta.library_version() == sta.__version__
     else:
         assert sta.library_version() is None
+
+
+def test_the_per_row_probe_is_about_text_valid():
+    """supports("text_valid") comes from one two-token forward with lengths; the same call without them
+    must succeed, so a refusal is about the lengths and not about the probe's shape."""
+    if sta.interface_version() < 2:
+        pytest.skip("a version-1 library has no text_valid parameter")
+    import ctypes
+
+    lib = sta.library()
+    buffer = _library.error_buffer()
+    one = (ctypes.c_int64 * 1)(1)
+    plan = lib.sta_plan_create(1, one, one, 1, -1, 1, one, buffer, ctypes.sizeof(buffer))
+    assert plan, buffer.value
+    try:
+        values = (ctypes.c_float * 2)(1.0, 1.0)
+        out, lse = (ctypes.c_float * 2)(), (ctypes.c_float * 2)()
+        status = lib.sta_forward_cpu(plan, 0, 1, 1, values, values, values, out, lse, 0.0, None, 1, buffer,
+                                     ctypes.sizeof(buffer))
+        assert status == 0, buffer.value
+        assert list(out) == [1.0, 1.0]                       # one video and one text token, both value 1
+        lengths = (ctypes.c_int32 * 1)(0)
+        status = lib.sta_forward_cpu(plan, 0, 1, 1, values, values, values, out, lse, 0.0, lengths, 1, buffer,
+                                     ctypes.sizeof(buffer))
+        if sta.supports("text_valid"):
+            assert status == 0, buffer.value
+            assert list(out) == [1.0, 0.0] and lse[1] == float("-inf")   # the text token became padding
+        else:
+            assert status != 0 and b"text_valid" in buffer.value
+    finally:
+        lib.sta_plan_destroy(plan, None, 0)

@@ -5,13 +5,17 @@
 // TEXT_COUNT (video tokens in tile order, holes included, then text); LSE is [B, H, S] float32, natural log,
 // as the forward wrote it. With P = exp(scale·QKᵀ − L) over the attended pairs and Δ_i = Σ_d dO_id·O_id:
 //     dV = Pᵀ dO,   dP = dO Vᵀ,   dS = P ∘ (dP − Δ),   dQ = scale · dS K,   dK = scale · dSᵀ Q
-// dQ, dK, dV are [B, H, S, D] float32, every row written. Rows that attend nothing (holes, padding text,
-// rows whose LSE is -inf) get dQ = 0; keys nothing attends (holes, padding text) get dK = dV = 0. Rows of
-// q, k, v, o, dO at holes and padding text are never read.
+// dQ, dK, dV are [B, H, S, D] in the input's 16-bit type (accumulated in fp32, rounded once when written),
+// every row written. Rows that attend nothing (holes, padding text, rows whose LSE is -inf) get dQ = 0; keys
+// nothing attends (holes, padding text) get dK = dV = 0. Rows of q, k, v, o, dO at holes and padding text
+// are never read. Text validity is per batch row and a run-time value, as in the forward: text_valid[b]
+// (a device array of `batch` ints) or, when text_valid is null, default_text_valid, clamped into
+// 0 ... TEXT_COUNT.
 //
 // Three kernels, launched in this order on one stream:
 //   sta_backward_prepare_sm80  per row: LSE2 = L·log2(e) and Δ; +inf and 0 for rows that attend nothing, so
 //                              that the other kernels need no row mask (P = exp2(s − inf) = 0, dS = 0).
+//                              LSE2 and Δ live in the caller's workspace (two float arrays of B·H·S).
 //                              Block = 256 threads, PREP_ROWS_PER_BLOCK rows per block, grid = ⌈B·H·S / that⌉.
 //   sta_backward_dkdv_sm80     one block per (block of DKV_BLOCK_KEYS keys inside one key tile or the text,
 //                              head, batch); it streams the query chunks of every query tile that attends its
@@ -26,7 +30,7 @@
 // Block = 256 threads (8 warps) for both. No atomics: every output row has one owner.
 //
 // Compile-time constants: those of the forward (STA_HEAD_DIM 64 | 128, STA_BF16=1 or STA_FP16=1,
-// STA_CANVAS_T/H/W, STA_TILE_T/H/W, STA_GRID_T/H/W, STA_TEXT_COUNT, STA_TEXT_VALID).
+// STA_CANVAS_T/H/W, STA_TILE_T/H/W, STA_GRID_T/H/W, STA_TEXT_COUNT).
 
 // sta_common_sm80.cuh (types, problem constants, PTX wrappers, hole geometry) comes first: the launcher
 // prepends it.
@@ -94,11 +98,11 @@ __device__ __forceinline__ float widen(uint16_t bits) {
 }
 }  // namespace ptx
 
-// Whether sequence position `position` (0 ..< S) is a real token: a video position that is no hole, or a
-// valid text position.
-__device__ __forceinline__ bool is_real(int position) {
+// Whether sequence position `position` (0 ..< S) is a real token: a video position that is no hole, or one
+// of the `text_valid` valid text positions.
+__device__ __forceinline__ bool is_real(int position, int text_valid) {
     if (position < V) return !is_hole(position / TILE_VOL, position % TILE_VOL);
-    return position - V < TEXT_VALID;
+    return position - V < text_valid;
 }
 
 // One chunk of rows: `length` consecutive sequence positions from `start` (length ≤ CHUNK), inside one tile
@@ -110,9 +114,9 @@ struct Chunk {
 };
 
 // The index-th chunk of CHUNK rows over `tile_count` tiles (tiles[i], or tile i when `tiles` is null),
-// ⌈TILE_VOL / CHUNK⌉ chunks per tile, then ⌈TEXT_VALID / CHUNK⌉ chunks of valid text.
+// ⌈TILE_VOL / CHUNK⌉ chunks per tile, then ⌈text_valid / CHUNK⌉ chunks of valid text.
 template <int CHUNK>
-__device__ __forceinline__ Chunk chunk_of(int index, int tile_count, const int* tiles) {
+__device__ __forceinline__ Chunk chunk_of(int index, int tile_count, const int* tiles, int text_valid) {
     constexpr int PER_TILE = (TILE_VOL + CHUNK - 1) / CHUNK;
     Chunk chunk;
     if (index < tile_count * PER_TILE) {
@@ -125,14 +129,14 @@ __device__ __forceinline__ Chunk chunk_of(int index, int tile_count, const int* 
         const int in_text = (index - tile_count * PER_TILE) * CHUNK;
         chunk.tile = -1;
         chunk.start = V + in_text;
-        chunk.length = min(CHUNK, TEXT_VALID - in_text);
+        chunk.length = min(CHUNK, text_valid - in_text);
     }
     return chunk;
 }
 
 template <int CHUNK>
-__device__ __forceinline__ int chunk_count(int tile_count) {
-    return tile_count * ((TILE_VOL + CHUNK - 1) / CHUNK) + (TEXT_VALID + CHUNK - 1) / CHUNK;
+__device__ __forceinline__ int chunk_count(int tile_count, int text_valid) {
+    return tile_count * ((TILE_VOL + CHUNK - 1) / CHUNK) + (text_valid + CHUNK - 1) / CHUNK;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -228,10 +232,10 @@ __device__ __forceinline__ void multiply_pt(float (&acc)[HEAD_DIM / 8][4], const
     }
 }
 
-// Writes the warp's accumulator rows `row` (g and g+8) of a [*, HEAD_DIM] float32 matrix, times `factor`,
-// or zeros when `keep(row)` is false; rows ≥ `rows` are not written.
+// Writes the warp's accumulator rows `row` (g and g+8) of a [*, HEAD_DIM] 16-bit matrix, times `factor` and
+// rounded to nearest even, or zeros when `keep(row)` is false; rows ≥ `rows` are not written.
 template <typename Keep>
-__device__ __forceinline__ void store_rows(float* matrix, int first, int rows, int warp_row, int lane,
+__device__ __forceinline__ void store_rows(uint16_t* matrix, int first, int rows, int warp_row, int lane,
                                            const float (&acc)[HEAD_DIM / 8][4], float factor, Keep keep) {
     const int g = lane >> 2, c = lane & 3;
 #pragma unroll
@@ -239,20 +243,19 @@ __device__ __forceinline__ void store_rows(float* matrix, int first, int rows, i
         const int row = warp_row + g + 8 * r;
         if (row >= rows) continue;
         const bool kept = keep(row);
-        float* out = matrix + static_cast<size_t>(first + row) * HEAD_DIM + 2 * c;
+        uint16_t* out = matrix + static_cast<size_t>(first + row) * HEAD_DIM + 2 * c;
 #pragma unroll
         for (int d = 0; d < HEAD_DIM / 8; ++d) {
-            const float2 value = kept ? make_float2(acc[d][2 * r] * factor, acc[d][2 * r + 1] * factor)
-                                      : make_float2(0.0f, 0.0f);
-            *reinterpret_cast<float2*>(out + 8 * d) = value;
+            const uint32_t value = kept ? ptx::pack2(acc[d][2 * r] * factor, acc[d][2 * r + 1] * factor) : 0u;
+            *reinterpret_cast<uint32_t*>(out + 8 * d) = value;
         }
     }
 }
 
-// Zeros rows [first, first + rows) of a [*, HEAD_DIM] float32 matrix with the whole block.
-__device__ __forceinline__ void zero_rows(float* matrix, int first, int rows) {
-    float4* out = reinterpret_cast<float4*>(matrix + static_cast<size_t>(first) * HEAD_DIM);
-    for (int index = threadIdx.x; index < rows * HEAD_DIM / 4; index += THREADS) out[index] = make_float4(0, 0, 0, 0);
+// Zeros rows [first, first + rows) of a [*, HEAD_DIM] 16-bit matrix with the whole block.
+__device__ __forceinline__ void zero_rows(uint16_t* matrix, int first, int rows) {
+    uint4* out = reinterpret_cast<uint4*>(matrix + static_cast<size_t>(first) * HEAD_DIM);
+    for (int index = threadIdx.x; index < rows * ROW_UNITS; index += THREADS) out[index] = make_uint4(0, 0, 0, 0);
 }
 
 }  // namespace sta
@@ -263,14 +266,16 @@ __device__ __forceinline__ void zero_rows(float* matrix, int first, int rows) {
 
 extern "C" __global__ void __launch_bounds__(sta::THREADS)
 sta_backward_prepare_sm80(const uint16_t* o, const uint16_t* dout, const float* lse, float* lse2, float* delta,
-                          long long rows) {
+                          long long rows, int heads, const int* text_valid, int default_text_valid) {
     using namespace sta;
     const int lane_in_row = threadIdx.x % ROW_UNITS;
     const long long row = static_cast<long long>(blockIdx.x) * PREP_ROWS_PER_BLOCK + threadIdx.x / ROW_UNITS;
     const bool inside = row < rows;
     const int position = inside ? static_cast<int>(row % S) : 0;
+    const int batch = inside ? static_cast<int>(row / (static_cast<long long>(heads) * S)) : 0;
+    const int row_text = position >= V ? row_text_valid(text_valid, default_text_valid, batch) : 0;
     const float l = inside ? lse[row] : neg_inf();
-    const bool attends = inside && is_real(position) && l != neg_inf() && l == l;
+    const bool attends = inside && is_real(position, row_text) && l != neg_inf() && l == l;
     float sum = 0.0f;
     if (attends) {
         const uint4 a = *reinterpret_cast<const uint4*>(o + row * HEAD_DIM + lane_in_row * 8);
@@ -296,8 +301,9 @@ sta_backward_prepare_sm80(const uint16_t* o, const uint16_t* dout, const float* 
 
 extern "C" __global__ void __launch_bounds__(sta::THREADS, 1)
 sta_backward_dkdv_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, const uint16_t* dout,
-                       const float* lse2, const float* delta, float* dk, float* dv, const int* window_of_head,
-                       const int* query_tile_start, const int* query_tiles, int heads, float scale) {
+                       const float* lse2, const float* delta, uint16_t* dk, uint16_t* dv, const int* window_of_head,
+                       const int* query_tile_start, const int* query_tiles, int heads, float scale,
+                       const int* text_valid, int default_text_valid) {
     using namespace sta;
     extern __shared__ __align__(128) unsigned char shared[];
     __shared__ float chunk_lse2[2][DKV_CHUNK];
@@ -312,8 +318,9 @@ sta_backward_dkdv_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, 
     const uint16_t* do_head = dout + head_offset * HEAD_DIM;
     const float* lse2_head = lse2 + head_offset;
     const float* delta_head = delta + head_offset;
-    float* dk_head = dk + head_offset * HEAD_DIM;
-    float* dv_head = dv + head_offset * HEAD_DIM;
+    uint16_t* dk_head = dk + head_offset * HEAD_DIM;
+    uint16_t* dv_head = dv + head_offset * HEAD_DIM;
+    const int row_text = row_text_valid(text_valid, default_text_valid, batch);   // valid text rows of this row
 
     // ---- Which keys, which queries ----
     int k_first, k_rows, k_tile = -1, k_tile_offset = 0, query_tile_count;
@@ -335,7 +342,7 @@ sta_backward_dkdv_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, 
     }
     auto key_is_real = [&](int r) {
         if (r >= k_rows) return false;
-        return k_tile >= 0 ? !is_hole(k_tile, k_tile_offset + r) : k_first - V + r < TEXT_VALID;
+        return k_tile >= 0 ? !is_hole(k_tile, k_tile_offset + r) : k_first - V + r < row_text;
     };
     if (!__syncthreads_or(thread < DKV_BLOCK_KEYS && key_is_real(thread))) {
         zero_rows(dk_head, k_first, k_rows);
@@ -350,12 +357,12 @@ sta_backward_dkdv_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, 
     load_tile_async<DKV_BLOCK_KEYS>(base + V_TILE, v_head, k_first, k_rows, key_is_real);
     ptx::cp_async_commit();
 
-    const int count = chunk_count<DKV_CHUNK>(query_tile_count);
+    const int count = chunk_count<DKV_CHUNK>(query_tile_count, row_text);
     float pending_lse2 = pos_inf(), pending_delta = 0.0f;
     // Issues the loads of query chunk `index` into `buffer`: Q and dO by cp.async (holes and rows past the
     // chunk zero-filled), LSE2 and Δ into registers of the first DKV_CHUNK threads (+inf and 0 past the chunk).
     auto load_chunk = [&](int index, int buffer) {
-        const Chunk chunk = chunk_of<DKV_CHUNK>(index, query_tile_count, query_tile_list);
+        const Chunk chunk = chunk_of<DKV_CHUNK>(index, query_tile_count, query_tile_list, row_text);
         const bool holes = chunk.tile >= 0 && tile_may_hold_holes(chunk.tile);
         const int tile_base = chunk.tile * TILE_VOL;
         auto keep = [&](int row) { return !holes || !is_hole(chunk.tile, chunk.start - tile_base + row); };
@@ -433,8 +440,9 @@ sta_backward_dkdv_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, 
 
 extern "C" __global__ void __launch_bounds__(sta::THREADS, 1)
 sta_backward_dq_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, const uint16_t* dout,
-                     const float* lse2, const float* delta, float* dq, const int* window_of_head,
-                     const int* key_tile_start, const int* key_tiles, int heads, float scale) {
+                     const float* lse2, const float* delta, uint16_t* dq, const int* window_of_head,
+                     const int* key_tile_start, const int* key_tiles, int heads, float scale,
+                     const int* text_valid, int default_text_valid) {
     using namespace sta;
     extern __shared__ __align__(128) unsigned char shared[];
     __shared__ unsigned char key_valid[2][DQ_CHUNK];
@@ -446,7 +454,8 @@ sta_backward_dq_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, co
     const uint16_t* k_head = k + head_offset * HEAD_DIM;
     const uint16_t* v_head = v + head_offset * HEAD_DIM;
     const uint16_t* do_head = dout + head_offset * HEAD_DIM;
-    float* dq_head = dq + head_offset * HEAD_DIM;
+    uint16_t* dq_head = dq + head_offset * HEAD_DIM;
+    const int row_text = row_text_valid(text_valid, default_text_valid, batch);   // valid text rows of this row
 
     int q_first, q_rows, q_tile = -1, q_tile_offset = 0, key_tile_count;
     const int* key_tile_list = nullptr;
@@ -467,7 +476,7 @@ sta_backward_dq_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, co
     }
     auto query_is_real = [&](int r) {
         if (r >= q_rows) return false;
-        return q_tile >= 0 ? !is_hole(q_tile, q_tile_offset + r) : q_first - V + r < TEXT_VALID;
+        return q_tile >= 0 ? !is_hole(q_tile, q_tile_offset + r) : q_first - V + r < row_text;
     };
     if (!__syncthreads_or(thread < DQ_BLOCK_M && query_is_real(thread))) {
         zero_rows(dq_head, q_first, q_rows);
@@ -481,10 +490,10 @@ sta_backward_dq_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, co
     load_tile_async<DQ_BLOCK_M>(base + DO_TILE, do_head, q_first, q_rows, query_is_real);
     ptx::cp_async_commit();
 
-    const int count = chunk_count<DQ_CHUNK>(key_tile_count);
+    const int count = chunk_count<DQ_CHUNK>(key_tile_count, row_text);
     bool next_needs_mask = false;
     auto load_chunk = [&](int index, int buffer, bool& needs_mask) {
-        const Chunk chunk = chunk_of<DQ_CHUNK>(index, key_tile_count, key_tile_list);
+        const Chunk chunk = chunk_of<DQ_CHUNK>(index, key_tile_count, key_tile_list, row_text);
         const bool holes = chunk.tile >= 0 && tile_may_hold_holes(chunk.tile);
         const int tile_base = chunk.tile * TILE_VOL;
         auto keep = [&](int row) { return !holes || !is_hole(chunk.tile, chunk.start - tile_base + row); };

@@ -9,8 +9,8 @@ typedef unsigned long long uint64_t;
 
 #if !defined(STA_HEAD_DIM) || !defined(STA_CANVAS_T) || !defined(STA_CANVAS_H) || !defined(STA_CANVAS_W) \
     || !defined(STA_TILE_T) || !defined(STA_TILE_H) || !defined(STA_TILE_W) || !defined(STA_GRID_T)      \
-    || !defined(STA_GRID_H) || !defined(STA_GRID_W) || !defined(STA_TEXT_COUNT) || !defined(STA_TEXT_VALID)
-#error "define STA_HEAD_DIM, STA_CANVAS_T/H/W, STA_TILE_T/H/W, STA_GRID_T/H/W, STA_TEXT_COUNT and STA_TEXT_VALID"
+    || !defined(STA_GRID_H) || !defined(STA_GRID_W) || !defined(STA_TEXT_COUNT)
+#error "define STA_HEAD_DIM, STA_CANVAS_T/H/W, STA_TILE_T/H/W, STA_GRID_T/H/W and STA_TEXT_COUNT"
 #endif
 #if defined(STA_BF16) == defined(STA_FP16)
 #error "define exactly one of STA_BF16=1 and STA_FP16=1"
@@ -26,7 +26,7 @@ constexpr int HEAD_DIM = STA_HEAD_DIM;
 constexpr int CANVAS_T = STA_CANVAS_T, CANVAS_H = STA_CANVAS_H, CANVAS_W = STA_CANVAS_W;
 constexpr int TILE_T = STA_TILE_T, TILE_H = STA_TILE_H, TILE_W = STA_TILE_W;
 constexpr int GRID_T = STA_GRID_T, GRID_H = STA_GRID_H, GRID_W = STA_GRID_W;
-constexpr int TEXT_COUNT = STA_TEXT_COUNT, TEXT_VALID = STA_TEXT_VALID;
+constexpr int TEXT_COUNT = STA_TEXT_COUNT;   // text positions; how many are valid is a run-time value per row
 
 constexpr int TILE_VOL = TILE_T * TILE_H * TILE_W;    // tokens per tile, holes included
 constexpr int NUM_TILES = GRID_T * GRID_H * GRID_W;   // tiles on the canvas
@@ -43,7 +43,7 @@ static_assert(HEAD_DIM == 64 || HEAD_DIM == 128, "STA_HEAD_DIM must be 64 or 128
 static_assert(GRID_T == (CANVAS_T + TILE_T - 1) / TILE_T && GRID_H == (CANVAS_H + TILE_H - 1) / TILE_H
                   && GRID_W == (CANVAS_W + TILE_W - 1) / TILE_W,
               "STA_GRID_x must be ceil(STA_CANVAS_x / STA_TILE_x)");
-static_assert(TEXT_VALID >= 0 && TEXT_VALID <= TEXT_COUNT, "0 <= STA_TEXT_VALID <= STA_TEXT_COUNT");
+static_assert(TEXT_COUNT >= 0, "STA_TEXT_COUNT must not be negative");
 static_assert(NUM_TILES >= 1 && TILE_VOL >= 1, "empty canvas");
 
 
@@ -150,6 +150,22 @@ __device__ __forceinline__ bool is_hole(int tile, int offset) {
         const int ot = offset / (TILE_H * TILE_W), oh = (offset / TILE_W) % TILE_H, ow = offset % TILE_W;
         return (PAD_T && tt * TILE_T + ot >= CANVAS_T) || (PAD_H && th * TILE_H + oh >= CANVAS_H)
                || (PAD_W && tw * TILE_W + ow >= CANVAS_W);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Text
+// ---------------------------------------------------------------------------------------------------------
+
+// The valid text length of batch row `batch`: text_valid[batch] when the caller passed per-row lengths,
+// else `default_valid` (the plan's), clamped into 0 ... TEXT_COUNT. Text positions at or past it are
+// padding: such queries attend nothing and such keys are never attended.
+__device__ __forceinline__ int row_text_valid(const int* text_valid, int default_valid, int batch) {
+    if constexpr (TEXT_COUNT == 0) {
+        return 0;
+    } else {
+        const int value = text_valid != nullptr ? __ldg(text_valid + batch) : default_valid;
+        return min(max(value, 0), TEXT_COUNT);
     }
 }
 

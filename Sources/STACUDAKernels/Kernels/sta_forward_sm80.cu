@@ -5,13 +5,15 @@
 // TEXT_COUNT: video tokens in tile-contiguous order (holes included), then text tokens. LSE is [B, H, S]
 // float32, natural log. A video query of tile q, head h, attends the real keys of the key tiles
 // key_tiles[key_tile_start[w·NUM_TILES + q] .. key_tile_start[w·NUM_TILES + q + 1]) with
-// w = window_of_head[h], plus the valid text keys [V, V + TEXT_VALID). A valid text query attends every real
-// video key and every valid text key. Rows that attend nothing (holes, padding text, rows with no key) get
-// O = 0 and LSE = -inf.
+// w = window_of_head[h], plus the valid text keys [V, V + text_valid) of its batch row. A valid text query
+// attends every real video key and every valid text key. Rows that attend nothing (holes, padding text, rows
+// with no key) get O = 0 and LSE = -inf. The valid text length of batch row b is text_valid[b] (a device
+// array of `batch` ints) or, when text_valid is null, default_text_valid; either is clamped into
+// 0 ... TEXT_COUNT. It is a run-time value: one compiled kernel serves every prompt length.
 //
 // Compile-time constants (NVRTC -D options): STA_HEAD_DIM (64 | 128), STA_BF16=1 or STA_FP16=1,
 // STA_CANVAS_T/H/W, STA_TILE_T/H/W, STA_GRID_T/H/W (rank < 3 pads the leading axes with 1),
-// STA_TEXT_COUNT, STA_TEXT_VALID.
+// STA_TEXT_COUNT.
 //
 // Launch: block = 256 threads (8 warps), grid = (TEXT_Q_BLOCKS + VIDEO_Q_BLOCKS, heads, batch),
 // dynamic shared memory = (BLOCK_M + 4·BLOCK_N)·HEAD_DIM·2 bytes, with BLOCK_M = 128 and BLOCK_N = 64 for both
@@ -51,7 +53,6 @@ constexpr int QBLOCKS_PER_TILE = (TILE_VOL + BLOCK_M - 1) / BLOCK_M;
 constexpr int VIDEO_Q_BLOCKS = NUM_TILES * QBLOCKS_PER_TILE;
 constexpr int TEXT_Q_BLOCKS = (TEXT_COUNT + BLOCK_M - 1) / BLOCK_M;
 constexpr int CHUNKS_PER_TILE = (TILE_VOL + BLOCK_N - 1) / BLOCK_N;
-constexpr int TEXT_CHUNKS = (TEXT_VALID + BLOCK_N - 1) / BLOCK_N;
 
 constexpr int ROW_BYTES = HEAD_DIM * 2;          // one token's head vector in shared memory
 constexpr int ROW_UNITS = ROW_BYTES / 16;        // 16-byte units per row: 8 (D 64) or 16 (D 128)
@@ -75,8 +76,8 @@ struct KeyChunk {
 };
 
 // The index-th key chunk of a query block: first CHUNKS_PER_TILE chunks for each of its `tile_count` key
-// tiles (tiles[i], or tile i itself when `tiles` is null), then TEXT_CHUNKS chunks of valid text.
-__device__ __forceinline__ KeyChunk key_chunk(int index, int tile_count, const int* tiles) {
+// tiles (tiles[i], or tile i itself when `tiles` is null), then ⌈text_valid / BLOCK_N⌉ chunks of valid text.
+__device__ __forceinline__ KeyChunk key_chunk(int index, int tile_count, const int* tiles, int text_valid) {
     KeyChunk chunk;
     if (index < tile_count * CHUNKS_PER_TILE) {
         const int tile_slot = index / CHUNKS_PER_TILE;
@@ -88,7 +89,7 @@ __device__ __forceinline__ KeyChunk key_chunk(int index, int tile_count, const i
         const int in_text = (index - tile_count * CHUNKS_PER_TILE) * BLOCK_N;
         chunk.tile = -1;
         chunk.start = V + in_text;
-        chunk.length = min(BLOCK_N, TEXT_VALID - in_text);
+        chunk.length = min(BLOCK_N, text_valid - in_text);
     }
     return chunk;
 }
@@ -286,10 +287,12 @@ struct RowState {
 
 extern "C" __global__ void __launch_bounds__(sta::THREADS, sta::MIN_BLOCKS_PER_SM)
 sta_forward_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16_t* o, float* lse,
-                 const int* window_of_head, const int* key_tile_start, const int* key_tiles, int heads, float scale) {
+                 const int* window_of_head, const int* key_tile_start, const int* key_tiles, int heads, float scale,
+                 const int* text_valid, int default_text_valid) {
     using namespace sta;
     extern __shared__ __align__(128) unsigned char shared[];
     __shared__ unsigned char key_valid[2][BLOCK_N];   // per buffered chunk: key j is attended
+    __shared__ int row_text_shared;                    // valid text positions of this batch row
 
     const int thread = threadIdx.x, lane = thread & 31, warp = thread >> 5;
     const int head = blockIdx.y, batch = blockIdx.z;
@@ -299,6 +302,10 @@ sta_forward_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16
     const uint16_t* v_head = v + head_offset * HEAD_DIM;
     uint16_t* o_head = o + head_offset * HEAD_DIM;
     float* lse_head = lse + head_offset;
+    // The valid text length of this batch row. After the first barrier it is read from shared memory where
+    // needed rather than held in a register: at D 64 two blocks share an SM within 128 registers.
+    const int row_text = row_text_valid(text_valid, default_text_valid, batch);
+    if (thread == 0) row_text_shared = row_text;
 
     // ---- Which queries, which keys ----
     int q_first;           // first query position of the block
@@ -322,10 +329,11 @@ sta_forward_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16
         key_tile_count = __ldg(key_tile_start + row + 1) - begin;
         key_tile_list = key_tiles + begin;
     }
-    // Whether row r of the block is a real query (inside S, not a hole, not padding text).
-    auto query_is_real = [&](int r) {
+    // Whether row r of the block is a real query (inside S, not a hole, not padding text) when the row has
+    // `text` valid text positions.
+    auto query_is_real = [&](int r, int text) {
         if (r >= q_rows) return false;
-        return q_tile >= 0 ? !is_hole(q_tile, q_tile_offset + r) : q_first - V + r < TEXT_VALID;
+        return q_tile >= 0 ? !is_hole(q_tile, q_tile_offset + r) : q_first - V + r < text;
     };
 
     const uint32_t q_tile_smem = ptx::shared_address(shared);
@@ -333,7 +341,7 @@ sta_forward_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16
     const uint32_t v_tile_smem = k_tile_smem + 2 * KV_TILE_BYTES;               // V[buffer] likewise
 
     // ---- A block without real queries only writes O = 0, LSE = -inf ----
-    if (!__syncthreads_or(thread < BLOCK_M && query_is_real(thread))) {
+    if (!__syncthreads_or(thread < BLOCK_M && query_is_real(thread, row_text))) {
         const uint4 zero = make_uint4(0, 0, 0, 0);
         for (int index = thread; index < q_rows * ROW_UNITS; index += THREADS) {
             reinterpret_cast<uint4*>(o_head + static_cast<size_t>(q_first) * HEAD_DIM)[index] = zero;
@@ -346,11 +354,11 @@ sta_forward_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16
     load_tile_async<BLOCK_M>(q_tile_smem, q_head, q_first, q_rows, [](int) { return true; });
     ptx::cp_async_commit();
 
-    const int chunk_count = key_tile_count * CHUNKS_PER_TILE + TEXT_CHUNKS;
+    const int chunk_count = key_tile_count * CHUNKS_PER_TILE + (row_text + BLOCK_N - 1) / BLOCK_N;
     // Issues the loads of chunk `index` into buffer `buffer`, records which keys it attends, and returns
     // (through the references) whether this thread loaded an attended key and whether the chunk needs masking.
     auto load_chunk = [&](int index, int buffer, bool& any_valid, bool& needs_mask) {
-        const KeyChunk chunk = key_chunk(index, key_tile_count, key_tile_list);
+        const KeyChunk chunk = key_chunk(index, key_tile_count, key_tile_list, row_text_shared);
         const bool holes = chunk.tile >= 0 && tile_may_hold_holes(chunk.tile);
         const int tile_base = chunk.tile * TILE_VOL;
         auto keep = [&](int row) { return !holes || !is_hole(chunk.tile, chunk.start - tile_base + row); };
@@ -423,7 +431,7 @@ sta_forward_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16
         total += __shfl_xor_sync(0xffffffffu, total, 1);
         total += __shfl_xor_sync(0xffffffffu, total, 2);
         const int row = warp * 16 + g + 8 * r;
-        const bool attended = query_is_real(row) && total > 0.0f;
+        const bool attended = query_is_real(row, row_text_shared) && total > 0.0f;
         const float inverse = attended ? 1.0f / total : 0.0f;
 #pragma unroll
         for (int d = 0; d < HEAD_DIM / 8; ++d) {

@@ -22,16 +22,18 @@
 // Semantics (docs: spec §2–3): Q, K, V, O are [B, H, S, D] contiguous, S = NUM_TILES · TILE_VOL +
 // TEXT_COUNT, video tokens in tile-contiguous order with holes, then text. A video query of tile q in head
 // h attends the real keys of key tiles key_tiles[key_tile_start[w·NUM_TILES + q] ..< key_tile_start[w·
-// NUM_TILES + q + 1]] (w = window_of_head[h]) and the text keys [V, V + TEXT_VALID), V = NUM_TILES ·
-// TILE_VOL. A valid text query attends every real video key and every valid text key. Rows that attend
-// nothing (holes, padding text rows) get O = 0 and LSE = −∞. LSE is the natural-log log-sum-exp of the
+// NUM_TILES + q + 1]] (w = window_of_head[h]) and the valid text keys [V, V + text_valid) of its batch
+// row, V = NUM_TILES · TILE_VOL. A valid text query attends every real video key and every valid text key.
+// Rows that attend nothing (holes, padding text rows) get O = 0 and LSE = −∞. The valid text length of
+// batch row b is a run-time value: text_valid[b], or default_text_valid when text_valid is null, clamped
+// into 0 ... TEXT_COUNT; one compiled kernel serves every prompt length. LSE is the natural-log log-sum-exp of the
 // scaled scores, float32, [B, H, S]. Accumulation is fp32; P is rounded to the storage type before P·V.
 //
 // Inputs that are never attended (K and V at holes, padding text rows) must hold finite values (zeros
 // from the tile permutation are fine): a zero softmax weight times an infinite value is NaN.
 //
 // Compile-time constants (-D): STA_HEAD_DIM (64 or 128); STA_BF16=1 or STA_FP16=1; STA_CANVAS_T/H/W,
-// STA_TILE_T/H/W, STA_GRID_T/H/W (rank < 3: leading axes 1); STA_TEXT_COUNT, STA_TEXT_VALID; optional
+// STA_TILE_T/H/W, STA_GRID_T/H/W (rank < 3: leading axes 1); STA_TEXT_COUNT; optional
 // STA_BLOCK_N (128 or 192; default 192 for D = 128, 128 for D = 64), STA_STAGES (K/V ring depth;
 // default 2 for D = 128, 4 for D = 64), STA_PINGPONG, STA_SKIP_RESCALE, STA_MASK_TABLE, STA_PACK_QUERIES
 // (each default 1; 0 turns the feature off).
@@ -43,15 +45,17 @@
 //   o: [B, H, S, D] 16-bit output; lse: [B, H, S] float32;
 //   window_of_head [heads], key_tile_start [windows · NUM_TILES + 1], key_tiles: the attention plan;
 //   heads, batch: the tensor shape; scale: the factor applied to Q·Kᵀ (positive and finite);
-//   q: the raw Q tensor (the rows of packed query blocks are gathered from it; 16-byte aligned).
+//   q: the raw Q tensor (the rows of packed query blocks are gathered from it; 16-byte aligned);
+//   text_valid: null or [batch] ints, the valid text length of each batch row; default_text_valid: the
+//     length of every row when text_valid is null.
 // Launch: grid.x = batch · heads · (TEXT_QBLOCKS + NUM_TILES · QBLOCKS_PER_TILE) (see below),
 // block.x = 384, dynamic shared memory STA_SMEM_BYTES (= 1024 + (128 + 2 · STAGES · BLOCK_N) · 2 · D bytes).
 // Text query blocks come first in grid.x, so that the long ones start early.
 
 #if !defined(STA_HEAD_DIM) || !defined(STA_CANVAS_T) || !defined(STA_CANVAS_H) || !defined(STA_CANVAS_W) || \
     !defined(STA_TILE_T) || !defined(STA_TILE_H) || !defined(STA_TILE_W) || !defined(STA_GRID_T) ||       \
-    !defined(STA_GRID_H) || !defined(STA_GRID_W) || !defined(STA_TEXT_COUNT) || !defined(STA_TEXT_VALID)
-#error "sta_forward_sm90.cu needs STA_HEAD_DIM, STA_CANVAS_*, STA_TILE_*, STA_GRID_*, STA_TEXT_COUNT, STA_TEXT_VALID"
+    !defined(STA_GRID_H) || !defined(STA_GRID_W) || !defined(STA_TEXT_COUNT)
+#error "sta_forward_sm90.cu needs STA_HEAD_DIM, STA_CANVAS_*, STA_TILE_*, STA_GRID_*, STA_TEXT_COUNT"
 #endif
 
 #if defined(STA_BF16) && STA_BF16
@@ -117,7 +121,7 @@ constexpr int HEAD_DIM = STA_HEAD_DIM;
 constexpr int CANVAS_T = STA_CANVAS_T, CANVAS_H = STA_CANVAS_H, CANVAS_W = STA_CANVAS_W;
 constexpr int TILE_T = STA_TILE_T, TILE_H = STA_TILE_H, TILE_W = STA_TILE_W;
 constexpr int GRID_T = STA_GRID_T, GRID_H = STA_GRID_H, GRID_W = STA_GRID_W;
-constexpr int TEXT_COUNT = STA_TEXT_COUNT, TEXT_VALID = STA_TEXT_VALID;
+constexpr int TEXT_COUNT = STA_TEXT_COUNT;  // text positions; how many are valid is a run-time value per row
 
 constexpr int TILE_VOL = TILE_T * TILE_H * TILE_W;
 constexpr int NUM_TILES = GRID_T * GRID_H * GRID_W;
@@ -133,7 +137,7 @@ constexpr int REAL_T = CANVAS_T - (GRID_T - 1) * TILE_T;
 constexpr int REAL_H = CANVAS_H - (GRID_H - 1) * TILE_H;
 constexpr int REAL_W = CANVAS_W - (GRID_W - 1) * TILE_W;
 
-static_assert(TEXT_VALID >= 0 && TEXT_VALID <= TEXT_COUNT, "STA_TEXT_VALID must be in 0...STA_TEXT_COUNT");
+static_assert(TEXT_COUNT >= 0, "STA_TEXT_COUNT must not be negative");
 static_assert(REAL_T >= 1 && REAL_T <= TILE_T && REAL_H >= 1 && REAL_H <= TILE_H && REAL_W >= 1 &&
                   REAL_W <= TILE_W,
               "STA_GRID_* must be ceil(STA_CANVAS_* / STA_TILE_*)");
@@ -153,10 +157,12 @@ constexpr int SMEM_BYTES = 1024 + Q_BYTES + 2 * STAGES * KV_BYTES;
 static_assert(BLOCK_N == 128 || BLOCK_N == 192, "STA_BLOCK_N must be 128 or 192");
 
 constexpr int CHUNKS_PER_TILE = (TILE_VOL + BLOCK_N - 1) / BLOCK_N;
-constexpr int TEXT_CHUNKS = (TEXT_VALID + BLOCK_N - 1) / BLOCK_N;
 constexpr int QBLOCKS_PER_TILE = (TILE_VOL + BLOCK_M - 1) / BLOCK_M;
 constexpr int TEXT_QBLOCKS = (TEXT_COUNT + BLOCK_M - 1) / BLOCK_M;
-constexpr bool CHUNK_TAILS = (TILE_VOL % BLOCK_N != 0) || (TEXT_VALID % BLOCK_N != 0);
+// Which chunks can need a mask: video chunks when tiles hold holes or end in a partial chunk; text chunks
+// whenever there is text (the valid length, hence the last chunk's length, is known at run time only).
+constexpr bool VIDEO_MASKS = HAS_HOLES || (TILE_VOL % BLOCK_N != 0);
+constexpr bool TEXT_MASKS = TEXT_COUNT > 0;
 
 static_assert(STAGES >= 2 && SMEM_BYTES <= 232448, "STA_STAGES does not fit in shared memory");
 
@@ -462,11 +468,24 @@ struct Work {
     bool packed;       // rows are the real rows pack_base ..< pack_base + rows of tile row0 / TILE_VOL
     int pack_base;
     bool writes_holes; // this unit also writes O = 0 / LSE = −∞ to the hole rows of its packed tile
+    int text_valid;    // valid text positions of the block's batch row (0 ... TEXT_COUNT)
 };
+
+/// The valid text length of batch row `row`: text_valid[row], or `default_valid` when text_valid is null,
+/// clamped into 0 ... TEXT_COUNT.
+__device__ __forceinline__ int row_text_valid(const int* __restrict__ text_valid, int default_valid, int row) {
+    if constexpr (TEXT_COUNT == 0) {
+        return 0;
+    } else {
+        const int value = text_valid != nullptr ? __ldg(text_valid + row) : default_valid;
+        return min(max(value, 0), TEXT_COUNT);
+    }
+}
 
 __device__ __forceinline__ Work decode_work(int unit, int heads, int batch, const int* __restrict__ window_of_head,
                                             const int* __restrict__ key_tile_start,
-                                            const int* __restrict__ key_tiles) {
+                                            const int* __restrict__ key_tiles, const int* __restrict__ text_valid,
+                                            int default_text_valid) {
     Work w;
     w.axes = 0;
     w.packed = false;
@@ -481,7 +500,8 @@ __device__ __forceinline__ Work decode_work(int unit, int heads, int batch, cons
         w.rows = min(BLOCK_M, TEXT_COUNT - block * BLOCK_M);
         w.text_query = true;
         w.tiles = nullptr;
-        w.any = block * BLOCK_M < TEXT_VALID;
+        w.text_valid = row_text_valid(text_valid, default_text_valid, w.bh / heads);
+        w.any = block * BLOCK_M < w.text_valid;
         w.tile_count = NUM_TILES;
     } else {
         unit -= text_units;
@@ -508,6 +528,7 @@ __device__ __forceinline__ Work decode_work(int unit, int heads, int batch, cons
             }
         }
         const int head = w.bh % heads;
+        w.text_valid = row_text_valid(text_valid, default_text_valid, w.bh / heads);
         const int row = __ldg(window_of_head + head) * NUM_TILES + tile;
         const int start = __ldg(key_tile_start + row);
         w.tile_count = __ldg(key_tile_start + row + 1) - start;
@@ -539,7 +560,7 @@ struct ChunkCursor {
             parts = HAS_HOLES ? live_chunks(boundary_axes(tile)) : CHUNKS_PER_TILE;
         } else {
             tile = -1;
-            parts = TEXT_CHUNKS;
+            parts = (w.text_valid + BLOCK_N - 1) / BLOCK_N;
         }
     }
     __device__ __forceinline__ void start(const Work& w) {
@@ -557,7 +578,7 @@ struct ChunkCursor {
             enter(w);
         }
     }
-    __device__ __forceinline__ Chunk chunk() const {
+    __device__ __forceinline__ Chunk chunk(const Work& w) const {
         Chunk c;
         c.tile = tile;
         c.part = part;
@@ -567,7 +588,7 @@ struct ChunkCursor {
             c.valid = min(BLOCK_N, TILE_VOL - c.offset);
         } else {
             c.key_row = VIDEO_TOKENS + c.offset;
-            c.valid = min(BLOCK_N, TEXT_VALID - c.offset);
+            c.valid = min(BLOCK_N, w.text_valid - c.offset);
         }
         return c;
     }
@@ -618,23 +639,25 @@ __device__ __forceinline__ void issue_pv(float (&o)[HEAD_DIM / 2], const u32 (&p
 // Thread t of a warp holds columns 8j + 2·quad + e (j < BLOCK_N / 8, e = 0, 1) of its two rows, quad =
 // lane % 4: bit 2j + e of a mask word says that column is masked.
 
-/// Words of the mask table: (8 padded-axis combinations × CHUNKS_PER_TILE + TEXT_CHUNKS) × 4 quads.
-constexpr int MASK_WORDS = (8 * CHUNKS_PER_TILE + TEXT_CHUNKS) * 4;
-constexpr bool USE_MASK_TABLE = STA_MASK_TABLE && (HAS_HOLES || CHUNK_TAILS) && MASK_WORDS <= 2048;
+/// Rows of the mask table: one per padded-axis combination (8) and chunk of a tile, then, when there is
+/// text, one per length 1 ... BLOCK_N of a text chunk (row 8 · CHUNKS_PER_TILE + BLOCK_N − length): the
+/// last text chunk's length is a run-time value. Four words (quads) per row.
+constexpr int TEXT_MASK_ROWS = TEXT_MASKS ? BLOCK_N : 0;
+constexpr int MASK_WORDS = (8 * CHUNKS_PER_TILE + TEXT_MASK_ROWS) * 4;
+constexpr bool USE_MASK_TABLE = STA_MASK_TABLE && (VIDEO_MASKS || TEXT_MASKS) && MASK_WORDS <= 2048;
 
 struct MaskTable {
     u64 words[USE_MASK_TABLE ? MASK_WORDS : 1];
 };
 
-/// The mask word of chunk `part` of a tile with padded axes `axes` (or of the text when `text`), quad `quad`.
-__host__ __device__ constexpr u64 mask_word_ct(int axes, int part, bool text, int quad) {
-    const int limit = text ? TEXT_VALID : TILE_VOL;
-    const int valid = limit - part * BLOCK_N < BLOCK_N ? limit - part * BLOCK_N : BLOCK_N;
+/// The mask word, for quad `quad`, of a chunk whose first `valid` columns are keys: chunk `part` of a tile
+/// with padded axes `axes` (holes masked too), or a text chunk (`axes` 0).
+__host__ __device__ constexpr u64 mask_word_ct(int axes, int part, int valid, int quad) {
     u64 word = 0;
     for (int j = 0; j < BLOCK_N / 8; ++j)
         for (int e = 0; e < 2; ++e) {
             const int column = 8 * j + 2 * quad + e;
-            if (column >= valid || (!text && axes != 0 && is_hole(part * BLOCK_N + column, axes)))
+            if (column >= valid || (axes != 0 && is_hole(part * BLOCK_N + column, axes)))
                 word |= 1ull << (2 * j + e);
         }
     return word;
@@ -644,12 +667,14 @@ __host__ __device__ constexpr MaskTable make_mask_table() {
     MaskTable table{};
     if (USE_MASK_TABLE) {
         for (int axes = 0; axes < 8; ++axes)
-            for (int part = 0; part < CHUNKS_PER_TILE; ++part)
+            for (int part = 0; part < CHUNKS_PER_TILE; ++part) {
+                const int valid = TILE_VOL - part * BLOCK_N < BLOCK_N ? TILE_VOL - part * BLOCK_N : BLOCK_N;
                 for (int quad = 0; quad < 4; ++quad)
-                    table.words[(axes * CHUNKS_PER_TILE + part) * 4 + quad] = mask_word_ct(axes, part, false, quad);
-        for (int part = 0; part < TEXT_CHUNKS; ++part)
+                    table.words[(axes * CHUNKS_PER_TILE + part) * 4 + quad] = mask_word_ct(axes, part, valid, quad);
+            }
+        for (int tail = 0; tail < TEXT_MASK_ROWS; ++tail)
             for (int quad = 0; quad < 4; ++quad)
-                table.words[(8 * CHUNKS_PER_TILE + part) * 4 + quad] = mask_word_ct(0, part, true, quad);
+                table.words[(8 * CHUNKS_PER_TILE + tail) * 4 + quad] = mask_word_ct(0, 0, BLOCK_N - tail, quad);
     }
     return table;
 }
@@ -659,9 +684,14 @@ __constant__ MaskTable mask_table = make_mask_table();
 /// Sets masked scores of a chunk to −∞: columns at or past `valid`, and holes.
 /// Column of s[4j + e] and s[4j + 2 + e] (e = 0, 1): 8j + 2·quad + e.
 __device__ __forceinline__ void mask_chunk(float (&s)[BLOCK_N / 2], const Chunk& c, int quad) {
+    if constexpr (!VIDEO_MASKS) {
+        if (c.tile >= 0) return;  // whole tiles of real keys: only text chunks can need a mask
+    }
     if constexpr (USE_MASK_TABLE) {
+        // Text rows are indexed by the chunk's length (no text: the part, a row never read).
+        const int text_row = TEXT_MASKS ? BLOCK_N - c.valid : c.part;
         const int row = c.tile >= 0 ? (HAS_HOLES ? boundary_axes(c.tile) : 0) * CHUNKS_PER_TILE + c.part
-                                    : 8 * CHUNKS_PER_TILE + c.part;
+                                    : 8 * CHUNKS_PER_TILE + text_row;
         const u64 word = mask_table.words[row * 4 + quad];
         if (!__any_sync(0xffffffffu, word != 0)) return;
 #pragma unroll
@@ -681,7 +711,7 @@ __device__ __forceinline__ void mask_chunk(float (&s)[BLOCK_N / 2], const Chunk&
         if (c.tile >= 0) axes = boundary_axes(c.tile);
     }
     bool need = axes != 0;
-    if constexpr (CHUNK_TAILS) need |= c.valid < BLOCK_N;
+    if constexpr (VIDEO_MASKS || TEXT_MASKS) need |= c.valid < BLOCK_N;
     if (!need) return;
 #pragma unroll
     for (int j = 0; j < BLOCK_N / 8; ++j) {
@@ -752,9 +782,10 @@ __device__ __forceinline__ void pack_p(u32 (&p)[BLOCK_N / 4], const float (&s)[B
     for (int i = 0; i < BLOCK_N / 4; ++i) p[i] = pack2(s[2 * i], s[2 * i + 1]);
 }
 
-/// Whether query `row` (sequence index; `text_query` says which part) attends anything.
-__device__ __forceinline__ bool query_row_valid(int row, bool text_query) {
-    if (text_query) return row - VIDEO_TOKENS < TEXT_VALID;
+/// Whether query `row` (sequence index; `text_query` says which part) attends anything, with `text_valid`
+/// valid text positions in its batch row.
+__device__ __forceinline__ bool query_row_valid(int row, bool text_query, int text_valid) {
+    if (text_query) return row - VIDEO_TOKENS < text_valid;
     if constexpr (HAS_HOLES) {
         const int tile = row / TILE_VOL;
         const int axes = boundary_axes(tile);
@@ -774,7 +805,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
                      const __grid_constant__ StaTensorMap v_map, u16* __restrict__ o, float* __restrict__ lse,
                      const int* __restrict__ window_of_head, const int* __restrict__ key_tile_start,
                      const int* __restrict__ key_tiles, int heads, int batch, float scale,
-                     const u16* __restrict__ q) {
+                     const u16* __restrict__ q, const int* __restrict__ text_valid, int default_text_valid) {
     // Barriers: [0] Q full; [1 + s] K full; [1 + S + s] V full; [1 + 2S + s] K empty; [1 + 3S + s] V empty.
     __shared__ __align__(8) u64 barriers[1 + 4 * STAGES];
     extern __shared__ unsigned char dynamic_smem[];
@@ -789,7 +820,8 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
     auto k_empty = [&](int s) { return bar0 + 8u * (1 + 2 * STAGES + s); };
     auto v_empty = [&](int s) { return bar0 + 8u * (1 + 3 * STAGES + s); };
 
-    const Work work = decode_work(blockIdx.x, heads, batch, window_of_head, key_tile_start, key_tiles);
+    const Work work = decode_work(blockIdx.x, heads, batch, window_of_head, key_tile_start, key_tiles, text_valid,
+                                  default_text_valid);
 
     if (threadIdx.x == 0) {
         mbar_init(q_full, 1);
@@ -835,7 +867,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
             for (int i = 0; cursor.valid(work); ++i, cursor.advance(work)) {
                 const int stage = i % STAGES;
                 const u32 phase = (i / STAGES) & 1;
-                const int key_row = cursor.chunk().key_row;
+                const int key_row = cursor.chunk(work).key_row;
                 mbar_wait(k_empty(stage), phase ^ 1);
                 mbar_expect_tx(k_full(stage), KV_BYTES);
                 load_chunk(k_smem + stage * KV_BYTES, &k_map, k_full(stage), key_row, work.bh);
@@ -914,7 +946,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
 
         // Chunk 0: S, softmax.
         {
-            const Chunk c = cursor.chunk();
+            const Chunk c = cursor.chunk(work);
             mbar_wait(k_full(0), 0);
             turn_begin();
             issue_qk(s, q_rows, k_smem);
@@ -932,7 +964,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
         for (; cursor.valid(work); ++i, cursor.advance(work)) {
             const int stage = i % STAGES;
             const int previous = (i - 1) % STAGES;
-            const Chunk c = cursor.chunk();
+            const Chunk c = cursor.chunk(work);
             mbar_wait(k_full(stage), (i / STAGES) & 1);
             mbar_wait(v_full(previous), ((i - 1) / STAGES) & 1);
             turn_begin();
@@ -981,8 +1013,10 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
         return PACK_QUERIES && work.packed ? work.row0 + packed_offset(work.pack_base + local, work.axes)
                                            : work.row0 + local;
     };
-    const bool valid0 = local0 < work.rows && l0 > 0.f && (work.packed || query_row_valid(row_of(local0), work.text_query));
-    const bool valid1 = local1 < work.rows && l1 > 0.f && (work.packed || query_row_valid(row_of(local1), work.text_query));
+    const bool valid0 = local0 < work.rows && l0 > 0.f &&
+                        (work.packed || query_row_valid(row_of(local0), work.text_query, work.text_valid));
+    const bool valid1 = local1 < work.rows && l1 > 0.f &&
+                        (work.packed || query_row_valid(row_of(local1), work.text_query, work.text_valid));
     const float inv0 = valid0 ? 1.f / l0 : 0.f;
     const float inv1 = valid1 ? 1.f / l1 : 0.f;
     const long long slice = static_cast<long long>(work.bh) * SEQ;
