@@ -202,6 +202,7 @@ def main(argv=None) -> int:
               f"-> {applied_path}")
     context = sd.context(model)
     context.capture = None
+    context.prepare_mode = "all"  # every window set of the strategy planned (and warmed on a GPU) at the next call
     sd.set_strategy(model, applied_path)
     times = {}
     from bench_diffusers import one_block_of_each_kind
