@@ -39,13 +39,16 @@ extension KernelSource.Header {
     static var common: Self { .init(name: "sta_common.cuh", text: decoded(PackageResources.sta_common_cuh)) }
     /// The portable kernels' PTX wrappers and swizzled shared-memory tiles.
     static var sm80: Self { .init(name: "sta_sm80.cuh", text: decoded(PackageResources.sta_sm80_cuh)) }
-    /// The Hopper kernel's pieces: PTX wrappers, shape, work decoding, consumer.
+    /// The Hopper kernel's pieces: PTX wrappers, shape, work decoding, consumer math, the producer and
+    /// consumer main loops, the epilogue.
     static var sm90: [Self] {
         [
             .init(name: "sta_sm90_ptx.cuh", text: decoded(PackageResources.sta_sm90_ptx_cuh)),
             .init(name: "sta_sm90_shape.cuh", text: decoded(PackageResources.sta_sm90_shape_cuh)),
             .init(name: "sta_sm90_work.cuh", text: decoded(PackageResources.sta_sm90_work_cuh)),
             .init(name: "sta_sm90_consumer.cuh", text: decoded(PackageResources.sta_sm90_consumer_cuh)),
+            .init(name: "sta_sm90_mainloop.cuh", text: decoded(PackageResources.sta_sm90_mainloop_cuh)),
+            .init(name: "sta_sm90_epilogue.cuh", text: decoded(PackageResources.sta_sm90_epilogue_cuh)),
         ]
     }
 }
