@@ -134,13 +134,10 @@ struct LoadedPlanKernel: Sendable {
     /// `functionName`, allows it `sharedMemoryBytes` of dynamic shared memory and uploads `plan`'s
     /// tables. Cost: one NVRTC compile (seconds) on a cache miss, a module load, three small uploads.
     init(
-        context: CUDAContext, plan: AttentionPlan, source: String, sourceName: String, functionName: String,
+        context: CUDAContext, plan: AttentionPlan, source: KernelSource, functionName: String,
         options: [String], architecture: String, sharedMemoryBytes: Int, cache: KernelCache
     ) throws(CUDAError) {
-        let image = try cache.image(
-            source: source, sourceName: sourceName, options: options, architecture: architecture,
-            driverVersion: context.driverVersion,
-            compiler: { () throws(CUDAError) -> NVRTCCompiler in try NVRTCCompiler.load() })
+        let image = try source.image(cache: cache, options: options, architecture: architecture, context: context)
         module = try CUDAModule(context: context, image: image)
         function = try module.function(named: functionName)
         try function.setMaxDynamicSharedMemory(bytes: sharedMemoryBytes)
@@ -162,11 +159,6 @@ struct LoadedPlanKernel: Sendable {
 func queryBlockCount(layout: STALayout, blockQueries: Int) -> Int {
     (layout.text.count + blockQueries - 1) / blockQueries
         + layout.tileCount * ((layout.tileVolume + blockQueries - 1) / blockQueries)
-}
-
-/// A portable kernel's source: the shared `sta_common_sm80.cuh`, then `kernel`.
-func portableKernelSource(_ kernel: [UInt8]) -> String {
-    String(decoding: PackageResources.sta_common_sm80_cuh + Array("\n".utf8) + kernel, as: UTF8.self)
 }
 
 /// Which CUDA kernel runs a forward pass.

@@ -35,8 +35,15 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
     /// Storage dtypes the kernel reads and writes.
     public static let supportedDTypes: [DType] = [.bfloat16, .float16]
 
-    /// Keys per chunk of the inner loop (one wgmma N): 192 for head dim 128, 128 for 64.
-    public static func blockKeys(headDim: Int) -> Int { headDim >= 128 ? 192 : 128 }
+    /// Keys per chunk of the inner loop (one wgmma N): 192 for head dim 128 when 192 divides the tile
+    /// volume (the 384-token video tiles: two full chunks per tile), else 128 (head dim 64, and tiles of
+    /// 128 or 256 tokens, which 192-key chunks would fill to two thirds). A chunk never spans two tiles.
+    public static func blockKeys(headDim: Int, tileVolume: Int) -> Int {
+        headDim >= 128 && tileVolume % 192 == 0 ? 192 : 128
+    }
+
+    /// The largest chunk `blockKeys` chooses for `headDim`, which sizes the shared memory.
+    static func largestBlockKeys(headDim: Int) -> Int { headDim >= 128 ? 192 : 128 }
 
     /// K/V ring stages in shared memory: 2 for head dim 128, 4 for 64.
     public static func stages(headDim: Int) -> Int { headDim >= 128 ? 2 : 4 }
@@ -45,7 +52,7 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
     /// `blockKeys` · headDim 16-bit values), plus 1024 bytes to align the 128-byte swizzle atoms.
     /// 230,400 bytes for head dim 128, 148,480 for 64.
     public static func sharedMemoryBytes(headDim: Int) -> Int {
-        1024 + (blockQueries + 2 * stages(headDim: headDim) * blockKeys(headDim: headDim)) * headDim * 2
+        1024 + (blockQueries + 2 * stages(headDim: headDim) * largestBlockKeys(headDim: headDim)) * headDim * 2
     }
 
     /// Query blocks per video tile: ⌈tileVolume / blockQueries⌉ (a block never straddles two tiles).
@@ -93,7 +100,7 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
         self.dtype = dtype
         do throws(CUDAError) {
             loaded = try LoadedPlanKernel(
-                context: context, plan: plan, source: Self.source, sourceName: Self.sourceName,
+                context: context, plan: plan, source: Self.kernelSource,
                 functionName: Self.functionName, options: Self.compileOptions(plan: plan, headDim: headDim, dtype: dtype),
                 architecture: Self.architecture, sharedMemoryBytes: shared, cache: cache)
         } catch {
