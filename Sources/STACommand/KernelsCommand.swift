@@ -79,7 +79,7 @@ struct Kernels: ParsableCommand {
             written.insert(base)
             do {
                 let compiled = try specialisation.source.compile(with: compiler, options: options)
-                try writeText(String(decoding: compiled.image.prefix { $0 != 0 }, as: UTF8.self), to: directory + "/" + base + ".ptx")
+                try OutputFile.write(text: String(decoding: compiled.image.prefix { $0 != 0 }, as: UTF8.self), to: directory + "/" + base + ".ptx")
             } catch {
                 failures += 1
                 print("\(specialisation.name) \(architecture): \(error)")

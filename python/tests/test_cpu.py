@@ -193,34 +193,3 @@ def test_errors_are_reported_not_crashes():
     plan.close()
     with pytest.raises(ValueError, match="closed"):
         plan.sequence_index()
-
-
-@pytest.mark.parametrize("layout", ["BHSD", "BSHD"])
-def test_diffusers_helper_matches_reference_in_raster_order(layout):
-    from sta.diffusers import STAJointAttention, sta_attention
-
-    canvas, tile, text, valid = (3, 5, 6), (2, 2, 4), 4, 3
-    windows = [(1, 3, 1), (3, 1, 1)]
-    plan = sta.Plan(canvas=canvas, tile=tile, text=text, text_valid=valid, windows=windows)
-    rng = np.random.default_rng(5)
-    q, k, v = (rng.standard_normal((2, 2, plan.raster_length, 8)).astype(np.float32) for _ in range(3))
-    masks = [allowed_mask(canvas, tile, text, valid, w) for w in windows]
-    expected, expected_lse = reference(q, k, v, masks, 1 / np.sqrt(8))
-    real = np.arange(plan.raster_length) < plan.video_tokens + valid
-    if layout == "BSHD":
-        q, k, v = (x.transpose(0, 2, 1, 3).copy() for x in (q, k, v))
-    out, lse = sta_attention(q, k, v, plan, layout=layout, return_lse=True)
-    assert out.shape == q.shape
-    if layout == "BSHD":
-        out = out.transpose(0, 2, 1, 3)
-    error = np.linalg.norm(out[:, :, real] - expected[:, :, real]) / np.linalg.norm(expected[:, :, real])
-    assert error < 1e-4
-    assert np.max(np.abs(lse[:, :, real] - expected_lse[:, :, real])) < 1e-3
-
-    attend = STAJointAttention(canvas=canvas, tile=tile, text=text, windows=windows, layout=layout)
-    again = attend(q, k, v, text_valid=valid)
-    if layout == "BSHD":
-        again = again.transpose(0, 2, 1, 3)
-    assert np.array_equal(again, out)
-    assert attend.plan(valid) is attend.plan(valid)
-    assert attend.plan(None).text_valid == text
