@@ -35,22 +35,23 @@ public struct KernelCache: Sendable {
     /// `compiler` is called on every call (loading NVRTC is cheap after the first time) because NVRTC's
     /// version is part of the key; NVRTC compiles only on a miss. When `options` name no architecture,
     /// `--gpu-architecture=<architecture>` is added, so the image is a CUBIN for that architecture.
-    /// The key covers the source, its name, the options, the architecture, `driverVersion` and NVRTC's
-    /// version. A hit costs reading one file.
+    /// `headers` are the files the source may `#include "name"`. The key covers the source, its name, the
+    /// headers' names and contents, the options, the architecture, `driverVersion` and NVRTC's version.
+    /// A hit costs reading one file.
     public func image(
-        source: String, sourceName: String, options: [String], architecture: String, driverVersion: Int,
-        compiler: () throws(CUDAError) -> NVRTCCompiler
+        source: String, sourceName: String, headers: [(name: String, source: String)] = [], options: [String],
+        architecture: String, driverVersion: Int, compiler: () throws(CUDAError) -> NVRTCCompiler
     ) throws(CUDAError) -> [UInt8] {
         try lookupOrCompile(
-            source: source, sourceName: sourceName, options: options, architecture: architecture,
+            source: source, sourceName: sourceName, headers: headers, options: options, architecture: architecture,
             driverVersion: driverVersion, compiler: compiler
         ).image
     }
 
     /// `image(…)`, also saying whether the image came from the cache.
     func lookupOrCompile(
-        source: String, sourceName: String, options: [String], architecture: String, driverVersion: Int,
-        compiler: () throws(CUDAError) -> NVRTCCompiler
+        source: String, sourceName: String, headers: [(name: String, source: String)] = [], options: [String],
+        architecture: String, driverVersion: Int, compiler: () throws(CUDAError) -> NVRTCCompiler
     ) throws(CUDAError) -> (image: [UInt8], hit: Bool) {
         let nvrtc = try compiler()
         var allOptions = options
@@ -58,18 +59,19 @@ public struct KernelCache: Sendable {
             allOptions.append("--gpu-architecture=\(architecture)")
         }
         let key = Self.keyText(
-            source: source, sourceName: sourceName, options: allOptions, architecture: architecture,
+            source: source, sourceName: sourceName, headers: headers, options: allOptions, architecture: architecture,
             driverVersion: driverVersion, nvrtcVersion: nvrtc.version)
         return try lookupOrProduce(keyText: key) { () throws(CUDAError) -> [UInt8] in
-            try nvrtc.compile(source: source, sourceName: sourceName, options: allOptions).image
+            try nvrtc.compile(source: source, sourceName: sourceName, options: allOptions, headers: headers).image
         }
     }
 
     /// The key text of an entry: every input on its own line, each variable-length field preceded by
-    /// its length in bytes so that no two different inputs give the same text.
+    /// its length in bytes so that no two different inputs give the same text. Headers (when there are
+    /// any) follow the source, each as its name and its contents.
     static func keyText(
-        source: String, sourceName: String, options: [String], architecture: String, driverVersion: Int,
-        nvrtcVersion: (major: Int, minor: Int)
+        source: String, sourceName: String, headers: [(name: String, source: String)] = [], options: [String],
+        architecture: String, driverVersion: Int, nvrtcVersion: (major: Int, minor: Int)
     ) -> String {
         func field(_ name: String, _ value: String) -> String { "\(name) \(value.utf8.count)\n\(value)\n" }
         var text = "sta-kernel-key 1\n"
@@ -80,6 +82,13 @@ public struct KernelCache: Sendable {
         for option in options { text += field("option", option) }
         text += field("source-name", sourceName)
         text += field("source", source)
+        if !headers.isEmpty {
+            text += "headers \(headers.count)\n"
+            for header in headers {
+                text += field("header-name", header.name)
+                text += field("header", header.source)
+            }
+        }
         return text
     }
 

@@ -13,6 +13,9 @@ import STATensors
 /// checked on the host without a synchronisation). Text positions at or past a row's length are padding:
 /// their queries get 0 and −∞, and no query of that row attends them. The compiled kernel does not depend
 /// on the valid length, so one kernel serves every prompt length.
+///
+/// NaN or ±inf in the q of a row, or in the k or v of a key the row attends, makes that row's output and
+/// lse NaN, as PyTorch does (never a silent 0).
 public protocol AttentionForwardKernel: Sendable {
     var plan: AttentionPlan { get }
     var headDim: Int { get }
@@ -134,13 +137,10 @@ struct LoadedPlanKernel: Sendable {
     /// `functionName`, allows it `sharedMemoryBytes` of dynamic shared memory and uploads `plan`'s
     /// tables. Cost: one NVRTC compile (seconds) on a cache miss, a module load, three small uploads.
     init(
-        context: CUDAContext, plan: AttentionPlan, source: String, sourceName: String, functionName: String,
+        context: CUDAContext, plan: AttentionPlan, source: KernelSource, functionName: String,
         options: [String], architecture: String, sharedMemoryBytes: Int, cache: KernelCache
     ) throws(CUDAError) {
-        let image = try cache.image(
-            source: source, sourceName: sourceName, options: options, architecture: architecture,
-            driverVersion: context.driverVersion,
-            compiler: { () throws(CUDAError) -> NVRTCCompiler in try NVRTCCompiler.load() })
+        let image = try source.image(cache: cache, options: options, architecture: architecture, context: context)
         module = try CUDAModule(context: context, image: image)
         function = try module.function(named: functionName)
         try function.setMaxDynamicSharedMemory(bytes: sharedMemoryBytes)
@@ -162,11 +162,6 @@ struct LoadedPlanKernel: Sendable {
 func queryBlockCount(layout: STALayout, blockQueries: Int) -> Int {
     (layout.text.count + blockQueries - 1) / blockQueries
         + layout.tileCount * ((layout.tileVolume + blockQueries - 1) / blockQueries)
-}
-
-/// A portable kernel's source: the shared `sta_common_sm80.cuh`, then `kernel`.
-func portableKernelSource(_ kernel: [UInt8]) -> String {
-    String(decoding: PackageResources.sta_common_sm80_cuh + Array("\n".utf8) + kernel, as: UTF8.self)
 }
 
 /// Which CUDA kernel runs a forward pass.

@@ -115,11 +115,10 @@ public struct STABackwardKernel: Sendable {
             try DeviceBuffer(context: context, copying: values.isEmpty ? [0] : values)
         }
         do throws(CUDAError) {
-            let image = try cache.image(
-                source: Self.source, sourceName: Self.sourceName,
+            let image = try Self.kernelSource.image(
+                cache: cache,
                 options: Self.compileOptions(plan: plan, headDim: headDim, dtype: dtype, architecture: context.architecture),
-                architecture: context.architecture, driverVersion: context.driverVersion,
-                compiler: { () throws(CUDAError) -> NVRTCCompiler in try NVRTCCompiler.load() })
+                architecture: context.architecture, context: context)
             module = try CUDAModule(context: context, image: image)
             prepareFunction = try module.function(named: Self.prepareFunctionName)
             keysFunction = try module.function(named: Self.keysFunctionName)

@@ -80,7 +80,7 @@ public struct STAForwardKernel: AttentionForwardKernel {
         self.dtype = dtype
         do throws(CUDAError) {
             loaded = try LoadedPlanKernel(
-                context: context, plan: plan, source: Self.source, sourceName: Self.sourceName,
+                context: context, plan: plan, source: Self.kernelSource,
                 functionName: Self.functionName,
                 options: Self.compileOptions(plan: plan, headDim: headDim, dtype: dtype, architecture: context.architecture),
                 architecture: context.architecture, sharedMemoryBytes: shared, cache: cache)

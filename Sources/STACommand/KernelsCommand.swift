@@ -13,10 +13,13 @@ struct Kernels: ParsableCommand {
     @Option(name: .customLong("arch"), help: "Target architecture, repeatable (sm_80, sm_90a, …).")
     var architectures: [String] = ["sm_80", "sm_90a"]
 
+    @Option(name: .customLong("ptx"), help: "Write each specialisation's PTX (virtual target compute_XX) to this directory instead of compiling CUBINs; compare two such directories to check that a source change leaves the code alone.")
+    var ptxDirectory: String?
+
     func run() throws {
         let compiler = try NVRTCCompiler.load()
         print("NVRTC \(compiler.version.major).\(compiler.version.minor) at \(compiler.libraryPath)")
-        var specialisations = [(name: String, options: [String], source: String, sourceName: String)]()
+        var specialisations = [(name: String, options: [String], source: KernelSource)]()
         var seen = Set<[String]>()
         for architecture in architectures {
             for problem in try KernelCatalogue.problems() {
@@ -24,18 +27,21 @@ struct Kernels: ParsableCommand {
                 for variant in KernelCatalogue.variants(for: architecture) {
                     let options = variant.options(plan, problem.headDim, problem.dtype, architecture)
                     guard seen.insert([variant.sourceName] + options).inserted else { continue }
-                    specialisations.append(("\(variant.name) \(problem.name) \(problem.dtype) D\(problem.headDim)", options, variant.source, variant.sourceName))
+                    specialisations.append(("\(variant.name) \(problem.name) \(problem.dtype) D\(problem.headDim)", options, variant.kernelSource))
                 }
             }
+        }
+        if let ptxDirectory {
+            try writePTX(of: specialisations, compiler: compiler, to: ptxDirectory)
+            return
         }
         var table = TextTable("kernel", "arch", "registers", "shared B", "stack B", "spill B", "result")
         var failures = 0
         for specialisation in specialisations {
             let architecture = specialisation.options.first { $0.hasPrefix("--gpu-architecture=") }?.split(separator: "=").last.map(String.init) ?? "?"
             do {
-                let compiled = try compiler.compile(
-                    source: specialisation.source, sourceName: specialisation.sourceName,
-                    options: specialisation.options + ["--ptxas-options=-v"])
+                let compiled = try specialisation.source.compile(
+                    with: compiler, options: specialisation.options + ["--ptxas-options=-v"])
                 for usage in compiled.resourceUsage {
                     let bad = usage.spills || usage.stackFrameBytes > 0
                     if bad { failures += 1 }
@@ -51,6 +57,34 @@ struct Kernels: ParsableCommand {
         }
         print(table.rendered)
         print("\(specialisations.count - failures) passed, \(failures) failed")
+        if failures > 0 { throw ExitCode.failure }
+    }
+
+    /// Compiles every specialisation to PTX for the virtual architecture of its target (sm_90a →
+    /// compute_90a) and writes `<kernel> <problem> <dtype> D<dim> <arch>.ptx` files (spaces as `_`).
+    func writePTX(
+        of specialisations: [(name: String, options: [String], source: KernelSource)],
+        compiler: NVRTCCompiler, to directory: String
+    ) throws {
+        var written = Set<String>()
+        var failures = 0
+        for specialisation in specialisations {
+            let prefix = "--gpu-architecture="
+            let architecture = specialisation.options.first { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) } ?? "?"
+            let options = specialisation.options.map { $0.hasPrefix(prefix + "sm_") ? prefix + "compute_" + $0.dropFirst(prefix.count + 3) : $0 }
+            var base = "\(specialisation.name) \(architecture)".map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." ? $0 : "_" }
+                .reduce(into: "") { $0.append($1) }
+            while written.contains(base) { base += "+" }
+            written.insert(base)
+            do {
+                let compiled = try specialisation.source.compile(with: compiler, options: options)
+                try writeText(String(decoding: compiled.image.prefix { $0 != 0 }, as: UTF8.self), to: directory + "/" + base + ".ptx")
+            } catch {
+                failures += 1
+                print("\(specialisation.name) \(architecture): \(error)")
+            }
+        }
+        print("\(written.count - failures) PTX files written to \(directory), \(failures) failed")
         if failures > 0 { throw ExitCode.failure }
     }
 }

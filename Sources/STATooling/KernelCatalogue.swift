@@ -9,8 +9,10 @@ public enum KernelCatalogue {
     /// One kernel source and how it is specialised for a problem.
     public struct Variant: Sendable {
         public let name: String
-        public let source: String
-        public let sourceName: String
+        /// The translation unit: main file and headers.
+        public let kernelSource: KernelSource
+        public var source: String { kernelSource.text }
+        public var sourceName: String { kernelSource.name }
         public let options: @Sendable (_ plan: AttentionPlan, _ headDim: Int, _ dtype: DType, _ architecture: String) -> [String]
     }
 
@@ -19,6 +21,7 @@ public enum KernelCatalogue {
         var problems = try BenchmarkSuite.allCases.flatMap { try $0.problems() }
         problems += try Verification.gpuCases()
         problems += try Verification.textRowsCases().map(\.problem)
+        problems += try Verification.nanContractCases()
         problems.append(try Demonstration.problem(dtype: .bfloat16))
         return problems
     }
@@ -27,15 +30,15 @@ public enum KernelCatalogue {
     public static func variants(for architecture: String) -> [Variant] {
         var variants = [
             Variant(
-                name: "portable", source: STAForwardKernel.source, sourceName: STAForwardKernel.sourceName,
+                name: "portable", kernelSource: STAForwardKernel.kernelSource,
                 options: { STAForwardKernel.compileOptions(plan: $0, headDim: $1, dtype: $2, architecture: $3) })
         ]
         variants.append(Variant(
-            name: "backward", source: STABackwardKernel.source, sourceName: STABackwardKernel.sourceName,
+            name: "backward", kernelSource: STABackwardKernel.kernelSource,
             options: { STABackwardKernel.compileOptions(plan: $0, headDim: $1, dtype: $2, architecture: $3) }))
         if architecture == STAForwardHopperKernel.architecture {
             variants.append(Variant(
-                name: "hopper", source: STAForwardHopperKernel.source, sourceName: STAForwardHopperKernel.sourceName,
+                name: "hopper", kernelSource: STAForwardHopperKernel.kernelSource,
                 options: { plan, headDim, dtype, _ in STAForwardHopperKernel.compileOptions(plan: plan, headDim: headDim, dtype: dtype) }))
         }
         return variants

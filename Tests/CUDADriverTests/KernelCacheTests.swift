@@ -177,3 +177,22 @@ private func key(options: [String], source: String = "k()") -> String {
         #expect(viaPublic == first.image)
     }
 }
+
+@Suite struct KernelCacheHeaderKeyTests {
+    private func key(headers: [(name: String, source: String)]) -> String {
+        KernelCache.keyText(
+            source: "#include \"h.cuh\"\nk()", sourceName: "k.cu", headers: headers, options: ["-O3"],
+            architecture: "sm_90a", driverVersion: 12080, nvrtcVersion: (13, 0))
+    }
+
+    @Test func theKeyCoversEveryHeadersNameAndContents() {
+        let base = key(headers: [("h.cuh", "constexpr int N = 1;")])
+        #expect(key(headers: [("h.cuh", "constexpr int N = 2;")]) != base)
+        #expect(key(headers: [("g.cuh", "constexpr int N = 1;")]) != base)
+        #expect(key(headers: []) != base)
+        #expect(key(headers: [("h.cuh", "constexpr int N = 1;"), ("g.cuh", "")]) != base)
+        #expect(key(headers: [("h.cuh", "constexpr int N = 1;")]) == base)
+        // Moving text between a header's name and contents changes the key too (lengths are fields).
+        #expect(key(headers: [("h.cuh1", "23")]) != key(headers: [("h.cuh", "123")]))
+    }
+}

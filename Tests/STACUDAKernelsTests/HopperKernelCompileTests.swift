@@ -45,8 +45,8 @@ struct HopperCompileCase: Sendable, CustomTestStringConvertible {
         let options =
             STAForwardHopperKernel.compileOptions(plan: plan, headDim: c.headDim, dtype: c.dtype)
             + ["--ptxas-options=-v"]
-        let kernel = try compiler.compile(
-            source: STAForwardHopperKernel.source, sourceName: STAForwardHopperKernel.sourceName, options: options)
+        let kernel = try STAForwardHopperKernel.kernelSource.compile(
+                with: compiler, options: options)
         #expect(kernel.format == .cubin)
         let usage = try #require(
             kernel.resourceUsage.first { $0.functionName == STAForwardHopperKernel.functionName }, "log: \(kernel.log)")
@@ -63,9 +63,8 @@ struct HopperCompileCase: Sendable, CustomTestStringConvertible {
     @Test func missingConstantsAreACompileError() throws {
         let compiler = try #require(nvrtc)
         #expect(throws: CUDAError.self) {
-            try compiler.compile(
-                source: STAForwardHopperKernel.source, sourceName: STAForwardHopperKernel.sourceName,
-                options: ["--std=c++17", "--gpu-architecture=sm_90a", "-DSTA_HEAD_DIM=128", "-DSTA_BF16=1"])
+            try STAForwardHopperKernel.kernelSource.compile(
+                with: compiler, options: ["--std=c++17", "--gpu-architecture=sm_90a", "-DSTA_HEAD_DIM=128", "-DSTA_BF16=1"])
         }
     }
 }

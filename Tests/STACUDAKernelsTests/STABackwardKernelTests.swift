@@ -52,8 +52,8 @@ struct STABackwardKernelCompileTests {
             STABackwardKernel.compileOptions(
                 plan: plan, headDim: test.headDim, dtype: test.dtype, architecture: test.architecture)
             + ["--ptxas-options=-v"]
-        let compiled = try NVRTCCompiler.load().compile(
-            source: STABackwardKernel.source, sourceName: STABackwardKernel.sourceName, options: options)
+        let compiled = try STABackwardKernel.kernelSource.compile(
+                with: NVRTCCompiler.load(), options: options)
         #expect(compiled.format == .cubin)
         for name in [
             STABackwardKernel.prepareFunctionName, STABackwardKernel.keysFunctionName,
@@ -73,8 +73,8 @@ struct STABackwardKernelCompileTests {
         let options = STABackwardKernel.compileOptions(plan: plan, headDim: 64, dtype: .float16, architecture: "sm_80")
             .filter { !$0.hasPrefix("-DSTA_HEAD_DIM") }
         do {
-            _ = try NVRTCCompiler.load().compile(
-                source: STABackwardKernel.source, sourceName: STABackwardKernel.sourceName, options: options)
+            _ = try STABackwardKernel.kernelSource.compile(
+                with: NVRTCCompiler.load(), options: options)
             Issue.record("compiled without STA_HEAD_DIM")
         } catch {
             #expect(error.description.contains("STA_HEAD_DIM"))

@@ -64,8 +64,8 @@ struct STAForwardKernelCompileTests {
             STAForwardKernel.compileOptions(
                 plan: plan, headDim: test.headDim, dtype: test.dtype, architecture: test.architecture)
             + ["--ptxas-options=-v"]
-        let compiled = try NVRTCCompiler.load().compile(
-            source: STAForwardKernel.source, sourceName: STAForwardKernel.sourceName, options: options)
+        let compiled = try STAForwardKernel.kernelSource.compile(
+                with: NVRTCCompiler.load(), options: options)
         #expect(compiled.format == .cubin)
         let usage = try #require(compiled.resourceUsage.first { $0.functionName == STAForwardKernel.functionName })
         #expect(usage.architecture == test.architecture)
@@ -86,8 +86,8 @@ struct STAForwardKernelCompileTests {
         let options = STAForwardKernel.compileOptions(plan: plan, headDim: 64, dtype: .bfloat16, architecture: "sm_80")
             .filter { !$0.hasPrefix("-DSTA_TEXT_COUNT") }
         do {
-            _ = try NVRTCCompiler.load().compile(
-                source: STAForwardKernel.source, sourceName: STAForwardKernel.sourceName, options: options)
+            _ = try STAForwardKernel.kernelSource.compile(
+                with: NVRTCCompiler.load(), options: options)
             Issue.record("compiled without STA_TEXT_COUNT")
         } catch {
             #expect(error.description.contains("STA_TEXT_COUNT"))
@@ -100,8 +100,8 @@ struct STAForwardKernelCompileTests {
         let options = STAForwardKernel.compileOptions(plan: plan, headDim: 64, dtype: .bfloat16, architecture: "sm_80")
             .map { $0.hasPrefix("-DSTA_GRID_W=") ? "-DSTA_GRID_W=3" : $0 }
         do {
-            _ = try NVRTCCompiler.load().compile(
-                source: STAForwardKernel.source, sourceName: STAForwardKernel.sourceName, options: options)
+            _ = try STAForwardKernel.kernelSource.compile(
+                with: NVRTCCompiler.load(), options: options)
             Issue.record("compiled with a grid that does not match the canvas")
         } catch {
             #expect(error.description.contains("STA_GRID"))

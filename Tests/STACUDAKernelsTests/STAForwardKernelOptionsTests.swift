@@ -63,8 +63,11 @@ func define(_ name: String, in options: [String]) -> String? {
         #expect(define("STA_CANVAS_W", in: options) == "128")
         #expect(define("STA_TILE_W", in: options) == "16")
         #expect(define("STA_GRID_W", in: options) == "8")
-        // Every compile-time constant is defined exactly once: head dim, dtype, 3 × 3 axes, the text count.
-        #expect(options.filter { $0.hasPrefix("-D") }.count == 12)
+        // Every compile-time constant is defined exactly once: head dim, dtype, 3 × 3 axes, the text count,
+        // then the block shape.
+        let shape = STAForwardKernel.Shape.choose(headDim: 128, layout: layout).definitions
+        #expect(options.filter { $0.hasPrefix("-D") }.count == 12 + shape.count)
+        #expect(Set(options.filter { $0.hasPrefix("-D") }.map { $0.split(separator: "=")[0] }).count == 12 + shape.count)
     }
 
     @Test func oneDimensionalPlanPadsBothLeadingAxes() throws {

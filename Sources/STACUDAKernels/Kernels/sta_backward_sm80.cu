@@ -1,5 +1,5 @@
 // Sliding Tile Attention backward pass for NVIDIA sm_80 and newer (mma.sync tensor cores), compiled at run
-// time by NVRTC, after sta_common_sm80.cuh (the launcher prepends it).
+// time by NVRTC with the headers sta_common.cuh and sta_sm80.cuh.
 //
 // Semantics (spec §2-3). Q, K, V, O, dO are [B, H, S, D] contiguous 16-bit tensors, S = NUM_TILES·TILE_VOL +
 // TEXT_COUNT (video tokens in tile order, holes included, then text); LSE is [B, H, S] float32, natural log,
@@ -27,13 +27,21 @@
 //                              text blocks first (they do the most work).
 //   sta_backward_dq_sm80       one block per query block of DQ_BLOCK_M rows, exactly the forward's grid; it
 //                              streams the forward's key chunks: S = Q Kᵀ, dP = dO Vᵀ, dQ += dS K.
-// Block = 256 threads (8 warps) for both. No atomics: every output row has one owner.
+// Block = STA_THREADS for all three. No atomics: every output row has one owner.
 //
-// Compile-time constants: those of the forward (STA_HEAD_DIM 64 | 128, STA_BF16=1 or STA_FP16=1,
-// STA_CANVAS_T/H/W, STA_TILE_T/H/W, STA_GRID_T/H/W, STA_TEXT_COUNT).
+// Compile-time constants: the problem's (sta_common.cuh) and the kernel shapes, which the Swift launcher
+// (STABackwardKernel.Shape) chooses and nothing here defaults: STA_THREADS (16 rows per warp in both
+// main kernels), STA_DKV_BLOCK_KEYS and STA_DKV_CHUNK (key rows per dK/dV block, query rows per chunk of
+// its loop), STA_DQ_BLOCK_M and STA_DQ_CHUNK (query rows per dQ block, keys per chunk), STA_DKV_SHARED_BYTES
+// and STA_DQ_SHARED_BYTES (the dynamic shared memory their launches provide).
 
-// sta_common_sm80.cuh (types, problem constants, PTX wrappers, hole geometry) comes first: the launcher
-// prepends it.
+#include "sta_common.cuh"
+#include "sta_sm80.cuh"
+
+#if !defined(STA_DKV_BLOCK_KEYS) || !defined(STA_DKV_CHUNK) || !defined(STA_DQ_BLOCK_M) || !defined(STA_DQ_CHUNK) \
+    || !defined(STA_DKV_SHARED_BYTES) || !defined(STA_DQ_SHARED_BYTES)
+#error "define STA_DKV_BLOCK_KEYS, STA_DKV_CHUNK, STA_DQ_BLOCK_M, STA_DQ_CHUNK, STA_DKV_SHARED_BYTES and STA_DQ_SHARED_BYTES (the Swift launcher chooses them)"
+#endif
 
 namespace sta {
 
@@ -41,23 +49,13 @@ namespace sta {
 // Kernel shapes
 // ---------------------------------------------------------------------------------------------------------
 
-constexpr int WARPS = 8;
-constexpr int THREADS = WARPS * 32;
-constexpr int ROW_BYTES = HEAD_DIM * 2;     // one token's head vector in shared memory
-constexpr int ROW_UNITS = ROW_BYTES / 16;   // 16-byte units per row: 8 (D 64) or 16 (D 128)
-
 // Prepare: ROW_UNITS threads per row, 8 values each.
 constexpr int PREP_ROWS_PER_BLOCK = THREADS / ROW_UNITS;
 
 // dK, dV: 16 key rows per warp; query chunks of DKV_CHUNK rows, double-buffered (Q and dO).
-// D 128 holds dK and dV accumulators (128 registers), hence the shorter chunk.
-constexpr int DKV_BLOCK_KEYS = 16 * WARPS;
-// STA_DKV_CHUNK (32 or 64) overrides the choice, for tuning only; the launcher never sets it.
-#if defined(STA_DKV_CHUNK)
+constexpr int DKV_BLOCK_KEYS = STA_DKV_BLOCK_KEYS;
 constexpr int DKV_CHUNK = STA_DKV_CHUNK;
-#else
-constexpr int DKV_CHUNK = HEAD_DIM == 128 ? 32 : 64;
-#endif
+static_assert(DKV_BLOCK_KEYS == 16 * WARPS, "STA_DKV_BLOCK_KEYS must be 16 rows per warp");
 static_assert(DKV_CHUNK == 32 || DKV_CHUNK == 64, "STA_DKV_CHUNK must be 32 or 64");
 constexpr int KBLOCKS_PER_TILE = (TILE_VOL + DKV_BLOCK_KEYS - 1) / DKV_BLOCK_KEYS;
 constexpr int VIDEO_K_BLOCKS = NUM_TILES * KBLOCKS_PER_TILE;
@@ -67,8 +65,10 @@ constexpr int DKV_CHUNK_BYTES = DKV_CHUNK * ROW_BYTES;
 constexpr int DKV_SHARED_BYTES = 2 * DKV_KEY_TILE_BYTES + 4 * DKV_CHUNK_BYTES;   // K | V | Q[2] | dO[2]
 
 // dQ: the forward's shape. 16 query rows per warp, key chunks of DQ_CHUNK keys, double-buffered (K and V).
-constexpr int DQ_BLOCK_M = 16 * WARPS;
-constexpr int DQ_CHUNK = 64;
+constexpr int DQ_BLOCK_M = STA_DQ_BLOCK_M;
+constexpr int DQ_CHUNK = STA_DQ_CHUNK;
+static_assert(DQ_BLOCK_M == 16 * WARPS, "STA_DQ_BLOCK_M must be 16 rows per warp");
+static_assert(DQ_CHUNK % 16 == 0 && DQ_CHUNK <= THREADS, "STA_DQ_CHUNK must be a multiple of 16, at most STA_THREADS");
 constexpr int QBLOCKS_PER_TILE = (TILE_VOL + DQ_BLOCK_M - 1) / DQ_BLOCK_M;
 constexpr int VIDEO_Q_BLOCKS = NUM_TILES * QBLOCKS_PER_TILE;
 constexpr int TEXT_Q_BLOCKS = (TEXT_COUNT + DQ_BLOCK_M - 1) / DQ_BLOCK_M;
@@ -79,11 +79,8 @@ constexpr int DQ_SHARED_BYTES = 2 * DQ_QUERY_TILE_BYTES + 4 * DQ_CHUNK_BYTES;   
 static_assert(DKV_CHUNK_BYTES % 1024 == 0 && DKV_KEY_TILE_BYTES % 1024 == 0 && DQ_CHUNK_BYTES % 1024 == 0
                   && DQ_QUERY_TILE_BYTES % 1024 == 0,
               "tile offsets keep bits 0-9 free");
-static_assert(DKV_SHARED_BYTES <= 163 * 1024 && DQ_SHARED_BYTES <= 163 * 1024, "shared memory fits an sm_80 block");
-
-constexpr float LOG2E = 1.4426950408889634f;
-
-__device__ __forceinline__ float pos_inf() { return __uint_as_float(0x7f800000u); }
+static_assert(DKV_SHARED_BYTES <= STA_DKV_SHARED_BYTES && DQ_SHARED_BYTES <= STA_DQ_SHARED_BYTES,
+              "the tiles fit the dynamic shared memory the launches provide");
 
 namespace ptx {
 // A 16-bit storage value as float.
@@ -101,8 +98,8 @@ __device__ __forceinline__ float widen(uint16_t bits) {
 // Whether sequence position `position` (0 ..< S) is a real token: a video position that is no hole, or one
 // of the `text_valid` valid text positions.
 __device__ __forceinline__ bool is_real(int position, int text_valid) {
-    if (position < V) return !is_hole(position / TILE_VOL, position % TILE_VOL);
-    return position - V < text_valid;
+    if (position < VIDEO_TOKENS) return !is_hole(position / TILE_VOL, position % TILE_VOL);
+    return position - VIDEO_TOKENS < text_valid;
 }
 
 // One chunk of rows: `length` consecutive sequence positions from `start` (length ≤ CHUNK), inside one tile
@@ -128,7 +125,7 @@ __device__ __forceinline__ Chunk chunk_of(int index, int tile_count, const int* 
     } else {
         const int in_text = (index - tile_count * PER_TILE) * CHUNK;
         chunk.tile = -1;
-        chunk.start = V + in_text;
+        chunk.start = VIDEO_TOKENS + in_text;
         chunk.length = min(CHUNK, text_valid - in_text);
     }
     return chunk;
@@ -137,30 +134,6 @@ __device__ __forceinline__ Chunk chunk_of(int index, int tile_count, const int* 
 template <int CHUNK>
 __device__ __forceinline__ int chunk_count(int tile_count, int text_valid) {
     return tile_count * ((TILE_VOL + CHUNK - 1) / CHUNK) + (text_valid + CHUNK - 1) / CHUNK;
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Shared-memory tiles (the forward's swizzled layout: unit u of row r at r·ROW_BYTES + ((u ^ (r & 7)) · 16))
-// ---------------------------------------------------------------------------------------------------------
-
-__device__ __forceinline__ uint32_t swizzled(int row, int unit) {
-    return static_cast<uint32_t>(row * ROW_BYTES + ((unit ^ (row & 7)) << 4));
-}
-
-// Cooperative cp.async load of `rows` (≤ ROWS) consecutive tokens of a head's [S, D] matrix from `first`;
-// rows ≥ rows or with keep(row) false are zero-filled without reading global memory.
-template <int ROWS, typename Keep>
-__device__ __forceinline__ void load_tile_async(uint32_t tile, const uint16_t* source, int first, int rows,
-                                                Keep keep) {
-    static_assert((ROWS * ROW_UNITS) % THREADS == 0, "whole passes only");
-#pragma unroll
-    for (int pass = 0; pass < ROWS * ROW_UNITS / THREADS; ++pass) {
-        const int index = pass * THREADS + static_cast<int>(threadIdx.x);
-        const int row = index / ROW_UNITS, unit = index % ROW_UNITS;
-        const bool valid = row < rows && keep(row);
-        const uint16_t* from = valid ? source + static_cast<size_t>(first + row) * HEAD_DIM + unit * 8 : source;
-        ptx::cp_async_16(tile + swizzled(row, unit), from, valid);
-    }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -175,9 +148,6 @@ __device__ __forceinline__ void load_tile_async(uint32_t tile, const uint16_t* s
 //   B operand from rows, non-transposed (B(k = d, n = row) = T[row][d]): lane_offset((l >> 4)·8 + (l & 7), (l >> 3) & 1)
 //   B operand from rows, transposed (B(k = row, n = d) = T[row][d]):     lane_offset(((l >> 3) & 1)·8 + (l & 7), l >> 4)
 
-__device__ __forceinline__ uint32_t lane_offset(int row, int unit_half) {
-    return static_cast<uint32_t>(row * ROW_BYTES + ((unit_half ^ (row & 7)) << 4));
-}
 __device__ __forceinline__ uint32_t a_lane_offset(int row0, int lane) {
     return lane_offset(row0 + ((lane >> 3) & 1) * 8 + (lane & 7), lane >> 4);
 }
@@ -271,9 +241,9 @@ sta_backward_prepare_sm80(const uint16_t* o, const uint16_t* dout, const float* 
     const int lane_in_row = threadIdx.x % ROW_UNITS;
     const long long row = static_cast<long long>(blockIdx.x) * PREP_ROWS_PER_BLOCK + threadIdx.x / ROW_UNITS;
     const bool inside = row < rows;
-    const int position = inside ? static_cast<int>(row % S) : 0;
-    const int batch = inside ? static_cast<int>(row / (static_cast<long long>(heads) * S)) : 0;
-    const int row_text = position >= V ? row_text_valid(text_valid, default_text_valid, batch) : 0;
+    const int position = inside ? static_cast<int>(row % SEQ) : 0;
+    const int batch = inside ? static_cast<int>(row / (static_cast<long long>(heads) * SEQ)) : 0;
+    const int row_text = position >= VIDEO_TOKENS ? row_text_valid(text_valid, default_text_valid, batch) : 0;
     const float l = inside ? lse[row] : neg_inf();
     const bool attends = inside && is_real(position, row_text) && l != neg_inf() && l == l;
     float sum = 0.0f;
@@ -311,7 +281,7 @@ sta_backward_dkdv_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, 
 
     const int thread = threadIdx.x, lane = thread & 31, warp = thread >> 5;
     const int head = blockIdx.y, batch = blockIdx.z;
-    const size_t head_offset = (static_cast<size_t>(batch) * heads + head) * static_cast<size_t>(S);
+    const size_t head_offset = (static_cast<size_t>(batch) * heads + head) * static_cast<size_t>(SEQ);
     const uint16_t* q_head = q + head_offset * HEAD_DIM;
     const uint16_t* k_head = k + head_offset * HEAD_DIM;
     const uint16_t* v_head = v + head_offset * HEAD_DIM;
@@ -326,8 +296,8 @@ sta_backward_dkdv_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, 
     int k_first, k_rows, k_tile = -1, k_tile_offset = 0, query_tile_count;
     const int* query_tile_list = nullptr;   // null: every tile
     if (static_cast<int>(blockIdx.x) < TEXT_K_BLOCKS) {
-        k_first = V + blockIdx.x * DKV_BLOCK_KEYS;
-        k_rows = min(DKV_BLOCK_KEYS, S - k_first);
+        k_first = VIDEO_TOKENS + blockIdx.x * DKV_BLOCK_KEYS;
+        k_rows = min(DKV_BLOCK_KEYS, SEQ - k_first);
         query_tile_count = NUM_TILES;
     } else {
         const int video_block = blockIdx.x - TEXT_K_BLOCKS;
@@ -342,7 +312,7 @@ sta_backward_dkdv_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, 
     }
     auto key_is_real = [&](int r) {
         if (r >= k_rows) return false;
-        return k_tile >= 0 ? !is_hole(k_tile, k_tile_offset + r) : k_first - V + r < row_text;
+        return k_tile >= 0 ? !is_hole(k_tile, k_tile_offset + r) : k_first - VIDEO_TOKENS + r < row_text;
     };
     if (!__syncthreads_or(thread < DKV_BLOCK_KEYS && key_is_real(thread))) {
         zero_rows(dk_head, k_first, k_rows);
@@ -449,7 +419,7 @@ sta_backward_dq_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, co
 
     const int thread = threadIdx.x, lane = thread & 31, warp = thread >> 5;
     const int head = blockIdx.y, batch = blockIdx.z;
-    const size_t head_offset = (static_cast<size_t>(batch) * heads + head) * static_cast<size_t>(S);
+    const size_t head_offset = (static_cast<size_t>(batch) * heads + head) * static_cast<size_t>(SEQ);
     const uint16_t* q_head = q + head_offset * HEAD_DIM;
     const uint16_t* k_head = k + head_offset * HEAD_DIM;
     const uint16_t* v_head = v + head_offset * HEAD_DIM;
@@ -460,8 +430,8 @@ sta_backward_dq_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, co
     int q_first, q_rows, q_tile = -1, q_tile_offset = 0, key_tile_count;
     const int* key_tile_list = nullptr;
     if (static_cast<int>(blockIdx.x) < TEXT_Q_BLOCKS) {
-        q_first = V + blockIdx.x * DQ_BLOCK_M;
-        q_rows = min(DQ_BLOCK_M, S - q_first);
+        q_first = VIDEO_TOKENS + blockIdx.x * DQ_BLOCK_M;
+        q_rows = min(DQ_BLOCK_M, SEQ - q_first);
         key_tile_count = NUM_TILES;
     } else {
         const int video_block = blockIdx.x - TEXT_Q_BLOCKS;
@@ -476,7 +446,7 @@ sta_backward_dq_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, co
     }
     auto query_is_real = [&](int r) {
         if (r >= q_rows) return false;
-        return q_tile >= 0 ? !is_hole(q_tile, q_tile_offset + r) : q_first - V + r < row_text;
+        return q_tile >= 0 ? !is_hole(q_tile, q_tile_offset + r) : q_first - VIDEO_TOKENS + r < row_text;
     };
     if (!__syncthreads_or(thread < DQ_BLOCK_M && query_is_real(thread))) {
         zero_rows(dq_head, q_first, q_rows);

@@ -1,5 +1,5 @@
 // Sliding Tile Attention forward pass for NVIDIA sm_80 and newer (mma.sync tensor cores), compiled at run
-// time by NVRTC, after sta_common_sm80.cuh (the launcher prepends it).
+// time by NVRTC with the headers sta_common.cuh and sta_sm80.cuh.
 //
 // Semantics (spec §2-3). Q, K, V, O are [B, H, S, D] contiguous 16-bit tensors, S = NUM_TILES·TILE_VOL +
 // TEXT_COUNT: video tokens in tile-contiguous order (holes included), then text tokens. LSE is [B, H, S]
@@ -9,15 +9,18 @@
 // attends every real video key and every valid text key. Rows that attend nothing (holes, padding text, rows
 // with no key) get O = 0 and LSE = -inf. The valid text length of batch row b is text_valid[b] (a device
 // array of `batch` ints) or, when text_valid is null, default_text_valid; either is clamped into
-// 0 ... TEXT_COUNT. It is a run-time value: one compiled kernel serves every prompt length.
+// 0 ... TEXT_COUNT. It is a run-time value: one compiled kernel serves every prompt length. NaN or ±inf in
+// the q of a row, or in the k or v of a key the row attends, makes that row's O and LSE NaN (as PyTorch
+// does); NaN in rows nothing attends (holes, padding text) is never read.
 //
-// Compile-time constants (NVRTC -D options): STA_HEAD_DIM (64 | 128), STA_BF16=1 or STA_FP16=1,
-// STA_CANVAS_T/H/W, STA_TILE_T/H/W, STA_GRID_T/H/W (rank < 3 pads the leading axes with 1),
-// STA_TEXT_COUNT.
+// Compile-time constants (NVRTC -D options): the problem's (sta_common.cuh) and the kernel shape, which the
+// Swift launcher (STAForwardKernel.Shape) chooses and nothing here defaults: STA_THREADS (16 query rows per
+// warp), STA_BLOCK_M (query rows per block), STA_BLOCK_N (keys per chunk), STA_MIN_BLOCKS_PER_SM (the
+// occupancy __launch_bounds__ asks for), STA_Q_IN_REGISTERS (1: Q fragments held in registers, 0: re-read
+// from shared memory), STA_SHARED_BYTES (the dynamic shared memory the launch provides).
 //
-// Launch: block = 256 threads (8 warps), grid = (TEXT_Q_BLOCKS + VIDEO_Q_BLOCKS, heads, batch),
-// dynamic shared memory = (BLOCK_M + 4·BLOCK_N)·HEAD_DIM·2 bytes, with BLOCK_M = 128 and BLOCK_N = 64 for both
-// head dims: 49,152 bytes for D = 64, 98,304 bytes for D = 128. blockIdx.x < TEXT_Q_BLOCKS are the text query
+// Launch: block = STA_THREADS, grid = (TEXT_Q_BLOCKS + VIDEO_Q_BLOCKS, heads, batch), dynamic shared memory
+// STA_SHARED_BYTES ≥ (BLOCK_M + 4·BLOCK_N)·HEAD_DIM·2 bytes. blockIdx.x < TEXT_Q_BLOCKS are the text query
 // blocks (they do the most work, so they start first); the rest are video query blocks, QBLOCKS_PER_TILE per
 // tile, in tile order. A query block never straddles two tiles; a key chunk never straddles two tiles.
 //
@@ -30,8 +33,13 @@
 // global memory, so garbage (even NaN) in those rows never reaches a sum; chunks made only of holes are
 // skipped. Registers (ptxas, NVRTC 13): about 127 at D 64, 215-226 at D 128; no spills, no stack frame.
 
-// sta_common_sm80.cuh (types, problem constants, PTX wrappers, hole geometry) comes first: the launcher
-// prepends it.
+#include "sta_common.cuh"
+#include "sta_sm80.cuh"
+
+#if !defined(STA_BLOCK_M) || !defined(STA_BLOCK_N) || !defined(STA_MIN_BLOCKS_PER_SM) || !defined(STA_Q_IN_REGISTERS) \
+    || !defined(STA_SHARED_BYTES)
+#error "define STA_BLOCK_M, STA_BLOCK_N, STA_MIN_BLOCKS_PER_SM, STA_Q_IN_REGISTERS and STA_SHARED_BYTES (the Swift launcher chooses them)"
+#endif
 
 namespace sta {
 
@@ -39,33 +47,25 @@ namespace sta {
 // Kernel shape
 // ---------------------------------------------------------------------------------------------------------
 
-constexpr int WARPS = 8;
-constexpr int THREADS = WARPS * 32;
-constexpr int BLOCK_M = 16 * WARPS;   // query rows per block: 16 per warp (one m16 MMA row block)
-constexpr int BLOCK_N = 64;           // keys per chunk
-// D 64: two blocks per SM (≤ 128 registers), Q re-read from shared memory; D 128: one block per SM,
-// Q held in registers (about 220 registers). A padded canvas at D 64 needs the hole arithmetic on top and
-// spilled under the 128-register cap, so it runs one block per SM.
-constexpr int MIN_BLOCKS_PER_SM = HEAD_DIM == 64 && !HAS_HOLES ? 2 : 1;
-constexpr bool Q_IN_REGISTERS = HEAD_DIM == 128;
+constexpr int BLOCK_M = STA_BLOCK_M;   // query rows per block: 16 per warp (one m16 MMA row block)
+constexpr int BLOCK_N = STA_BLOCK_N;   // keys per chunk
+constexpr int MIN_BLOCKS_PER_SM = STA_MIN_BLOCKS_PER_SM;
+constexpr bool Q_IN_REGISTERS = STA_Q_IN_REGISTERS != 0;
+static_assert(BLOCK_M == 16 * WARPS, "STA_BLOCK_M must be 16 rows per warp");
+static_assert(BLOCK_N % 16 == 0 && BLOCK_N <= THREADS, "STA_BLOCK_N must be a multiple of 16, at most STA_THREADS");
 
 constexpr int QBLOCKS_PER_TILE = (TILE_VOL + BLOCK_M - 1) / BLOCK_M;
 constexpr int VIDEO_Q_BLOCKS = NUM_TILES * QBLOCKS_PER_TILE;
 constexpr int TEXT_Q_BLOCKS = (TEXT_COUNT + BLOCK_M - 1) / BLOCK_M;
 constexpr int CHUNKS_PER_TILE = (TILE_VOL + BLOCK_N - 1) / BLOCK_N;
 
-constexpr int ROW_BYTES = HEAD_DIM * 2;          // one token's head vector in shared memory
-constexpr int ROW_UNITS = ROW_BYTES / 16;        // 16-byte units per row: 8 (D 64) or 16 (D 128)
 constexpr int Q_TILE_BYTES = BLOCK_M * ROW_BYTES;
 constexpr int KV_TILE_BYTES = BLOCK_N * ROW_BYTES;
 constexpr int SHARED_BYTES = Q_TILE_BYTES + 4 * KV_TILE_BYTES;   // Q | K[2] | V[2]
 
 static_assert(TEXT_Q_BLOCKS + VIDEO_Q_BLOCKS <= 0x7fffffff, "grid.x fits");
 static_assert(Q_TILE_BYTES % 1024 == 0 && KV_TILE_BYTES % 1024 == 0, "tile offsets keep bits 0-9 free");
-static_assert(SHARED_BYTES <= 227 * 1024, "shared memory fits an sm_80/sm_90 block");
-
-constexpr float LOG2E = 1.4426950408889634f;
-constexpr float LN2 = 0.6931471805599453f;
+static_assert(SHARED_BYTES <= STA_SHARED_BYTES, "the tiles fit the dynamic shared memory STA_SHARED_BYTES provides");
 
 // One chunk of keys: `length` consecutive sequence positions from `start` (length ≤ BLOCK_N), inside one key
 // tile (`tile` ≥ 0) or inside the valid text (`tile` = -1).
@@ -88,7 +88,7 @@ __device__ __forceinline__ KeyChunk key_chunk(int index, int tile_count, const i
     } else {
         const int in_text = (index - tile_count * CHUNKS_PER_TILE) * BLOCK_N;
         chunk.tile = -1;
-        chunk.start = V + in_text;
+        chunk.start = VIDEO_TOKENS + in_text;
         chunk.length = min(BLOCK_N, text_valid - in_text);
     }
     return chunk;
@@ -97,40 +97,6 @@ __device__ __forceinline__ KeyChunk key_chunk(int index, int tile_count, const i
 // Whether some key of `chunk` must be masked: a short chunk, or one in a tile that may hold holes.
 __device__ __forceinline__ bool chunk_needs_mask(const KeyChunk& chunk) {
     return chunk.length < BLOCK_N || (chunk.tile >= 0 && tile_may_hold_holes(chunk.tile));
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Shared-memory tiles
-// ---------------------------------------------------------------------------------------------------------
-//
-// A tile of ROWS tokens × HEAD_DIM 16-bit values, row-major, ROW_BYTES per row, with the 16-byte units of
-// each row XOR-swizzled by (row mod 8): unit u of row r lives at r·ROW_BYTES + ((u ^ (r & 7)) · 16).
-// Rows are a multiple of 128 bytes apart, so without the swizzle the 8 row addresses of one ldmatrix
-// matrix (8 consecutive rows, same unit) would hit the same 4 banks; with it they cover 8 distinct 16-byte
-// bank groups = all 32 banks. ROW_UNITS ≥ 8, so u ^ (r & 7) stays inside the row.
-
-__device__ __forceinline__ uint32_t swizzled(int row, int unit) {
-    return static_cast<uint32_t>(row * ROW_BYTES + ((unit ^ (row & 7)) << 4));
-}
-
-// Cooperative cp.async load of `rows` (≤ ROWS) consecutive tokens from `source` (a head's [S, D] matrix,
-// first token `first`) into a swizzled tile; rows ≥ rows, or for which `keep(row)` is false, are zero-filled
-// without reading global memory. Returns whether this thread loaded at least one kept row.
-template <int ROWS, typename Keep>
-__device__ __forceinline__ bool load_tile_async(uint32_t tile, const uint16_t* source, int first, int rows,
-                                                Keep keep) {
-    static_assert((ROWS * ROW_UNITS) % THREADS == 0, "whole passes only");
-    bool any = false;
-#pragma unroll
-    for (int pass = 0; pass < ROWS * ROW_UNITS / THREADS; ++pass) {
-        const int index = pass * THREADS + static_cast<int>(threadIdx.x);
-        const int row = index / ROW_UNITS, unit = index % ROW_UNITS;
-        const bool valid = row < rows && keep(row);
-        const uint16_t* from = valid ? source + static_cast<size_t>(first + row) * HEAD_DIM + unit * 8 : source;
-        ptx::cp_async_16(tile + swizzled(row, unit), from, valid);
-        any |= valid;
-    }
-    return any;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -145,16 +111,7 @@ __device__ __forceinline__ bool load_tile_async(uint32_t tile, const uint16_t* s
 // A thread therefore owns rows g and g+8 of its warp's 16 rows in every accumulator: row statistics live in
 // two registers per thread and are reduced over the 4 threads of a group (shuffle xor 1 and 2).
 
-// Fragment addressing. A warp-wide ldmatrix.x4 reads 16-byte unit u = 2k + h (h = 0 or 1, chosen by the lane)
-// of some row r: shared offset r·ROW_BYTES + ((u ^ (r & 7)) << 4). Because 2k and h share no bits, that equals
-// (r·ROW_BYTES + ((h ^ (r & 7)) << 4)) ^ (k << 5): row·ROW_BYTES has zero bits 0-6 (ROW_BYTES ≥ 128) and
-// k << 5 stays in bits 5-6 (D 64, k < 4) or 5-7 (D 128, k < 8, ROW_BYTES = 256). Tile offsets are multiples of
-// 1 KiB, so the XOR may be applied to tile offset + lane offset as well. Each lane thus keeps one offset
-// per tile and derives every fragment address with one XOR (head-dim step) and an immediate (16-row step),
-// instead of holding a register per fragment address.
-__device__ __forceinline__ uint32_t lane_offset(int row, int unit_half) {
-    return static_cast<uint32_t>(row * ROW_BYTES + ((unit_half ^ (row & 7)) << 4));
-}
+// Fragment addresses: lane_offset (sta_sm80.cuh), one XOR per head-dim step.
 
 // Q fragments for the warp's 16 rows: fragment(k) is the A operand for head-dim columns 16k .. 16k+15.
 // ldmatrix.x4 matrix i ← rows (i & 1)·8 + 0..7, columns 16k + (i >> 1)·8 + 0..7, so registers 0..3 are
@@ -296,7 +253,7 @@ sta_forward_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16
 
     const int thread = threadIdx.x, lane = thread & 31, warp = thread >> 5;
     const int head = blockIdx.y, batch = blockIdx.z;
-    const size_t head_offset = (static_cast<size_t>(batch) * heads + head) * static_cast<size_t>(S);
+    const size_t head_offset = (static_cast<size_t>(batch) * heads + head) * static_cast<size_t>(SEQ);
     const uint16_t* q_head = q + head_offset * HEAD_DIM;
     const uint16_t* k_head = k + head_offset * HEAD_DIM;
     const uint16_t* v_head = v + head_offset * HEAD_DIM;
@@ -315,8 +272,8 @@ sta_forward_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16
     int key_tile_count;
     const int* key_tile_list = nullptr;   // null: every tile, in order
     if (static_cast<int>(blockIdx.x) < TEXT_Q_BLOCKS) {
-        q_first = V + blockIdx.x * BLOCK_M;
-        q_rows = min(BLOCK_M, S - q_first);
+        q_first = VIDEO_TOKENS + blockIdx.x * BLOCK_M;
+        q_rows = min(BLOCK_M, SEQ - q_first);
         key_tile_count = NUM_TILES;
     } else {
         const int video_block = blockIdx.x - TEXT_Q_BLOCKS;
@@ -333,7 +290,7 @@ sta_forward_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16
     // `text` valid text positions.
     auto query_is_real = [&](int r, int text) {
         if (r >= q_rows) return false;
-        return q_tile >= 0 ? !is_hole(q_tile, q_tile_offset + r) : q_first - V + r < text;
+        return q_tile >= 0 ? !is_hole(q_tile, q_tile_offset + r) : q_first - VIDEO_TOKENS + r < text;
     };
 
     const uint32_t q_tile_smem = ptx::shared_address(shared);
@@ -431,7 +388,9 @@ sta_forward_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16
         total += __shfl_xor_sync(0xffffffffu, total, 1);
         total += __shfl_xor_sync(0xffffffffu, total, 2);
         const int row = warp * 16 + g + 8 * r;
-        const bool attended = query_is_real(row, row_text_shared) && total > 0.0f;
+        // A row attends something when its sum is positive, or NaN: NaN or ±inf in its q, or in the k or v
+        // of a key it attends, makes it NaN, and that NaN must reach O and LSE (as in PyTorch), not a 0.
+        const bool attended = query_is_real(row, row_text_shared) && !(total <= 0.0f);
         const float inverse = attended ? 1.0f / total : 0.0f;
 #pragma unroll
         for (int d = 0; d < HEAD_DIM / 8; ++d) {

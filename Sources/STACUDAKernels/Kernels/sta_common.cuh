@@ -1,7 +1,12 @@
-// Sliding Tile Attention, the part the portable (sm_80 and newer) kernels share: storage types, the
-// compile-time problem constants and their checks, PTX wrappers (cp.async, ldmatrix, mma.sync m16n8k16,
-// conversions) and the hole geometry. The launchers prepend it to sta_forward_sm80.cu and
-// sta_backward_sm80.cu (NVRTC ships no CUDA headers, and the kernel cache compiles one source).
+// Sliding Tile Attention: what every kernel shares. Storage types, the compile-time problem constants and
+// their checks, the text and hole geometry, and the PTX wrappers every architecture has (conversions,
+// exp2/log2). Included first by every kernel; NVRTC ships no CUDA headers, so the types are declared here.
+//
+// Problem constants (NVRTC -D, chosen by the Swift launchers from the plan): STA_HEAD_DIM (64 | 128),
+// STA_BF16=1 or STA_FP16=1, STA_CANVAS_T/H/W, STA_TILE_T/H/W, STA_GRID_T/H/W (rank < 3 pads the leading axes
+// with 1), STA_TEXT_COUNT. How many text positions are valid is a run-time value per batch row.
+
+#pragma once
 
 typedef unsigned short uint16_t;
 typedef unsigned int uint32_t;
@@ -28,16 +33,20 @@ constexpr int TILE_T = STA_TILE_T, TILE_H = STA_TILE_H, TILE_W = STA_TILE_W;
 constexpr int GRID_T = STA_GRID_T, GRID_H = STA_GRID_H, GRID_W = STA_GRID_W;
 constexpr int TEXT_COUNT = STA_TEXT_COUNT;   // text positions; how many are valid is a run-time value per row
 
-constexpr int TILE_VOL = TILE_T * TILE_H * TILE_W;    // tokens per tile, holes included
-constexpr int NUM_TILES = GRID_T * GRID_H * GRID_W;   // tiles on the canvas
-constexpr int V = NUM_TILES * TILE_VOL;               // video positions in the sequence = first text index
-constexpr int S = V + TEXT_COUNT;                     // sequence length
+constexpr int TILE_VOL = TILE_T * TILE_H * TILE_W;      // tokens per tile, holes included
+constexpr int NUM_TILES = GRID_T * GRID_H * GRID_W;     // tiles on the canvas
+constexpr int VIDEO_TOKENS = NUM_TILES * TILE_VOL;      // video positions in the sequence = first text index
+constexpr int SEQ = VIDEO_TOKENS + TEXT_COUNT;          // sequence length
 
 // An axis is padded when its tiles overhang the canvas; only then can a tile hold holes.
 constexpr bool PAD_T = GRID_T * TILE_T != CANVAS_T;
 constexpr bool PAD_H = GRID_H * TILE_H != CANVAS_H;
 constexpr bool PAD_W = GRID_W * TILE_W != CANVAS_W;
 constexpr bool HAS_HOLES = PAD_T || PAD_H || PAD_W;
+// Tokens of the last tile along an axis that are real: offsets at or past this are holes there.
+constexpr int REAL_T = CANVAS_T - (GRID_T - 1) * TILE_T;
+constexpr int REAL_H = CANVAS_H - (GRID_H - 1) * TILE_H;
+constexpr int REAL_W = CANVAS_W - (GRID_W - 1) * TILE_W;
 
 static_assert(HEAD_DIM == 64 || HEAD_DIM == 128, "STA_HEAD_DIM must be 64 or 128");
 static_assert(GRID_T == (CANVAS_T + TILE_T - 1) / TILE_T && GRID_H == (CANVAS_H + TILE_H - 1) / TILE_H
@@ -46,59 +55,21 @@ static_assert(GRID_T == (CANVAS_T + TILE_T - 1) / TILE_T && GRID_H == (CANVAS_H 
 static_assert(TEXT_COUNT >= 0, "STA_TEXT_COUNT must not be negative");
 static_assert(NUM_TILES >= 1 && TILE_VOL >= 1, "empty canvas");
 
+constexpr float LOG2E = 1.4426950408889634f;
+constexpr float LN2 = 0.6931471805599453f;
 
-// ---------------------------------------------------------------------------------------------------------
-// PTX wrappers
-// ---------------------------------------------------------------------------------------------------------
-
-// -inf (NVRTC has no <math.h>, hence no INFINITY).
+// ±inf (NVRTC has no <math.h>, hence no INFINITY).
 __device__ __forceinline__ float neg_inf() { return __uint_as_float(0xff800000u); }
+__device__ __forceinline__ float pos_inf() { return __uint_as_float(0x7f800000u); }
+
+// ---------------------------------------------------------------------------------------------------------
+// PTX wrappers every architecture has
+// ---------------------------------------------------------------------------------------------------------
 
 namespace ptx {
 
 __device__ __forceinline__ uint32_t shared_address(const void* pointer) {
     return static_cast<uint32_t>(__cvta_generic_to_shared(pointer));
-}
-
-// 16-byte global → shared copy that bypasses L1. With valid == false the source size is 0: nothing is read
-// (the source address is still a valid one, the tensor base) and the 16 destination bytes are zero-filled.
-__device__ __forceinline__ void cp_async_16(uint32_t destination, const void* source, bool valid) {
-    const int source_bytes = valid ? 16 : 0;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(destination), "l"(source),
-                 "r"(source_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int PENDING> __device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING));
-}
-
-// ldmatrix .x4: lanes 8i..8i+7 give the row addresses (16 bytes each) of 8×8 matrix i; register i receives
-// matrix i, lane l holding row l/4, columns 2(l%4) and 2(l%4)+1 (non-transposed), or row-of-the-stored-
-// matrix 2(l%4) and 2(l%4)+1 at column l/4 (.trans).
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t address) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(address));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t address) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(address));
-}
-
-// D = A·B + D for a 16×8×16 block: A 16×16 row-major (4 registers), B 16×8 column-major (2), D 16×8 fp32 (4).
-__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-#if defined(STA_BF16)
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-#else
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-#endif
 }
 
 // Two floats → two 16-bit values in one register, `low` in bits 0-15, round to nearest even.
@@ -127,8 +98,31 @@ __device__ __forceinline__ float log2_approx(float x) {
 }  // namespace ptx
 
 // ---------------------------------------------------------------------------------------------------------
-// Geometry
+// Text
 // ---------------------------------------------------------------------------------------------------------
+
+// The valid text length of batch row `batch`: text_valid[batch] when the caller passed per-row lengths,
+// else `default_valid` (the plan's), clamped into 0 ... TEXT_COUNT. Text positions at or past it are
+// padding: such queries attend nothing and such keys are never attended.
+__device__ __forceinline__ int row_text_valid(const int* text_valid, int default_valid, int batch) {
+    if constexpr (TEXT_COUNT == 0) {
+        return 0;
+    } else {
+        const int value = text_valid != nullptr ? __ldg(text_valid + batch) : default_valid;
+        return min(max(value, 0), TEXT_COUNT);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Holes
+// ---------------------------------------------------------------------------------------------------------
+//
+// A hole is a position of a tile that lies past the canvas on some axis (only the last tile along a padded
+// axis has holes). Two views of the same fact:
+//   is_hole(tile, offset): from a tile index and an offset inside it (row-major in the tile);
+//   boundary_axes(tile) and hole_under(offset, axes): the padded axes a tile is the last tile of (a bit
+//     set; 0 for tiles without holes), then whether an offset is a hole in such a tile — the form compile-
+//     time tables are built from. is_hole(tile, offset) == hole_under(offset, boundary_axes(tile)).
 
 // Whether some position of tile `tile` can be a hole: the tile is the last one along a padded axis.
 __device__ __forceinline__ bool tile_may_hold_holes(int tile) {
@@ -153,20 +147,17 @@ __device__ __forceinline__ bool is_hole(int tile, int offset) {
     }
 }
 
-// ---------------------------------------------------------------------------------------------------------
-// Text
-// ---------------------------------------------------------------------------------------------------------
+// Which padded axes `tile` is the last tile of (bit 0: t, 1: h, 2: w).
+__host__ __device__ constexpr int boundary_axes(int tile) {
+    return ((PAD_T && tile / (GRID_H * GRID_W) == GRID_T - 1) ? 1 : 0) |
+           ((PAD_H && (tile / GRID_W) % GRID_H == GRID_H - 1) ? 2 : 0) | ((PAD_W && tile % GRID_W == GRID_W - 1) ? 4 : 0);
+}
 
-// The valid text length of batch row `batch`: text_valid[batch] when the caller passed per-row lengths,
-// else `default_valid` (the plan's), clamped into 0 ... TEXT_COUNT. Text positions at or past it are
-// padding: such queries attend nothing and such keys are never attended.
-__device__ __forceinline__ int row_text_valid(const int* text_valid, int default_valid, int batch) {
-    if constexpr (TEXT_COUNT == 0) {
-        return 0;
-    } else {
-        const int value = text_valid != nullptr ? __ldg(text_valid + batch) : default_valid;
-        return min(max(value, 0), TEXT_COUNT);
-    }
+// Whether offset `offset` inside a tile whose padded axes are `axes` is a hole.
+__host__ __device__ constexpr bool hole_under(int offset, int axes) {
+    return (PAD_T && (axes & 1) && offset / (TILE_H * TILE_W) >= REAL_T) ||
+           (PAD_H && (axes & 2) && (offset / TILE_W) % TILE_H >= REAL_H) ||
+           (PAD_W && (axes & 4) && offset % TILE_W >= REAL_W);
 }
 
 }  // namespace sta

@@ -1,0 +1,214 @@
+// Sliding Tile Attention, Hopper forward kernel: the consumer's pieces. S = Q·Kᵀ and O += P·V as wgmma
+// groups, the masks of partial and hole chunks (a compile-time table in constant memory where it fits),
+// the online softmax of one chunk in registers, and the rescaling of O. After sta_sm90_work.cuh.
+
+#pragma once
+
+#include "sta_common.cuh"
+#include "sta_sm90_ptx.cuh"
+#include "sta_sm90_shape.cuh"
+#include "sta_sm90_work.cuh"
+
+namespace sta {
+
+// ---- Consumer pieces --------------------------------------------------------------------------------
+
+/// S = Q·Kᵀ for this warpgroup's 64 rows and one chunk (HEAD_DIM / 16 wgmmas, one group).
+__device__ __forceinline__ void issue_qk(float (&s)[BLOCK_N / 2], uint32_t q_rows, uint32_t k_stage) {
+    wgmma_fence();
+#pragma unroll
+    for (int k = 0; k < HEAD_DIM / 16; ++k) {
+        const uint64_t da = smem_descriptor(q_rows + (k / 4) * Q_PANEL_BYTES + (k % 4) * 32, 16, 1024);
+        const uint64_t db = smem_descriptor(k_stage + (k / 4) * KV_PANEL_BYTES + (k % 4) * 32, 16, 1024);
+#if STA_BLOCK_N == 192
+        if (k == 0) {
+            wgmma_ss_m64n192k16<0>(s, da, db);
+        } else {
+            wgmma_ss_m64n192k16<1>(s, da, db);
+        }
+#else
+        if (k == 0) {
+            wgmma_ss_m64n128k16<0>(s, da, db);
+        } else {
+            wgmma_ss_m64n128k16<1>(s, da, db);
+        }
+#endif
+    }
+    wgmma_commit();
+}
+
+/// O += P·V for one chunk (BLOCK_N / 16 wgmmas over 16 keys each, one group). V is N-major (D contiguous).
+__device__ __forceinline__ void issue_pv(float (&o)[HEAD_DIM / 2], const uint32_t (&p)[BLOCK_N / 4], uint32_t v_stage) {
+    wgmma_fence();
+#pragma unroll
+    for (int k = 0; k < BLOCK_N / 16; ++k) {
+        const uint64_t db = smem_descriptor(v_stage + k * 2048, KV_PANEL_BYTES, 1024);
+#if STA_HEAD_DIM == 128
+        wgmma_rs_m64n128k16(o, p[4 * k], p[4 * k + 1], p[4 * k + 2], p[4 * k + 3], db);
+#else
+        wgmma_rs_m64n64k16(o, p[4 * k], p[4 * k + 1], p[4 * k + 2], p[4 * k + 3], db);
+#endif
+    }
+    wgmma_commit();
+}
+
+// ---- Masks ----
+// Thread t of a warp holds columns 8j + 2·quad + e (j < BLOCK_N / 8, e = 0, 1) of its two rows, quad =
+// lane % 4: bit 2j + e of a mask word says that column is masked.
+
+/// Rows of the mask table: one per padded-axis combination (8) and chunk of a tile, then, when there is
+/// text, one per length 1 ... BLOCK_N of a text chunk (row 8 · CHUNKS_PER_TILE + BLOCK_N − length): the
+/// last text chunk's length is a run-time value. Four words (quads) per row.
+constexpr int TEXT_MASK_ROWS = TEXT_MASKS ? BLOCK_N : 0;
+constexpr int MASK_WORDS = (8 * CHUNKS_PER_TILE + TEXT_MASK_ROWS) * 4;
+constexpr bool USE_MASK_TABLE = (VIDEO_MASKS || TEXT_MASKS) && MASK_WORDS <= 2048;
+
+struct MaskTable {
+    uint64_t words[USE_MASK_TABLE ? MASK_WORDS : 1];
+};
+
+/// The mask word, for quad `quad`, of a chunk whose first `valid` columns are keys: chunk `part` of a tile
+/// with padded axes `axes` (holes masked too), or a text chunk (`axes` 0).
+__host__ __device__ constexpr uint64_t mask_word_ct(int axes, int part, int valid, int quad) {
+    uint64_t word = 0;
+    for (int j = 0; j < BLOCK_N / 8; ++j)
+        for (int e = 0; e < 2; ++e) {
+            const int column = 8 * j + 2 * quad + e;
+            if (column >= valid || (axes != 0 && hole_under(part * BLOCK_N + column, axes)))
+                word |= 1ull << (2 * j + e);
+        }
+    return word;
+}
+
+__host__ __device__ constexpr MaskTable make_mask_table() {
+    MaskTable table{};
+    if (USE_MASK_TABLE) {
+        for (int axes = 0; axes < 8; ++axes)
+            for (int part = 0; part < CHUNKS_PER_TILE; ++part) {
+                const int valid = TILE_VOL - part * BLOCK_N < BLOCK_N ? TILE_VOL - part * BLOCK_N : BLOCK_N;
+                for (int quad = 0; quad < 4; ++quad)
+                    table.words[(axes * CHUNKS_PER_TILE + part) * 4 + quad] = mask_word_ct(axes, part, valid, quad);
+            }
+        for (int tail = 0; tail < TEXT_MASK_ROWS; ++tail)
+            for (int quad = 0; quad < 4; ++quad)
+                table.words[(8 * CHUNKS_PER_TILE + tail) * 4 + quad] = mask_word_ct(0, 0, BLOCK_N - tail, quad);
+    }
+    return table;
+}
+
+__constant__ MaskTable mask_table = make_mask_table();
+
+/// Sets masked scores of a chunk to −∞: columns at or past `valid`, and holes.
+/// Column of s[4j + e] and s[4j + 2 + e] (e = 0, 1): 8j + 2·quad + e.
+__device__ __forceinline__ void mask_chunk(float (&s)[BLOCK_N / 2], const Chunk& c, int quad) {
+    if constexpr (!VIDEO_MASKS) {
+        if (c.tile >= 0) return;  // whole tiles of real keys: only text chunks can need a mask
+    }
+    if constexpr (USE_MASK_TABLE) {
+        // Text rows are indexed by the chunk's length (no text: the part, a row never read).
+        const int text_row = TEXT_MASKS ? BLOCK_N - c.valid : c.part;
+        const int row = c.tile >= 0 ? (HAS_HOLES ? boundary_axes(c.tile) : 0) * CHUNKS_PER_TILE + c.part
+                                    : 8 * CHUNKS_PER_TILE + text_row;
+        const uint64_t word = mask_table.words[row * 4 + quad];
+        if (!__any_sync(0xffffffffu, word != 0)) return;
+#pragma unroll
+        for (int j = 0; j < BLOCK_N / 8; ++j) {
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                if ((word >> (2 * j + e)) & 1) {
+                    s[4 * j + e] = neg_inf();
+                    s[4 * j + 2 + e] = neg_inf();
+                }
+            }
+        }
+        return;
+    }
+    int axes = 0;
+    if constexpr (HAS_HOLES) {
+        if (c.tile >= 0) axes = boundary_axes(c.tile);
+    }
+    bool need = axes != 0;
+    if constexpr (VIDEO_MASKS || TEXT_MASKS) need |= c.valid < BLOCK_N;
+    if (!need) return;
+#pragma unroll
+    for (int j = 0; j < BLOCK_N / 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+            const int column = 8 * j + 2 * quad + e;
+            bool masked = column >= c.valid;
+            if constexpr (HAS_HOLES) masked |= axes != 0 && hole_under(c.offset + column, axes);
+            if (masked) {
+                s[4 * j + e] = neg_inf();
+                s[4 * j + 2 + e] = neg_inf();
+            }
+        }
+    }
+}
+
+/// Online softmax of one chunk for the thread's two rows. Turns s into unnormalised probabilities,
+/// updates the running max (log2 domain, scaled) and the thread's partial row sums, and returns the
+/// factors by which the accumulated output must be rescaled.
+__device__ __forceinline__ void softmax_chunk(float (&s)[BLOCK_N / 2], float scale_log2, float& m0, float& m1, float& l0,
+                                              float& l1, float& corr0, float& corr1) {
+    float x0 = neg_inf(), x1 = neg_inf();
+#pragma unroll
+    for (int j = 0; j < BLOCK_N / 8; ++j) {
+        x0 = fmaxf(x0, fmaxf(s[4 * j], s[4 * j + 1]));
+        x1 = fmaxf(x1, fmaxf(s[4 * j + 2], s[4 * j + 3]));
+    }
+    x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 1));
+    x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 1));
+    x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 2));
+    x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 2));
+    const float n0 = fmaxf(m0, x0 * scale_log2);
+    const float n1 = fmaxf(m1, x1 * scale_log2);
+    // A row with no unmasked key so far keeps −∞; subtract 0 then so that exp2 gives 0, not NaN.
+    const float b0 = n0 == neg_inf() ? 0.f : n0;
+    const float b1 = n1 == neg_inf() ? 0.f : n1;
+    corr0 = ptx::exp2_approx(m0 - b0);
+    corr1 = ptx::exp2_approx(m1 - b1);
+    m0 = n0;
+    m1 = n1;
+    float r0 = 0.f, r1 = 0.f;
+#pragma unroll
+    for (int j = 0; j < BLOCK_N / 8; ++j) {
+        s[4 * j] = ptx::exp2_approx(fmaf(s[4 * j], scale_log2, -b0));
+        s[4 * j + 1] = ptx::exp2_approx(fmaf(s[4 * j + 1], scale_log2, -b0));
+        s[4 * j + 2] = ptx::exp2_approx(fmaf(s[4 * j + 2], scale_log2, -b1));
+        s[4 * j + 3] = ptx::exp2_approx(fmaf(s[4 * j + 3], scale_log2, -b1));
+        r0 += s[4 * j] + s[4 * j + 1];
+        r1 += s[4 * j + 2] + s[4 * j + 3];
+    }
+    l0 = fmaf(l0, corr0, r0);
+    l1 = fmaf(l1, corr1, r1);
+}
+
+__device__ __forceinline__ void rescale(float (&o)[HEAD_DIM / 2], float corr0, float corr1) {
+#pragma unroll
+    for (int j = 0; j < HEAD_DIM / 8; ++j) {
+        o[4 * j] *= corr0;
+        o[4 * j + 1] *= corr0;
+        o[4 * j + 2] *= corr1;
+        o[4 * j + 3] *= corr1;
+    }
+}
+
+/// The wgmma A fragments of P (k-step k uses p[4k ..< 4k + 4]).
+__device__ __forceinline__ void pack_p(uint32_t (&p)[BLOCK_N / 4], const float (&s)[BLOCK_N / 2]) {
+#pragma unroll
+    for (int i = 0; i < BLOCK_N / 4; ++i) p[i] = ptx::pack2(s[2 * i], s[2 * i + 1]);
+}
+
+/// Whether query `row` (sequence index; `text_query` says which part) attends anything, with `text_valid`
+/// valid text positions in its batch row.
+__device__ __forceinline__ bool query_row_valid(int row, bool text_query, int text_valid) {
+    if (text_query) return row - VIDEO_TOKENS < text_valid;
+    if constexpr (HAS_HOLES) {
+        const int tile = row / TILE_VOL;
+        const int axes = boundary_axes(tile);
+        return axes == 0 || !hole_under(row - tile * TILE_VOL, axes);
+    }
+    return true;
+}
+
+}  // namespace sta

@@ -1,0 +1,62 @@
+// Sliding Tile Attention, Hopper forward kernel: its shape. Block sizes, ring depth, threads and the
+// shared-memory budget come from the Swift launcher (STAForwardHopperKernel.Shape) as -D definitions; what
+// follows from them, the named barriers and the register budgets are named here. After sta_common.cuh.
+//
+// Shape constants (NVRTC -D, no defaults): STA_THREADS (one producer and two consumer warpgroups: 384),
+// STA_BLOCK_M (query rows per CTA: 64 per consumer warpgroup), STA_BLOCK_N (keys per chunk, one wgmma N:
+// 128 or 192), STA_STAGES (K/V ring depth), STA_SHARED_BYTES (the dynamic shared memory the launch
+// provides: 1024 alignment bytes, the query block and the ring).
+
+#pragma once
+
+#include "sta_common.cuh"
+
+#if !defined(STA_THREADS) || !defined(STA_BLOCK_M) || !defined(STA_BLOCK_N) || !defined(STA_STAGES) \
+    || !defined(STA_SHARED_BYTES)
+#error "define STA_THREADS, STA_BLOCK_M, STA_BLOCK_N, STA_STAGES and STA_SHARED_BYTES (the Swift launcher chooses them)"
+#endif
+
+namespace sta {
+
+// ---- Blocking ---------------------------------------------------------------------------------------
+
+constexpr int BLOCK_M = STA_BLOCK_M;                 // query rows per CTA: two consumer warpgroups of 64
+constexpr int BLOCK_N = STA_BLOCK_N;                 // keys per chunk
+constexpr int STAGES = STA_STAGES;
+constexpr int BOX_ROWS = 64;                         // rows of one TMA box (64 columns × 64 rows)
+constexpr int PANELS = HEAD_DIM / 64;                // 64-column panels (one 128-byte swizzle span each)
+constexpr int Q_PANEL_BYTES = BLOCK_M * 128;         // BLOCK_M rows of 128 bytes
+constexpr int KV_PANEL_BYTES = BLOCK_N * 128;        // BLOCK_N rows of 128 bytes
+constexpr int Q_BYTES = PANELS * Q_PANEL_BYTES;      // the query block
+constexpr int KV_BYTES = PANELS * KV_PANEL_BYTES;    // one chunk of K or V
+constexpr int SMEM_BYTES = 1024 + Q_BYTES + 2 * STAGES * KV_BYTES;
+static_assert(BLOCK_M == 128, "STA_BLOCK_M must be 128: two consumer warpgroups of 64 rows");
+static_assert(BLOCK_N == 128 || BLOCK_N == 192, "STA_BLOCK_N must be 128 or 192");
+static_assert(STAGES >= 2 && SMEM_BYTES <= STA_SHARED_BYTES && STA_SHARED_BYTES <= 232448,
+              "the query block and STA_STAGES K/V stages fit STA_SHARED_BYTES, at most 227 KiB");
+
+constexpr int CHUNKS_PER_TILE = (TILE_VOL + BLOCK_N - 1) / BLOCK_N;
+constexpr int QBLOCKS_PER_TILE = (TILE_VOL + BLOCK_M - 1) / BLOCK_M;
+constexpr int TEXT_QBLOCKS = (TEXT_COUNT + BLOCK_M - 1) / BLOCK_M;
+// Which chunks can need a mask: video chunks when tiles hold holes or end in a partial chunk; text chunks
+// whenever there is text (the valid length, hence the last chunk's length, is known at run time only).
+constexpr bool VIDEO_MASKS = HAS_HOLES || (TILE_VOL % BLOCK_N != 0);
+constexpr bool TEXT_MASKS = TEXT_COUNT > 0;
+
+// ---- Warp roles, named barriers, register budgets ---------------------------------------------------
+
+constexpr int THREADS = STA_THREADS;
+constexpr int WARPGROUP_THREADS = 128;
+static_assert(THREADS == 3 * WARPGROUP_THREADS, "STA_THREADS must be 384: one producer and two consumer warpgroups");
+constexpr int EMPTY_ARRIVALS = 8;                    // one per consumer warp
+// Named barriers (0 is __syncthreads): consumer warpgroup w's own barrier is CONSUMER_BARRIER + w (128
+// threads); the ping-pong turns are TURN_BARRIER + w (both consumer warpgroups, 256 threads).
+constexpr uint32_t CONSUMER_BARRIER = 1;
+constexpr uint32_t TURN_BARRIER = 3;
+constexpr uint32_t CONSUMER_THREADS = 2 * WARPGROUP_THREADS;
+// Registers per thread after setmaxnreg: the producer gives most of its share to the consumers
+// (24 · 128 + 2 · 240 · 128 = 64,512 of the SM's 65,536).
+constexpr uint32_t PRODUCER_REGISTERS = 24;
+constexpr uint32_t CONSUMER_REGISTERS = 240;
+
+}  // namespace sta
