@@ -32,6 +32,7 @@ struct CInterfaceError: Error, Sendable, CustomStringConvertible {
 }
 
 /// `body`'s result, with an engine error turned into its status code (message unchanged).
+@discardableResult
 func interface<T>(_ body: () throws(AttentionError) -> T) throws(CInterfaceError) -> T {
     do throws(AttentionError) {
         return try body()

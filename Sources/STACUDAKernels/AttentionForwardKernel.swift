@@ -13,6 +13,9 @@ import STATensors
 /// checked on the host without a synchronisation). Text positions at or past a row's length are padding:
 /// their queries get 0 and −∞, and no query of that row attends them. The compiled kernel does not depend
 /// on the valid length, so one kernel serves every prompt length.
+///
+/// NaN or ±inf in the q of a row, or in the k or v of a key the row attends, makes that row's output and
+/// lse NaN, as PyTorch does (never a silent 0).
 public protocol AttentionForwardKernel: Sendable {
     var plan: AttentionPlan { get }
     var headDim: Int { get }

@@ -89,6 +89,22 @@ struct Verify: ParsableCommand {
                         testCase, backward: backward, on: gpu, seed: seed &+ UInt64(1000 + index))
                     report(outcome, backend: backendName, textValid: testCase.textValid)
                 }
+                // NaN and ±inf in q, k reach exactly the rows that read them, as NaN (forward kernels).
+                if !backward {
+                    for (index, testCase) in try Verification.nanContractCases().enumerated() {
+                        let outcome = try Verification.runNaNContract(testCase, on: gpu, seed: seed &+ UInt64(2000 + index))
+                        if !outcome.passed { failures += 1 }
+                        table.append(
+                            backendName, outcome.name, "\(outcome.dtype)", "\(outcome.headDim)", "\(outcome.sequenceLength)",
+                            "-", "-", "-", outcome.badEmptyRows == 0 ? "ok" : "\(outcome.badEmptyRows) bad rows",
+                            outcome.passed ? "PASS" : "FAIL")
+                        records.append(.object([
+                            ("backend", .string(backendName)), ("case", .string(outcome.name)),
+                            ("dtype", .string("\(outcome.dtype)")), ("head_dim", .integer(outcome.headDim)),
+                            ("bad_rows", .integer(outcome.badEmptyRows)), ("passed", .bool(outcome.passed)),
+                        ]))
+                    }
+                }
             }
         }
         let total = records.count

@@ -21,6 +21,7 @@ public enum KernelCatalogue {
         var problems = try BenchmarkSuite.allCases.flatMap { try $0.problems() }
         problems += try Verification.gpuCases()
         problems += try Verification.textRowsCases().map(\.problem)
+        problems += try Verification.nanContractCases()
         problems.append(try Demonstration.problem(dtype: .bfloat16))
         return problems
     }

@@ -9,7 +9,9 @@
 // attends every real video key and every valid text key. Rows that attend nothing (holes, padding text, rows
 // with no key) get O = 0 and LSE = -inf. The valid text length of batch row b is text_valid[b] (a device
 // array of `batch` ints) or, when text_valid is null, default_text_valid; either is clamped into
-// 0 ... TEXT_COUNT. It is a run-time value: one compiled kernel serves every prompt length.
+// 0 ... TEXT_COUNT. It is a run-time value: one compiled kernel serves every prompt length. NaN or ±inf in
+// the q of a row, or in the k or v of a key the row attends, makes that row's O and LSE NaN (as PyTorch
+// does); NaN in rows nothing attends (holes, padding text) is never read.
 //
 // Compile-time constants (NVRTC -D options): the problem's (sta_common.cuh) and the kernel shape, which the
 // Swift launcher (STAForwardKernel.Shape) chooses and nothing here defaults: STA_THREADS (16 query rows per
@@ -386,7 +388,9 @@ sta_forward_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16
         total += __shfl_xor_sync(0xffffffffu, total, 1);
         total += __shfl_xor_sync(0xffffffffu, total, 2);
         const int row = warp * 16 + g + 8 * r;
-        const bool attended = query_is_real(row, row_text_shared) && total > 0.0f;
+        // A row attends something when its sum is positive, or NaN: NaN or ±inf in its q, or in the k or v
+        // of a key it attends, makes it NaN, and that NaN must reach O and LSE (as in PyTorch), not a 0.
+        const bool attended = query_is_real(row, row_text_shared) && !(total <= 0.0f);
         const float inverse = attended ? 1.0f / total : 0.0f;
 #pragma unroll
         for (int d = 0; d < HEAD_DIM / 8; ++d) {

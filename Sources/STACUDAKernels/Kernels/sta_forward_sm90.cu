@@ -26,11 +26,12 @@
 // row, V = NUM_TILES · TILE_VOL. A valid text query attends every real video key and every valid text key.
 // Rows that attend nothing (holes, padding text rows) get O = 0 and LSE = −∞. The valid text length of
 // batch row b is a run-time value: text_valid[b], or default_text_valid when text_valid is null, clamped
-// into 0 ... TEXT_COUNT; one compiled kernel serves every prompt length. LSE is the natural-log log-sum-exp of the
-// scaled scores, float32, [B, H, S]. Accumulation is fp32; P is rounded to the storage type before P·V.
+// into 0 ... TEXT_COUNT; one compiled kernel serves every prompt length. LSE is the natural-log log-sum-exp
+// of the scaled scores, float32, [B, H, S]. Accumulation is fp32; P is rounded to the storage type before P·V.
 //
-// Inputs that are never attended (K and V at holes, padding text rows) must hold finite values (zeros
-// from the tile permutation are fine): a zero softmax weight times an infinite value is NaN.
+// NaN or ±inf in the q of a row, or in the k or v of a key the row attends, makes that row's O and LSE NaN
+// (as PyTorch does). Inputs that are never attended (K and V at holes, padding text rows) must hold finite
+// values (zeros from the tile permutation are fine): a zero softmax weight times an infinite value is NaN.
 //
 // Compile-time constants (-D): the problem's (sta_common.cuh) and the kernel shape (sta_sm90_shape.cuh),
 // which the Swift launcher (STAForwardHopperKernel.Shape) chooses; nothing here has a default.

@@ -31,9 +31,11 @@ __device__ __forceinline__ void epilogue(const Work& work, int cw, uint32_t q_ro
         return PACK_QUERIES && work.packed ? work.row0 + packed_offset(work.pack_base + local, work.axes)
                                            : work.row0 + local;
     };
-    const bool valid0 = local0 < work.rows && l0 > 0.f &&
+    // A row attends something when its sum is positive, or NaN: NaN or ±inf in its q, or in the k or v of
+    // a key it attends, makes it NaN, and that NaN must reach O and LSE (as in PyTorch), not a 0.
+    const bool valid0 = local0 < work.rows && !(l0 <= 0.f) &&
                         (work.packed || query_row_valid(row_of(local0), work.text_query, work.text_valid));
-    const bool valid1 = local1 < work.rows && l1 > 0.f &&
+    const bool valid1 = local1 < work.rows && !(l1 <= 0.f) &&
                         (work.packed || query_row_valid(row_of(local1), work.text_query, work.text_valid));
     const float inv0 = valid0 ? 1.f / l0 : 0.f;
     const float inv1 = valid1 ? 1.f / l1 : 0.f;
