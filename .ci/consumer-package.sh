@@ -11,7 +11,9 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 git clone -q "$repository" "$work/SlidingTileAttention"
-git -C "$work/SlidingTileAttention" tag -f 0.3.0 >/dev/null
+# Only the new tag, so that `from: "0.3.0"` resolves to this commit and not to a later version tag.
+git -C "$work/SlidingTileAttention" tag -l | while read -r tag; do git -C "$work/SlidingTileAttention" tag -d "$tag" >/dev/null; done
+git -C "$work/SlidingTileAttention" tag 0.3.0
 
 mkdir -p "$work/Consumer/Sources/Consumer"
 cat > "$work/Consumer/Package.swift" <<MANIFEST
