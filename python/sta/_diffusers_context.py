@@ -273,10 +273,13 @@ class STAContext:
                 f"is not the {image_tokens} image tokens; STA needs one image in raster order (no extra reference "
                 "images)")
         if self.validate:
-            positions = torch.arange(image_tokens, device=table.device, dtype=table.dtype)
-            ok = ((table[:, 1] == torch.div(positions, width, rounding_mode="floor")).all()
-                  & (table[:, 2] == torch.remainder(positions, width)).all()
-                  & (table[:, 0] == table[0, 0]).all())
+            # Compared as integers: the ids may be bf16, which holds the row and column indices exactly but
+            # not the token positions.
+            ints = table.round().long()
+            positions = torch.arange(image_tokens, device=table.device)
+            ok = ((ints[:, 1] == torch.div(positions, width, rounding_mode="floor")).all()
+                  & (ints[:, 2] == torch.remainder(positions, width)).all()
+                  & (ints[:, 0] == ints[0, 0]).all())
             if not bool(ok):
                 raise ValueError("FluxTransformer2DModel: img_ids are not one image in raster order (row-major, one "
                                  "frame index); STA supports that layout only")

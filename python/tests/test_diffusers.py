@@ -485,3 +485,21 @@ def test_pipeline_scheduler_gives_the_step_with_two_calls_per_step():
         sd.disable_sta(pipe)
     assert steps == [0, 0, 1, 1, 2, 2]
     assert not sd.is_enabled(model)
+
+
+def test_flux_image_ids_in_bfloat16_are_read_exactly():
+    """bf16 holds row and column indices up to 256 exactly but not token positions past 256: a 40×48 grid
+    of bf16 ids must still read as one image in raster order."""
+    from sta._diffusers_context import STAContext
+
+    height, width = 40, 48
+    ids = torch.zeros(height, width, 3)
+    ids[..., 1] = torch.arange(height)[:, None]
+    ids[..., 2] = torch.arange(width)[None, :]
+    context = STAContext.__new__(STAContext)
+    context._image_ids = None
+    context.validate = True
+    assert context.image_canvas(ids.reshape(-1, 3).to(torch.bfloat16), height * width) == (height, width)
+    shuffled = ids.reshape(-1, 3).flip(0).contiguous()
+    with pytest.raises(ValueError, match="raster order"):
+        context.image_canvas(shuffled.to(torch.bfloat16), height * width)

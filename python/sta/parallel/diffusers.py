@@ -35,8 +35,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..diffusers import _ATTRIBUTE, _State, _transformer_and_scheduler
-from ..diffusers._context import STAContext
-from ..diffusers._models import spec_for
+from .._diffusers_context import STAContext
+from .._diffusers_models import spec_for
 from ..plan import Plan
 from ..strategy import as_strategy
 from .sharding import TileSharding
