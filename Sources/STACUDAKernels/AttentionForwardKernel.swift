@@ -97,6 +97,27 @@ func appendTextValid(_ textValid: DeviceBuffer?, plan: AttentionPlan, to argumen
     arguments.append(Int32(plan.layout.text.valid))
 }
 
+/// Throws `invalidParameter` unless `batch` and `heads` fit a grid dimension (1...65535) and `scale` is
+/// finite: the checks every launch makes.
+func validateLaunch(batch: Int, heads: Int, scale: Float) throws(STAKernelError) {
+    guard (1...65535).contains(batch) else {
+        throw .invalidParameter(what: "batch", value: "\(batch)", allowed: "1...65535")
+    }
+    guard heads <= 65535 else {
+        throw .invalidParameter(what: "head count", value: "\(heads)", allowed: "1...65535")
+    }
+    guard scale.isFinite else {
+        throw .invalidParameter(what: "scale", value: "\(scale)", allowed: "a finite number (usually 1/√headDim)")
+    }
+}
+
+/// Throws `sharedMemoryTooSmall` unless a block may have `bytes` of dynamic shared memory on `context`.
+func validateSharedMemory(_ bytes: Int, on context: CUDAContext) throws(STAKernelError) {
+    guard bytes <= context.maxSharedMemoryPerBlockOptin else {
+        throw .sharedMemoryTooSmall(needed: bytes, available: context.maxSharedMemoryPerBlockOptin)
+    }
+}
+
 /// Throws `unsupportedHeadDim` or `unsupportedDType` unless `headDim` and `dtype` are among a kernel's.
 func validateKernelShape(headDim: Int, dtype: DType, headDims: [Int], dtypes: [DType]) throws(STAKernelError) {
     guard headDims.contains(headDim) else { throw .unsupportedHeadDim(headDim, allowed: headDims) }

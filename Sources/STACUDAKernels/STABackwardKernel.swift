@@ -102,9 +102,7 @@ public struct STABackwardKernel: Sendable {
             throw .unsupportedDevice(architecture: context.architecture, minimum: "sm_80")
         }
         let shared = max(Self.keysSharedMemoryBytes(headDim: headDim), Self.queriesSharedMemoryBytes(headDim: headDim))
-        guard shared <= context.maxSharedMemoryPerBlockOptin else {
-            throw .sharedMemoryTooSmall(needed: shared, available: context.maxSharedMemoryPerBlockOptin)
-        }
+        try validateSharedMemory(shared, on: context)
         self.context = context
         self.plan = plan
         self.headDim = headDim
@@ -165,15 +163,7 @@ public struct STABackwardKernel: Sendable {
         outputGradient: DeviceBuffer, dq: DeviceBuffer, dk: DeviceBuffer, dv: DeviceBuffer, batch: Int,
         scale: Float, textValid: DeviceBuffer?, workspace: DeviceBuffer, stream: CUDAStream?
     ) throws(STAKernelError) {
-        guard (1...65535).contains(batch) else {
-            throw .invalidParameter(what: "batch", value: "\(batch)", allowed: "1...65535")
-        }
-        guard plan.heads <= 65535 else {
-            throw .invalidParameter(what: "head count", value: "\(plan.heads)", allowed: "1...65535")
-        }
-        guard scale.isFinite else {
-            throw .invalidParameter(what: "scale", value: "\(scale)", allowed: "a finite number (usually 1/√headDim)")
-        }
+        try validateLaunch(batch: batch, heads: plan.heads, scale: scale)
         let tensorBytes = tensorByteCount(batch: batch)
         let rowCount = batch * plan.heads * plan.layout.sequenceLength
         let workspaceBytes = workspaceByteCount(batch: batch)

@@ -91,9 +91,7 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
         }
         try Self.validate(headDim: headDim, dtype: dtype)
         let shared = Self.sharedMemoryBytes(headDim: headDim)
-        guard shared <= context.maxSharedMemoryPerBlockOptin else {
-            throw .sharedMemoryTooSmall(needed: shared, available: context.maxSharedMemoryPerBlockOptin)
-        }
+        try validateSharedMemory(shared, on: context)
         self.context = context
         self.plan = plan
         self.headDim = headDim

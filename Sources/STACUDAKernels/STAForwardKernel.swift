@@ -71,9 +71,7 @@ public struct STAForwardKernel: AttentionForwardKernel {
             throw .unsupportedDevice(architecture: context.architecture, minimum: "sm_80")
         }
         let shared = Self.sharedMemoryBytes(headDim: headDim)
-        guard shared <= context.maxSharedMemoryPerBlockOptin else {
-            throw .sharedMemoryTooSmall(needed: shared, available: context.maxSharedMemoryPerBlockOptin)
-        }
+        try validateSharedMemory(shared, on: context)
         self.context = context
         self.plan = plan
         self.headDim = headDim
@@ -107,15 +105,7 @@ public struct STAForwardKernel: AttentionForwardKernel {
         q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, output: DeviceBuffer, lse: DeviceBuffer, batch: Int,
         scale: Float, textValid: DeviceBuffer?, stream: CUDAStream?
     ) throws(STAKernelError) {
-        guard (1...65535).contains(batch) else {
-            throw .invalidParameter(what: "batch", value: "\(batch)", allowed: "1...65535")
-        }
-        guard plan.heads <= 65535 else {
-            throw .invalidParameter(what: "head count", value: "\(plan.heads)", allowed: "1...65535")
-        }
-        guard scale.isFinite else {
-            throw .invalidParameter(what: "scale", value: "\(scale)", allowed: "a finite number (usually 1/√headDim)")
-        }
+        try validateLaunch(batch: batch, heads: plan.heads, scale: scale)
         try validateBuffers(
             q: q, k: k, v: v, output: output, lse: lse, textValid: textValid, batch: batch, context: context)
         var arguments = KernelArguments()

@@ -59,12 +59,9 @@ extension Verification {
     static func runSampled<T: StorageScalar>(
         _ c: AttentionProblem, as: T.Type, on backend: AttentionBackend, seed: UInt64
     ) throws -> Outcome {
-        let plan = try c.plan()
-        let attention = try SlidingTileAttention(plan: plan, batch: c.batch, headDim: c.headDim)
-        var random = RandomInputs(seed: seed)
-        let q: [T] = random.values(attention.elementCount)
-        let k: [T] = random.values(attention.elementCount)
-        let v: [T] = random.values(attention.elementCount)
+        let (plan, attention, inputs) = try draw(c, as: T.self, tensors: 3, seed: seed)
+        let (q, k, v) = (inputs[0], inputs[1], inputs[2])
+        var random = RandomInputs(seed: ~seed)
         let rows = sampledRows(of: c.layout, random: &random)
         let result = try attention.forward(q: q, k: k, v: v, scale: c.scale, on: backend)
         let reference = try ReferenceAttention.forward(
