@@ -318,6 +318,8 @@ private func key(options: [String], source: String = "k()") -> String {
         #expect(cache.load(keyText: keyText) == [4])
         chmod(path, 0o666)
         #expect(cache.load(keyText: keyText) == nil)
+    }
+}
 
 @Suite struct KernelCacheHeaderKeyTests {
     private func key(headers: [(name: String, source: String)]) -> String {
