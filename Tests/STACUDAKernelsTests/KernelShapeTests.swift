@@ -25,8 +25,14 @@ import Testing
     }
 
     @Test func theHopperAndBackwardShapesAreInTheirOptions() {
-        let hopper = STAForwardHopperKernel.Shape.choose(headDim: 128)
+        let hopper = STAForwardHopperKernel.Shape.choose(headDim: 128, layout: hunyuan.layout)
         #expect(hopper.threads == 384 && hopper.blockKeys == 192 && hopper.stages == 2 && hopper.sharedMemoryBytes == 230_400)
+        // 128-token image tiles take 128-key chunks (192 would fill each to two thirds); the shared memory
+        // stays sized for the largest chunk.
+        let image = try! STALayout(canvas: [128, 128], tile: [8, 16])
+        let imageShape = STAForwardHopperKernel.Shape.choose(headDim: 128, layout: image)
+        #expect(imageShape.blockKeys == 128 && imageShape.sharedMemoryBytes == 230_400)
+        #expect(STAForwardHopperKernel.Shape.choose(headDim: 64, layout: hunyuan.layout).blockKeys == 128)
         let hopperOptions = STAForwardHopperKernel.compileOptions(plan: hunyuan, headDim: 128, dtype: .bfloat16)
         for definition in hopper.definitions { #expect(hopperOptions.contains(definition)) }
         let backward = STABackwardKernel.Shape.choose(headDim: 128)
