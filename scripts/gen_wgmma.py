@@ -20,7 +20,7 @@ def outs(n):
 def ss(n):
     acc = n // 2
     return f'''template <int ScaleD>
-__device__ __forceinline__ void wgmma_ss_m64n{n}k16(float (&d)[{acc}], u64 desc_a, u64 desc_b) {{
+__device__ __forceinline__ void wgmma_ss_m64n{n}k16(float (&d)[{acc}], uint64_t desc_a, uint64_t desc_b) {{
     asm volatile(
         "{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{acc + 2}, 0;\\n"
         "wgmma.mma_async.sync.aligned.m64n{n}k16.f32." STA_MMA_TYPE "." STA_MMA_TYPE " "
