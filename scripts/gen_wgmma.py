@@ -33,7 +33,7 @@ __device__ __forceinline__ void wgmma_ss_m64n{n}k16(float (&d)[{acc}], uint64_t 
 
 def rs(n):
     acc = n // 2
-    return f'''__device__ __forceinline__ void wgmma_rs_m64n{n}k16(float (&d)[{acc}], u32 a0, u32 a1, u32 a2, u32 a3, u64 desc_b) {{
+    return f'''__device__ __forceinline__ void wgmma_rs_m64n{n}k16(float (&d)[{acc}], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint64_t desc_b) {{
     asm volatile(
         "{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{acc + 5}, 0;\\n"
         "wgmma.mma_async.sync.aligned.m64n{n}k16.f32." STA_MMA_TYPE "." STA_MMA_TYPE " "
