@@ -74,13 +74,8 @@ struct Verify: ParsableCommand {
             let backendName = backend.shortName
             for (index, testCase) in cases.enumerated() {
                 let seed = seed &+ UInt64(index)
-                report(
-                    backward
-                        ? try Verification.runBackward(testCase, on: backend, seed: seed)
-                        : sampled
-                            ? try Verification.runSampled(testCase, on: backend, seed: seed)
-                            : try Verification.run(testCase, on: backend, seed: seed),
-                    backend: backendName)
+                let check: Verification.Check = backward ? .backward : sampled ? .sampledRows : .forward
+                report(try Verification.run(testCase, check, on: backend, seed: seed), backend: backendName)
             }
             // Batches whose rows have their own valid text lengths (a device array; CUDA kernels only).
             if case .cuda(let gpu) = backend, !sampled {

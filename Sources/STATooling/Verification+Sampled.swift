@@ -47,15 +47,7 @@ extension Verification {
     /// with lse −∞. Inputs are drawn from `seed`; outputs are poisoned by the backend before the run.
     ///
     /// Cost: one forward pass, the storage-to-double conversion of q, k, v (8 bytes per element on the
-    /// host) and the reference on the sampled rows.
-    public static func runSampled(_ testCase: AttentionProblem, on backend: AttentionBackend, seed: UInt64) throws -> Outcome {
-        switch testCase.dtype {
-        case .bfloat16: return try runSampled(testCase, as: BFloat16.self, on: backend, seed: seed)
-        case .float16: return try runSampled(testCase, as: Float16.self, on: backend, seed: seed)
-        default: return try runSampled(testCase, as: Float.self, on: backend, seed: seed)
-        }
-    }
-
+    /// host) and the reference on the sampled rows. Reached through `run(_:.sampledRows:on:seed:)`.
     static func runSampled<T: StorageScalar>(
         _ c: AttentionProblem, as: T.Type, on backend: AttentionBackend, seed: UInt64
     ) throws -> Outcome {

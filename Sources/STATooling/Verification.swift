@@ -66,12 +66,34 @@ public enum Verification {
         return cases
     }
 
-    /// Runs one case on `backend` with inputs drawn from `seed`.
-    public static func run(_ testCase: AttentionProblem, on backend: AttentionBackend, seed: UInt64) throws -> Outcome {
+    /// What a check compares with the float64 reference.
+    public enum Check: Sendable {
+        /// The forward pass, every row (the matrix of small cases).
+        case forward
+        /// The forward pass of a layout too large to reference whole: `runSampled`.
+        case sampledRows
+        /// dq, dk and dv: `runBackward`.
+        case backward
+    }
+
+    /// Runs one case on `backend` with inputs drawn from `seed`, in the case's storage type.
+    public static func run(
+        _ testCase: AttentionProblem, _ check: Check = .forward, on backend: AttentionBackend, seed: UInt64
+    ) throws -> Outcome {
         switch testCase.dtype {
-        case .bfloat16: return try run(testCase, as: BFloat16.self, on: backend, seed: seed)
-        case .float16: return try run(testCase, as: Float16.self, on: backend, seed: seed)
-        default: return try run(testCase, as: Float.self, on: backend, seed: seed)
+        case .bfloat16: return try run(testCase, check, as: BFloat16.self, on: backend, seed: seed)
+        case .float16: return try run(testCase, check, as: Float16.self, on: backend, seed: seed)
+        default: return try run(testCase, check, as: Float.self, on: backend, seed: seed)
+        }
+    }
+
+    static func run<T: StorageScalar>(
+        _ c: AttentionProblem, _ check: Check, as: T.Type, on backend: AttentionBackend, seed: UInt64
+    ) throws -> Outcome {
+        switch check {
+        case .forward: return try run(c, as: T.self, on: backend, seed: seed)
+        case .sampledRows: return try runSampled(c, as: T.self, on: backend, seed: seed)
+        case .backward: return try runBackward(c, as: T.self, on: backend, seed: seed)
         }
     }
 
@@ -86,17 +108,9 @@ public enum Verification {
             reference: reference.output, referenceLSE: reference.lse)
     }
 
-    /// Runs the backward pass of one case on `backend` (forward on the same backend first, as training
-    /// does) and compares dq, dk and dv with the float64 reference backward given the same output and lse.
-    /// The outcome's `outputError` is the largest of the three relative errors; `lseError` is 0.
-    public static func runBackward(_ testCase: AttentionProblem, on backend: AttentionBackend, seed: UInt64) throws -> Outcome {
-        switch testCase.dtype {
-        case .bfloat16: return try runBackward(testCase, as: BFloat16.self, on: backend, seed: seed)
-        case .float16: return try runBackward(testCase, as: Float16.self, on: backend, seed: seed)
-        default: return try runBackward(testCase, as: Float.self, on: backend, seed: seed)
-        }
-    }
-
+    /// The backward pass of one case on `backend` (forward on the same backend first, as training does),
+    /// dq, dk and dv compared with the float64 reference backward given the same output and lse. The
+    /// outcome's `outputError` is the largest of the three relative errors; `lseError` is 0.
     static func runBackward<T: StorageScalar>(
         _ c: AttentionProblem, as: T.Type, on backend: AttentionBackend, seed: UInt64
     ) throws -> Outcome {
