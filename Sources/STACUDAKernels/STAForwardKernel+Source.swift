@@ -4,35 +4,43 @@ import STATensors
 extension STAForwardKernel {
     /// The block shape NVRTC compiles the kernel for; Swift chooses it, the kernel has no defaults.
     public struct Shape: Sendable, Equatable {
-        /// Threads per block (16 query rows per warp).
+        /// Threads per block.
         public var threads: Int
-        /// Query rows per block.
+        /// Query rows per warp: 16 (one m16 row block) or 32 (two, sharing every K and V fragment, which
+        /// halves the shared-memory reads of P·V and cuts those of Q·Kᵀ by a quarter).
+        public var rowsPerWarp: Int
+        /// Query rows per block: rowsPerWarp · threads / 32.
         public var blockQueries: Int
         /// Keys per chunk of the inner loop.
         public var blockKeys: Int
         /// Blocks per SM `__launch_bounds__` asks for: 2 at head dim 64 without holes (at most 128
-        /// registers), else 1 (a padded canvas at D 64 needs the hole arithmetic on top and spilled under
-        /// the 128-register cap).
+        /// registers) and at head dim 128 (4 warps, at most 255 registers), else 1 (a padded canvas at D 64
+        /// needs the hole arithmetic on top and spilled under the 128-register cap).
         public var minBlocksPerSM: Int
-        /// Q fragments held in registers (D 128) or re-read from shared memory (D 64, to fit 128 registers).
+        /// Q fragments held in registers, or re-read from shared memory (D 64, to fit 128 registers; D 128
+        /// with two row blocks per warp, to fit 255).
         public var queriesInRegisters: Bool
         /// Dynamic shared memory per block: the Q tile plus double-buffered K and V chunks.
         public var sharedMemoryBytes: Int
 
-        /// The shape for `headDim` on `layout`.
+        /// The shape for `headDim` on `layout`: at D 64, 8 warps of 16 rows and chunks of 64 keys; at D 128,
+        /// 4 warps of 32 rows and chunks of 32 keys (255 registers, no spills). Both give 128 query rows
+        /// per block.
         public static func choose(headDim: Int, layout: STALayout) -> Shape {
-            Shape(
-                threads: STAForwardKernel.threadsPerBlock, blockQueries: STAForwardKernel.blockQueries, blockKeys: STAForwardKernel.blockKeys,
-                minBlocksPerSM: headDim == 64 && !layout.hasHoles ? 2 : 1, queriesInRegisters: headDim == 128,
+            let wide = headDim == 128
+            return Shape(
+                threads: wide ? 128 : 256, rowsPerWarp: wide ? 32 : 16,
+                blockQueries: STAForwardKernel.blockQueries, blockKeys: STAForwardKernel.blockKeys(headDim: headDim),
+                minBlocksPerSM: wide || !layout.hasHoles ? 2 : 1, queriesInRegisters: false,
                 sharedMemoryBytes: STAForwardKernel.sharedMemoryBytes(headDim: headDim))
         }
 
         /// The `-D` definitions the kernel requires.
         public var definitions: [String] {
             [
-                "-DSTA_THREADS=\(threads)", "-DSTA_BLOCK_M=\(blockQueries)", "-DSTA_BLOCK_N=\(blockKeys)",
-                "-DSTA_MIN_BLOCKS_PER_SM=\(minBlocksPerSM)", "-DSTA_Q_IN_REGISTERS=\(queriesInRegisters ? 1 : 0)",
-                "-DSTA_SHARED_BYTES=\(sharedMemoryBytes)",
+                "-DSTA_THREADS=\(threads)", "-DSTA_ROWS_PER_WARP=\(rowsPerWarp)", "-DSTA_BLOCK_M=\(blockQueries)",
+                "-DSTA_BLOCK_N=\(blockKeys)", "-DSTA_MIN_BLOCKS_PER_SM=\(minBlocksPerSM)",
+                "-DSTA_Q_IN_REGISTERS=\(queriesInRegisters ? 1 : 0)", "-DSTA_SHARED_BYTES=\(sharedMemoryBytes)",
             ]
         }
     }

@@ -14,16 +14,15 @@ import STATensors
 /// tokens in tile order, holes included, then text); LSE is [batch, heads, S] float32 (natural log). Rows
 /// that attend no key (holes, padding text) get O = 0 and LSE = -inf.
 ///
-/// Launch shape: `threadsPerBlock` threads; grid (`queryBlocks`, heads, batch) with `blockQueries` query
+/// Launch shape: `Shape.choose(headDim:layout:).threads` threads; grid (`queryBlocks`, heads, batch) with `blockQueries` query
 /// rows per block (text query blocks first, then `queryBlocksPerTile` blocks per video tile); keys
 /// streamed in chunks of `blockKeys`; `sharedMemoryBytes(headDim:)` of dynamic shared memory.
 public struct STAForwardKernel: AttentionForwardKernel {
-    /// Query rows per block (16 per warp).
+    /// Query rows per block (16 or 32 per warp: `Shape`).
     public static let blockQueries = 128
-    /// Keys per chunk of the inner loop.
-    public static let blockKeys = 64
-    /// Threads per block (8 warps).
-    public static let threadsPerBlock = 256
+    /// Keys per chunk of the inner loop: 32 at head dim 128 (two row blocks per warp leave registers for
+    /// 32 keys of scores without spilling), 64 at head dim 64.
+    public static func blockKeys(headDim: Int) -> Int { headDim == 128 ? 32 : 64 }
     /// The kernel's entry point.
     public static let functionName = "sta_forward_sm80"
     /// Head dimensions the kernel is written for.
@@ -32,9 +31,9 @@ public struct STAForwardKernel: AttentionForwardKernel {
     public static let supportedDTypes: [DType] = [.bfloat16, .float16]
 
     /// Dynamic shared memory per block: the Q tile plus double-buffered K and V chunks, 16-bit values.
-    /// 49,152 bytes for head dim 64, 98,304 for 128.
+    /// 49,152 bytes for head dim 64, 65,536 for 128.
     public static func sharedMemoryBytes(headDim: Int) -> Int {
-        (blockQueries + 4 * blockKeys) * headDim * 2
+        (blockQueries + 4 * blockKeys(headDim: headDim)) * headDim * 2
     }
 
     /// Query blocks per video tile: ⌈tileVolume / blockQueries⌉ (a block never straddles two tiles).
@@ -121,7 +120,7 @@ public struct STAForwardKernel: AttentionForwardKernel {
         do throws(CUDAError) {
             try function.launch(
                 grid: (x: Self.queryBlocks(layout: plan.layout), y: plan.heads, z: batch),
-                block: (x: Self.threadsPerBlock, y: 1, z: 1), sharedMemoryBytes: Self.sharedMemoryBytes(headDim: headDim),
+                block: (x: Shape.choose(headDim: headDim, layout: plan.layout).threads, y: 1, z: 1), sharedMemoryBytes: Self.sharedMemoryBytes(headDim: headDim),
                 stream: stream, arguments: arguments)
         } catch {
             throw .driver(error)

@@ -14,8 +14,8 @@
 // does); NaN in rows nothing attends (holes, padding text) is never read.
 //
 // Compile-time constants (NVRTC -D options): the problem's (sta_common.cuh) and the kernel shape, which the
-// Swift launcher (STAForwardKernel.Shape) chooses and nothing here defaults: STA_THREADS (16 query rows per
-// warp), STA_BLOCK_M (query rows per block), STA_BLOCK_N (keys per chunk), STA_MIN_BLOCKS_PER_SM (the
+// Swift launcher (STAForwardKernel.Shape) chooses and nothing here defaults: STA_THREADS, STA_ROWS_PER_WARP
+// (query rows per warp: 16 or 32, one or two m16 row blocks), STA_BLOCK_M (query rows per block), STA_BLOCK_N (keys per chunk), STA_MIN_BLOCKS_PER_SM (the
 // occupancy __launch_bounds__ asks for), STA_Q_IN_REGISTERS (1: Q fragments held in registers, 0: re-read
 // from shared memory), STA_SHARED_BYTES (the dynamic shared memory the launch provides).
 //
@@ -24,21 +24,24 @@
 // blocks (they do the most work, so they start first); the rest are video query blocks, QBLOCKS_PER_TILE per
 // tile, in tile order. A query block never straddles two tiles; a key chunk never straddles two tiles.
 //
-// Structure: Q is loaded once (into registers at D 128; at D 64 it stays in shared memory so that two blocks
-// fit per SM within 128 registers); the key chunks (BLOCK_N keys of one key tile, or of the text)
-// are streamed through a double-buffered shared-memory ring with cp.async, the next chunk in flight while the
-// current one is computed: S = Q·Kᵀ, mask, online softmax (fp32, exp2 with log2(e) folded into the scale),
-// O += P·V. The epilogue normalises O, stages it through shared memory for 16-byte stores, and writes LSE.
-// Loads of hole keys, padding text keys and positions past a tile or the text are zero-filled without reading
-// global memory, so garbage (even NaN) in those rows never reaches a sum; chunks made only of holes are
-// skipped. Registers (ptxas, NVRTC 13): about 127 at D 64, 215-226 at D 128; no spills, no stack frame.
+// Structure: each warp owns ROWS_PER_WARP query rows: 16 at D 64 (8 warps), 32 at D 128 (4 warps, two m16
+// row blocks sharing every K and V fragment a warp loads, which halves the shared-memory reads of P·V). Q
+// stays in shared memory and is re-read per head-dim step (registers are for the two row blocks' scores and
+// outputs); the key chunks (BLOCK_N keys of one key tile, or of the text) are streamed through a double-
+// buffered shared-memory ring with cp.async, the next chunk in flight while the current one is computed:
+// S = Q·Kᵀ, mask, online softmax (fp32, exp2 with log2(e) folded into the scale), O += P·V. The epilogue
+// normalises O, stages it through shared memory for 16-byte stores, and writes LSE. Loads of hole keys,
+// padding text keys and positions past a tile or the text are zero-filled without reading global memory,
+// so garbage (even NaN) in those rows never reaches a sum; chunks made only of holes are skipped.
+// Registers (ptxas, NVRTC 13, sm_90a): 127-145 at D 64, 254-255 at D 128 (32-key chunks; 64-key chunks
+// spill there); no spills, no stack frame.
 
 #include "sta_common.cuh"
 #include "sta_sm80.cuh"
 
-#if !defined(STA_BLOCK_M) || !defined(STA_BLOCK_N) || !defined(STA_MIN_BLOCKS_PER_SM) || !defined(STA_Q_IN_REGISTERS) \
+#if !defined(STA_ROWS_PER_WARP) || !defined(STA_BLOCK_M) || !defined(STA_BLOCK_N) || !defined(STA_MIN_BLOCKS_PER_SM) || !defined(STA_Q_IN_REGISTERS) \
     || !defined(STA_SHARED_BYTES)
-#error "define STA_BLOCK_M, STA_BLOCK_N, STA_MIN_BLOCKS_PER_SM, STA_Q_IN_REGISTERS and STA_SHARED_BYTES (the Swift launcher chooses them)"
+#error "define STA_ROWS_PER_WARP, STA_BLOCK_M, STA_BLOCK_N, STA_MIN_BLOCKS_PER_SM, STA_Q_IN_REGISTERS and STA_SHARED_BYTES (the Swift launcher chooses them)"
 #endif
 
 namespace sta {
@@ -47,11 +50,15 @@ namespace sta {
 // Kernel shape
 // ---------------------------------------------------------------------------------------------------------
 
-constexpr int BLOCK_M = STA_BLOCK_M;   // query rows per block: 16 per warp (one m16 MMA row block)
+constexpr int ROWS_PER_WARP = STA_ROWS_PER_WARP;   // query rows per warp: M_TILES m16 MMA row blocks
+constexpr int M_TILES = ROWS_PER_WARP / 16;
+constexpr int BLOCK_M = STA_BLOCK_M;   // query rows per block
 constexpr int BLOCK_N = STA_BLOCK_N;   // keys per chunk
 constexpr int MIN_BLOCKS_PER_SM = STA_MIN_BLOCKS_PER_SM;
 constexpr bool Q_IN_REGISTERS = STA_Q_IN_REGISTERS != 0;
-static_assert(BLOCK_M == 16 * WARPS, "STA_BLOCK_M must be 16 rows per warp");
+static_assert(ROWS_PER_WARP == 16 || ROWS_PER_WARP == 32, "STA_ROWS_PER_WARP must be 16 or 32");
+static_assert(BLOCK_M == ROWS_PER_WARP * WARPS, "STA_BLOCK_M must be STA_ROWS_PER_WARP rows per warp");
+static_assert(BLOCK_M <= THREADS, "one thread per query row for the row-level steps");
 static_assert(BLOCK_N % 16 == 0 && BLOCK_N <= THREADS, "STA_BLOCK_N must be a multiple of 16, at most STA_THREADS");
 
 constexpr int QBLOCKS_PER_TILE = (TILE_VOL + BLOCK_M - 1) / BLOCK_M;
@@ -113,14 +120,17 @@ __device__ __forceinline__ bool chunk_needs_mask(const KeyChunk& chunk) {
 
 // Fragment addresses: lane_offset (sta_sm80.cuh), one XOR per head-dim step.
 
-// Q fragments for the warp's 16 rows: fragment(k) is the A operand for head-dim columns 16k .. 16k+15.
+// Q fragments for the warp's rows: fragment(m, k) is the A operand for rows 16m .. 16m+15 of the warp and
+// head-dim columns 16k .. 16k+15.
 // ldmatrix.x4 matrix i ← rows (i & 1)·8 + 0..7, columns 16k + (i >> 1)·8 + 0..7, so registers 0..3 are
 // exactly a0..a3 above: lane l points at row (l >> 3 & 1)·8 + (l & 7), unit 2k + (l >> 4).
-// With Q_IN_REGISTERS the fragments are loaded once (HEAD_DIM / 4 registers); otherwise they are re-read
-// from the Q tile at every use, which costs shared-memory bandwidth (+1/8 at D 64) but keeps D 64 within
-// 128 registers, i.e. two blocks per SM.
+// Row block m is 16 rows further down the tile: rows 16 apart have the same swizzle, so its fragments sit
+// at the same lane offset plus 16 · ROW_BYTES. With Q_IN_REGISTERS the fragments are loaded once
+// (M_TILES · HEAD_DIM / 4 registers); otherwise they are re-read from the Q tile at every use, which costs
+// shared-memory bandwidth (+1/8 at D 64) but keeps D 64 within 128 registers (two blocks per SM) and leaves
+// room for two row blocks per warp at D 128.
 struct QFragments {
-    uint32_t a[Q_IN_REGISTERS ? HEAD_DIM / 16 : 1][4];
+    uint32_t a[Q_IN_REGISTERS ? M_TILES : 1][Q_IN_REGISTERS ? HEAD_DIM / 16 : 1][4];
     uint32_t base;     // shared address of the Q tile (its offset from the kernel's shared base is 0)
     uint32_t offset;   // lane_offset of this lane's row and unit half
 
@@ -129,71 +139,90 @@ struct QFragments {
         offset = lane_offset(warp_row + ((lane >> 3) & 1) * 8 + (lane & 7), lane >> 4);
         if constexpr (Q_IN_REGISTERS) {
 #pragma unroll
-            for (int k = 0; k < HEAD_DIM / 16; ++k) ptx::ldmatrix_x4(a[k], base + (offset ^ (k << 5)));
+            for (int m = 0; m < M_TILES; ++m) {
+#pragma unroll
+                for (int k = 0; k < HEAD_DIM / 16; ++k)
+                    ptx::ldmatrix_x4(a[m][k], base + m * 16 * ROW_BYTES + (offset ^ (k << 5)));
+            }
         }
     }
 
-    __device__ __forceinline__ void fragment(int k, uint32_t (&out)[4]) const {
+    __device__ __forceinline__ void fragment(int m, int k, uint32_t (&out)[4]) const {
         if constexpr (Q_IN_REGISTERS) {
-            out[0] = a[k][0], out[1] = a[k][1], out[2] = a[k][2], out[3] = a[k][3];
+            out[0] = a[m][k][0], out[1] = a[m][k][1], out[2] = a[m][k][2], out[3] = a[m][k][3];
         } else {
-            ptx::ldmatrix_x4(out, base + (offset ^ (k << 5)));
+            ptx::ldmatrix_x4(out, base + m * 16 * ROW_BYTES + (offset ^ (k << 5)));
         }
     }
 };
 
-// S = Q·Kᵀ for one chunk: s[n] is the 16×8 accumulator of keys 8n .. 8n+7.
+// S = Q·Kᵀ for one chunk: s[m][n] is the 16×8 accumulator of row block m and keys 8n .. 8n+7. Each K
+// fragment is loaded once and used by every row block of the warp.
 // B(k = head dim d, n = key j) = K[j][d]: b0 holds K[j = g][d = 2c, 2c+1], two adjacent values of one K row,
 // i.e. a non-transposed ldmatrix of K rows. Matrix i of the x4 ← keys 16p + (i >> 1)·8 + 0..7, columns
 // 16k + (i & 1)·8 + 0..7: registers 0, 1 = b0, b1 of key block 2p; registers 2, 3 = b0, b1 of block 2p+1.
 // `k_offset` = K tile offset + lane_offset((lane >> 4)·8 + (lane & 7), (lane >> 3) & 1).
-__device__ __forceinline__ void multiply_qk(float (&s)[BLOCK_N / 8][4], const QFragments& q, uint32_t shared_base,
-                                            uint32_t k_offset) {
+__device__ __forceinline__ void multiply_qk(float (&s)[M_TILES][BLOCK_N / 8][4], const QFragments& q,
+                                            uint32_t shared_base, uint32_t k_offset) {
 #pragma unroll
-    for (int n = 0; n < BLOCK_N / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+    for (int m = 0; m < M_TILES; ++m) {
+#pragma unroll
+        for (int n = 0; n < BLOCK_N / 8; ++n) s[m][n][0] = s[m][n][1] = s[m][n][2] = s[m][n][3] = 0.0f;
+    }
 #pragma unroll
     for (int k = 0; k < HEAD_DIM / 16; ++k) {
         const uint32_t address = shared_base + (k_offset ^ (k << 5));
-        uint32_t a[4];
-        q.fragment(k, a);
+        uint32_t a[M_TILES][4];
+#pragma unroll
+        for (int m = 0; m < M_TILES; ++m) q.fragment(m, k, a[m]);
 #pragma unroll
         for (int p = 0; p < BLOCK_N / 16; ++p) {
             uint32_t b[4];
             ptx::ldmatrix_x4(b, address + p * 16 * ROW_BYTES);
-            ptx::mma_16816(s[2 * p], a, b[0], b[1]);
-            ptx::mma_16816(s[2 * p + 1], a, b[2], b[3]);
+#pragma unroll
+            for (int m = 0; m < M_TILES; ++m) {
+                ptx::mma_16816(s[m][2 * p], a[m], b[0], b[1]);
+                ptx::mma_16816(s[m][2 * p + 1], a[m], b[2], b[3]);
+            }
         }
     }
 }
 
-// O += P·V for one chunk. P comes straight from the S accumulators: the A operand for keys 16j .. 16j+15 is
-// a0 = (row g, keys 16j+2c, +1) = s[2j][0..1], a1 = (row g+8, same keys) = s[2j][2..3],
-// a2 = s[2j+1][0..1], a3 = s[2j+1][2..3], packed to 16 bits.
+// O += P·V for one chunk. P comes straight from the S accumulators: the A operand of row block m for keys
+// 16j .. 16j+15 is a0 = (row g, keys 16j+2c, +1) = s[m][2j][0..1], a1 = (row g+8, same keys) = s[m][2j][2..3],
+// a2 = s[m][2j+1][0..1], a3 = s[m][2j+1][2..3], packed to 16 bits. Each V fragment serves every row block.
 // B(k = key j, n = head dim d) = V[j][d]: b0 holds V[j = 2c, 2c+1][d = g], two values of one V column,
 // i.e. a transposed ldmatrix of V rows. Matrix i of the x4.trans ← keys 16j + (i & 1)·8 + 0..7, columns
 // 16p + (i >> 1)·8 + 0..7: registers 0, 1 = b0, b1 of head-dim block 2p; registers 2, 3 = block 2p+1.
 // `v_offset` = V tile offset + lane_offset(((lane >> 3) & 1)·8 + (lane & 7), lane >> 4).
-__device__ __forceinline__ void multiply_pv(float (&o)[HEAD_DIM / 8][4], const float (&p)[BLOCK_N / 8][4],
-                                            uint32_t shared_base, uint32_t v_offset) {
+__device__ __forceinline__ void multiply_pv(float (&o)[M_TILES][HEAD_DIM / 8][4],
+                                            const float (&p)[M_TILES][BLOCK_N / 8][4], uint32_t shared_base,
+                                            uint32_t v_offset) {
 #pragma unroll
     for (int j = 0; j < BLOCK_N / 16; ++j) {
-        uint32_t a[4];
-        a[0] = ptx::pack2(p[2 * j][0], p[2 * j][1]);
-        a[1] = ptx::pack2(p[2 * j][2], p[2 * j][3]);
-        a[2] = ptx::pack2(p[2 * j + 1][0], p[2 * j + 1][1]);
-        a[3] = ptx::pack2(p[2 * j + 1][2], p[2 * j + 1][3]);
+        uint32_t a[M_TILES][4];
+#pragma unroll
+        for (int m = 0; m < M_TILES; ++m) {
+            a[m][0] = ptx::pack2(p[m][2 * j][0], p[m][2 * j][1]);
+            a[m][1] = ptx::pack2(p[m][2 * j][2], p[m][2 * j][3]);
+            a[m][2] = ptx::pack2(p[m][2 * j + 1][0], p[m][2 * j + 1][1]);
+            a[m][3] = ptx::pack2(p[m][2 * j + 1][2], p[m][2 * j + 1][3]);
+        }
 #pragma unroll
         for (int d = 0; d < HEAD_DIM / 16; ++d) {
             uint32_t b[4];
             ptx::ldmatrix_x4_trans(b, shared_base + (v_offset ^ (d << 5)) + j * 16 * ROW_BYTES);
-            ptx::mma_16816(o[2 * d], a, b[0], b[1]);
-            ptx::mma_16816(o[2 * d + 1], a, b[2], b[3]);
+#pragma unroll
+            for (int m = 0; m < M_TILES; ++m) {
+                ptx::mma_16816(o[m][2 * d], a[m], b[0], b[1]);
+                ptx::mma_16816(o[m][2 * d + 1], a[m], b[2], b[3]);
+            }
         }
     }
 }
 
-// Online softmax state of the thread's two rows (g and g+8): running maximum of the scaled scores (log2
-// units) and the thread's partial sum of exp2(score − max) over the columns it owns.
+// Online softmax state of the thread's two rows (g and g+8) of one row block: running maximum of the scaled
+// scores (log2 units) and the thread's partial sum of exp2(score − max) over the columns it owns.
 struct RowState {
     float max[2];
     float sum[2];
@@ -333,13 +362,16 @@ sta_forward_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16
     ptx::cp_async_wait<1>();
     __syncthreads();
     QFragments q_fragments;
-    q_fragments.load(q_tile_smem, warp * 16, lane);
+    q_fragments.load(q_tile_smem, warp * ROWS_PER_WARP, lane);
 
-    float acc[HEAD_DIM / 8][4];
+    float acc[M_TILES][HEAD_DIM / 8][4];
+    RowState state[M_TILES];
 #pragma unroll
-    for (int d = 0; d < HEAD_DIM / 8; ++d) acc[d][0] = acc[d][1] = acc[d][2] = acc[d][3] = 0.0f;
-    RowState state;
-    state.reset();
+    for (int m = 0; m < M_TILES; ++m) {
+#pragma unroll
+        for (int d = 0; d < HEAD_DIM / 8; ++d) acc[m][d][0] = acc[m][d][1] = acc[m][d][2] = acc[m][d][3] = 0.0f;
+        state[m].reset();
+    }
     const uint32_t shared_base = q_tile_smem;
     const uint32_t k_lane_offset = Q_TILE_BYTES + lane_offset((lane >> 4) * 8 + (lane & 7), (lane >> 3) & 1);
     const uint32_t v_lane_offset =
@@ -358,23 +390,26 @@ sta_forward_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16
         ptx::cp_async_commit();
         if (!any_valid) continue;
 
-        float s[BLOCK_N / 8][4];
+        float s[M_TILES][BLOCK_N / 8][4];
         multiply_qk(s, q_fragments, shared_base, k_lane_offset + buffer * KV_TILE_BYTES);
 #pragma unroll
-        for (int n = 0; n < BLOCK_N / 8; ++n) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e) s[n][e] *= scale_log2;
-        }
-        if (needs_mask) {
-            // Column of s[n][e]: 8n + 2c + (e & 1), the same for rows g and g+8.
-            const int c = lane & 3;
+        for (int m = 0; m < M_TILES; ++m) {
 #pragma unroll
             for (int n = 0; n < BLOCK_N / 8; ++n) {
-                if (!key_valid[buffer][8 * n + 2 * c]) s[n][0] = s[n][2] = neg_inf();
-                if (!key_valid[buffer][8 * n + 2 * c + 1]) s[n][1] = s[n][3] = neg_inf();
+#pragma unroll
+                for (int e = 0; e < 4; ++e) s[m][n][e] *= scale_log2;
             }
+            if (needs_mask) {
+                // Column of s[m][n][e]: 8n + 2c + (e & 1), the same for rows g and g+8.
+                const int c = lane & 3;
+#pragma unroll
+                for (int n = 0; n < BLOCK_N / 8; ++n) {
+                    if (!key_valid[buffer][8 * n + 2 * c]) s[m][n][0] = s[m][n][2] = neg_inf();
+                    if (!key_valid[buffer][8 * n + 2 * c + 1]) s[m][n][1] = s[m][n][3] = neg_inf();
+                }
+            }
+            state[m].update(s[m], acc[m]);
         }
-        state.update(s, acc);
         multiply_pv(acc, s, shared_base, v_lane_offset + buffer * KV_TILE_BYTES);
     }
     ptx::cp_async_wait<0>();
@@ -383,11 +418,12 @@ sta_forward_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16
     // ---- Epilogue: normalise, stage O through the Q tile (swizzled), 16-byte stores, LSE ----
     const int g = lane >> 2, c = lane & 3;
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        float total = state.sum[r];
+    for (int mr = 0; mr < 2 * M_TILES; ++mr) {
+        const int m = mr >> 1, r = mr & 1;
+        float total = state[m].sum[r];
         total += __shfl_xor_sync(0xffffffffu, total, 1);
         total += __shfl_xor_sync(0xffffffffu, total, 2);
-        const int row = warp * 16 + g + 8 * r;
+        const int row = warp * ROWS_PER_WARP + 16 * m + g + 8 * r;
         // A row attends something when its sum is positive, or NaN: NaN or ±inf in its q, or in the k or v
         // of a key it attends, makes it NaN, and that NaN must reach O and LSE (as in PyTorch), not a 0.
         const bool attended = query_is_real(row, row_text_shared) && !(total <= 0.0f);
@@ -395,12 +431,12 @@ sta_forward_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16
 #pragma unroll
         for (int d = 0; d < HEAD_DIM / 8; ++d) {
             const uint32_t packed =
-                attended ? ptx::pack2(acc[d][2 * r] * inverse, acc[d][2 * r + 1] * inverse) : 0u;
+                attended ? ptx::pack2(acc[m][d][2 * r] * inverse, acc[m][d][2 * r + 1] * inverse) : 0u;
             // Element (row, 8d + 2c): unit d of the row, byte 4c inside the unit.
             *reinterpret_cast<uint32_t*>(shared + swizzled(row, d) + 4 * c) = packed;
         }
         if (c == 0 && row < q_rows) {
-            lse_head[q_first + row] = attended ? (state.max[r] + ptx::log2_approx(total)) * LN2 : neg_inf();
+            lse_head[q_first + row] = attended ? (state[m].max[r] + ptx::log2_approx(total)) * LN2 : neg_inf();
         }
     }
     __syncthreads();
