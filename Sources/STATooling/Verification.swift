@@ -74,6 +74,8 @@ public enum Verification {
         case sampledRows
         /// dq, dk and dv: `runBackward`.
         case backward
+        /// dq, dk and dv of a layout too large to reference whole: `runSampledBackward`.
+        case sampledBackward
     }
 
     /// Runs one case on `backend` with inputs drawn from `seed`, in the case's storage type.
@@ -94,6 +96,7 @@ public enum Verification {
         case .forward: return try run(c, as: T.self, on: backend, seed: seed)
         case .sampledRows: return try runSampled(c, as: T.self, on: backend, seed: seed)
         case .backward: return try runBackward(c, as: T.self, on: backend, seed: seed)
+        case .sampledBackward: return try runSampledBackward(c, as: T.self, on: backend, seed: seed)
         }
     }
 
