@@ -27,7 +27,11 @@ extension ReferenceAttention {
     ///   scale is not finite.
     ///
     /// Cost: per (batch, head), about 6 · D flops per attended key of each query row and 10 · D flops per
-    /// attending query of each key row; (batch, head, row) items run on all cores.
+    /// attending query of each key row; (batch, head, row) items run on all cores. Specialised for the three
+    /// storage types, so callers in other modules do not run the generic code.
+    @_specialize(where T == BFloat16)
+    @_specialize(where T == Float16)
+    @_specialize(where T == Float)
     public static func sampledBackward<T: StorageScalar>(
         q: [T], k: [T], v: [T], output: [T], lse: [Float], outputGradient: [T],
         batch: Int, headDim: Int, plan: AttentionPlan, scale: Double? = nil, queryRows: [Int], keyRows: [Int]
@@ -140,7 +144,7 @@ private struct SampledBackward: Sendable {
                     let workers = max(1, min(items, ProcessInfoLite.activeProcessorCount))
                     DispatchQueue.concurrentPerform(iterations: workers) { worker in
                         let (dq, dk, dv) = outputs
-                        var a = [Double](repeating: 0, count: d), b = a
+                        var a = [Double](repeating: 0, count: d), b = a, c = a
                         for item in stride(from: worker, to: items, by: workers) {
                             if item < queryItems {
                                 let (slice, index) = item.quotientAndRemainder(dividingBy: queryRows.count)
@@ -156,7 +160,7 @@ private struct SampledBackward: Sendable {
                                 let offset = (slice * keyRows.count + index) * d
                                 keyRow(
                                     inputs, head: slice % heads, row: row, base: slice * s, dk: dk + offset,
-                                    dv: dv + offset, scratch: &a, &b)
+                                    dv: dv + offset, scratch: &a, &b, &c)
                             }
                         }
                     }
@@ -187,20 +191,26 @@ private struct SampledBackward: Sendable {
     }
 
     /// dk and dv of one key row: dv_j = Σ_i P_ij dO_i and dk_j = scale · Σ_i P_ij (dO_i · v_j − Δ_i) q_i over
-    /// the queries that attend it.
+    /// the queries that attend it (each query row widened once).
     private func keyRow<T: StorageScalar>(
         _ x: Inputs<T>, head: Int, row: Int, base: Int, dk: UnsafeMutablePointer<Double>,
-        dv: UnsafeMutablePointer<Double>, scratch key: inout [Double], _ value: inout [Double]
+        dv: UnsafeMutablePointer<Double>, scratch key: inout [Double], _ value: inout [Double],
+        _ query: inout [Double]
     ) {
         let d = headDim
         let at = (base + row) * d
         widen(x.k, at, into: &key)
         widen(x.v, at, into: &value)
-        for query in attendingQueries(head: head, key: row) {
-            let lse = Double(x.lse[base + query])
+        for i in attendingQueries(head: head, key: row) {
+            let lse = Double(x.lse[base + i])
             guard lse != -.infinity else { continue }
-            let queryAt = (base + query) * d
-            let p = Glibc.exp(scale * dot(key, x.q, queryAt) - lse)
+            let queryAt = (base + i) * d
+            var score = 0.0
+            for c in 0..<d {
+                query[c] = Double(x.q[queryAt + c].floatValue)
+                score += key[c] * query[c]
+            }
+            let p = Glibc.exp(scale * score - lse)
             var dP = 0.0, delta = 0.0
             for c in 0..<d {
                 let g = Double(x.dO[queryAt + c].floatValue)
@@ -209,7 +219,7 @@ private struct SampledBackward: Sendable {
                 dv[c] += p * g
             }
             let dS = scale * p * (dP - delta)
-            for c in 0..<d { dk[c] += dS * Double(x.q[queryAt + c].floatValue) }
+            for c in 0..<d { dk[c] += dS * query[c] }
         }
     }
 

@@ -63,19 +63,17 @@ extension Verification {
         let length = c.layout.sequenceLength
         let d = c.headDim
         let real = ReferenceAttention.realQueryMask(layout: c.layout)
-        var badEmptyRows = 0
+        // NaN compares unequal to 0: an unwritten empty row counts too.
+        let badEmptyRows = nonZeroEmptyRows(c, [gradients.dq, gradients.dk, gradients.dv])
         var errors = [Double]()
         for (gradient, expected) in [(gradients.dq, reference.dq), (gradients.dk, reference.dk), (gradients.dv, reference.dv)] {
             var finite = true
-            for slice in 0..<(c.batch * c.heads) {
-                for row in 0..<length {
+            for slice in 0..<(c.batch * c.heads) where finite {
+                for row in 0..<length where real[row] {
                     let start = (slice * length + row) * d
-                    let values = gradient[start..<(start + d)]
-                    if real[row] {
-                        if finite && values.contains(where: { !$0.floatValue.isFinite }) { finite = false }
-                    } else if values.contains(where: { $0.floatValue != 0 }) {
-                        // NaN compares unequal to 0: an unwritten empty row counts here too.
-                        badEmptyRows += 1
+                    if gradient[start..<(start + d)].contains(where: { !$0.floatValue.isFinite }) {
+                        finite = false
+                        break
                     }
                 }
             }

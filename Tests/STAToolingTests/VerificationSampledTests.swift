@@ -188,3 +188,26 @@ import SlidingTileAttention
         #expect(bad.badEmptyRows == 2 && bad.worst == clean.worst)
     }
 }
+
+@Suite struct BackwardEmptyRowTests {
+    @Test func matrixBackwardMeasuresEmptyRows() throws {
+        let layout = try STALayout(canvas: [9, 12, 14], tile: [2, 4, 4], textCount: 20, textValid: 13)
+        let c = AttentionProblem(
+            name: "backward empty rows", layout: layout,
+            headWindows: try ShapeSyntax.headWindows("3x1x3,1x3x1", layout: layout, heads: 2),
+            batch: 2, headDim: 16, dtype: .float32)
+        let outcome = try Verification.run(c, .backward, on: .cpu(threads: 2), seed: 4)
+        #expect(outcome.passed && outcome.badEmptyRows == 0, "rel err \(outcome.outputError)")
+
+        // A hole row of batch 1 head 0 and a padding text row of batch 0 head 0, one NaN, one non-zero.
+        let length = layout.sequenceLength
+        var gradient = [Float](repeating: 0, count: c.batch * c.heads * length * c.headDim)
+        #expect(Verification.nonZeroEmptyRows(c, [gradient, gradient]) == 0)
+        let hole = try #require((0..<layout.paddedVideoTokenCount).first { layout.canvasPosition(ofSequenceIndex: $0) == nil })
+        gradient[(2 * length + hole) * c.headDim + 5] = 1
+        gradient[(length - 1) * c.headDim] = .nan
+        // A real row's value is not an empty row's business.
+        gradient[0] = .nan
+        #expect(Verification.nonZeroEmptyRows(c, [gradient, gradient]) == 4)
+    }
+}
