@@ -24,6 +24,14 @@ only the attention changed), and ``speedup_vs_cudnn``.
 
     python3 python/examples/bench_training.py --output training.json
     python3 python/examples/bench_training.py --tiny --device cpu     # the whole path on a CPU
+    python3 python/examples/bench_training.py --whole-model --attention sta,flex --steps 2 --warmup 1
+
+``--whole-model`` times the whole HunyuanVideo 13B transformer (random bf16 weights, the pipeline's
+inputs at the same shape) instead: STA through ``sta.diffusers.enable_sta``'s own processors, flex and
+cudnn through the processor above on all 60 blocks, diffusers' activation checkpointing on
+(``--no-checkpointing`` turns it off), gradients for the attention projections (``--trainable
+attention``, an adapter fine-tune's footprint) or for every parameter (``--trainable all``). Rows give
+``attention_call_s`` and ``attention_calls`` instead of the share (checkpointing runs each forward twice).
 
 ``--tiny`` shrinks the block (2 heads of 16) and the canvas (5×7×14 tokens in 2×2×4 tiles: holes on two
 axes; 12 text tokens) and, with ``--check`` (on by default with ``--tiny``), compares the STA step's
@@ -76,6 +84,14 @@ def parse(argv):
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=None,
                    help="compare the STA step's gradients with the dense-mask step's (default: with --tiny)")
     p.add_argument("--output", help="write the rows here (JSON list) as they come")
+    p.add_argument("--whole-model", action="store_true",
+                   help="the whole HunyuanVideo 13B transformer (20 double- and 40 single-stream blocks) instead of "
+                        "one block: STA through sta.diffusers.enable_sta's processors")
+    p.add_argument("--trainable", choices=["attention", "all"], default="attention",
+                   help="--whole-model: parameters that get gradients: the attention projections (default, the "
+                        "footprint of an adapter fine-tune) or all")
+    p.add_argument("--checkpointing", action=argparse.BooleanOptionalAction, default=True,
+                   help="--whole-model: diffusers' activation checkpointing of every block (default on)")
     a = p.parse_args(argv)
     a.attention = [x.strip() for x in a.attention.split(",") if x.strip()]
     for name in a.attention:
@@ -91,6 +107,9 @@ def parse(argv):
         a.dtype = torch.bfloat16
     a.check = a.tiny if a.check is None else a.check
     a.model = "hunyuan-double-block" + ("-tiny" if a.tiny else "")
+    if a.whole_model:
+        a.check = False
+        a.model = "hunyuan-13b" + ("-tiny" if a.tiny else "")
     return a
 
 
@@ -98,8 +117,11 @@ def parse(argv):
 
 
 class SwappableProcessor:
-    """diffusers' HunyuanVideo joint-attention computation with ``self.attend(q, k, v)`` ([B, S, H, D] in
-    the model's order: video in raster order, then text) in place of the attention call."""
+    """diffusers' HunyuanVideo joint-attention computation (double-stream blocks: separate video and text
+    projections; single-stream blocks: one projection of the joined sequence, rotary on the video part)
+    with ``self.attend(q, k, v)`` ([B, S, H, D] in the model's order: video in raster order, then text) in
+    place of the attention call. Every text token is taken as valid (the benchmark's inputs have no
+    padding), so the [B, 1, 1, N] text mask is not read."""
 
     def __init__(self, attend):
         self.attend = attend
@@ -110,19 +132,32 @@ class SwappableProcessor:
         def heads(x):
             return x.unflatten(2, (attn.heads, -1))
 
+        text = encoder_hidden_states.shape[1]
+        single_stream = attn.add_q_proj is None
+        if single_stream:
+            hidden_states = torch.cat([hidden_states, encoder_hidden_states], dim=1)
         query = attn.norm_q(heads(attn.to_q(hidden_states)))
         key = attn.norm_k(heads(attn.to_k(hidden_states)))
         value = heads(attn.to_v(hidden_states))
-        query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
-        key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
-        query = torch.cat([query, attn.norm_added_q(heads(attn.add_q_proj(encoder_hidden_states)))], dim=1)
-        key = torch.cat([key, attn.norm_added_k(heads(attn.add_k_proj(encoder_hidden_states)))], dim=1)
-        value = torch.cat([value, heads(attn.add_v_proj(encoder_hidden_states))], dim=1)
+        if single_stream:
+            query = torch.cat([apply_rotary_emb(query[:, :-text], image_rotary_emb, sequence_dim=1),
+                               query[:, -text:]], dim=1)
+            key = torch.cat([apply_rotary_emb(key[:, :-text], image_rotary_emb, sequence_dim=1),
+                             key[:, -text:]], dim=1)
+        else:
+            query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
+            key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
+            query = torch.cat([query, attn.norm_added_q(heads(attn.add_q_proj(encoder_hidden_states)))], dim=1)
+            key = torch.cat([key, attn.norm_added_k(heads(attn.add_k_proj(encoder_hidden_states)))], dim=1)
+            value = torch.cat([value, heads(attn.add_v_proj(encoder_hidden_states))], dim=1)
 
         out = self.attend(query, key, value).flatten(2, 3).to(query.dtype)
-        text = encoder_hidden_states.shape[1]
         video, context = out[:, :-text], out[:, -text:]
-        return attn.to_out[1](attn.to_out[0](video)), attn.to_add_out(context)
+        if getattr(attn, "to_out", None) is not None:
+            video = attn.to_out[1](attn.to_out[0](video))
+        if getattr(attn, "to_add_out", None) is not None:
+            context = attn.to_add_out(context)
+        return video, context
 
 
 class Attentions:
@@ -264,6 +299,83 @@ def check_gradients(a, device, attentions):
             "bound": BOUNDS[a.dtype], "passed": nonzero and errors[worst] <= BOUNDS[a.dtype]}
 
 
+# MARK: the whole model
+
+
+def whole_model(a, device, rows, save) -> int:
+    """The whole transformer's training step per attention (``--whole-model``); rows as for the block, with
+    ``attention_call_s`` (one attention call, forward + backward) and ``attention_calls`` in place of the
+    share (activation checkpointing runs each forward twice)."""
+    import argparse as _argparse
+
+    import diffusers_models as models
+
+    problem = models.problem("hunyuan", a.tiny)
+    model = models.build("hunyuan", tiny=a.tiny, device=device, dtype=a.dtype)
+    config = model.config
+    latent = problem["latent"]
+    canvas = (latent[1] // config.patch_size_t, latent[2] // config.patch_size, latent[3] // config.patch_size)
+    window = tuple(problem["window"]) if a.tiny else tuple(a.window)
+    shape = _argparse.Namespace(
+        canvas=canvas, tile=tuple(problem["tile"]), text=problem["text"], heads=config.num_attention_heads,
+        head_dim=config.attention_head_dim, window=window, kernel=a.kernel, dtype=a.dtype)
+    attentions = Attentions(shape, device)
+    blocks = list(model.transformer_blocks) + list(model.single_transformer_blocks)
+    for name, parameter in model.named_parameters():
+        projection = ".attn.to_" in name or ".attn.add_" in name
+        parameter.requires_grad_(a.trainable == "all" or (projection and name.split(".")[0] in (
+            "transformer_blocks", "single_transformer_blocks")))
+    if a.checkpointing:
+        model.enable_gradient_checkpointing()
+    model.train()
+    inputs = models.inputs("hunyuan", model, tiny=a.tiny, device=device, dtype=a.dtype)
+    generator = torch.Generator().manual_seed(3)
+    gradient = torch.randn(inputs["hidden_states"].shape, generator=generator).to(device=device, dtype=a.dtype)
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        model(**inputs).sample.backward(gradient)
+
+    status = 0
+    originals = [block.attn.processor for block in blocks]
+    for requested in a.attention:
+        name, attend = attentions.function(requested)
+        row = {"model": a.model, "attention": name, "trainable": a.trainable, "checkpointing": a.checkpointing}
+        try:
+            if requested == "sta":
+                sd.enable_sta(model, strategy=window, tile=shape.tile, kernel=a.kernel)
+            else:
+                for block in blocks:
+                    block.attn.set_processor(SwappableProcessor(attend))
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(device)
+            row["step_s"] = timed(step, device, a.steps, a.warmup)
+            if device.type == "cuda":
+                row["peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+            model.zero_grad(set_to_none=True)
+            row["attention_calls"] = len(blocks)
+            row["attention_call_s"] = attention_only(attend, shape, device, a.steps, a.warmup)
+            if name == "sta":
+                row["window"] = list(window)
+                row["backward_kernel"] = (
+                    sta.kernel_choice(attentions.plan, a.dtype, shape.head_dim, backward=True,
+                                      device=device.index or 0, kernel=a.kernel)
+                    if device.type == "cuda" else "cpu")
+        except Exception as error:  # one attention failing does not stop the others
+            row["error"] = f"{type(error).__name__}: {error}"[:300]
+            status = 1
+        finally:
+            sd.disable_sta(model)
+            for block, original in zip(blocks, originals):
+                block.attn.set_processor(original)
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr)
+        save()
+    return status
+
+
 # MARK: main
 
 
@@ -273,7 +385,6 @@ def main(argv=None) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         print("bench_training: no CUDA device; use --tiny --device cpu", file=sys.stderr)
         return 2
-    attentions = Attentions(a, device)
     rows = []
 
     def save():
@@ -281,6 +392,12 @@ def main(argv=None) -> int:
             with open(a.output, "w") as f:
                 json.dump(rows, f, indent=1)
 
+    if a.whole_model:
+        status = whole_model(a, device, rows, save)
+        print(json.dumps(rows))
+        return status
+
+    attentions = Attentions(a, device)
     status = 0
     if a.check:
         result = check_gradients(a, device, attentions)

@@ -8,7 +8,9 @@ training-step benchmark on tiny CPU layouts, and diffusers' models training thro
 * ``bench_training.py --tiny --device cpu``: the block's gradients with STA equal those with the same
   mask written out densely, every attention row is timed.
 * HunyuanVideo, Wan and FLUX (tiny, fp32) with every window full: the parameters' gradients through the
-  STA processors equal those through diffusers' own processors.
+  STA processors equal those through diffusers' own processors; HunyuanVideo with a sparse window: equal
+  to those under the same mask written out densely.
+* ``bench_training.py --whole-model`` on a tiny HunyuanVideo.
 
 Skipped without torch (and, for the block and the models, diffusers) or libsta_c.so; timings are not
 asserted. GPU: ``python/examples/gradients_vs_flex.py`` and ``bench_training.py`` at full size.
@@ -194,3 +196,73 @@ def test_diffusers_processors_train_through(name):
     worst = max(float((through_sta[n] - reference[n]).norm() / reference[n].norm().clamp_min(1e-30))
                 for n in reference if float(reference[n].norm()) > 1e-6 * max(1.0, float(reference[n].abs().max())))
     assert worst < 1e-3
+
+
+@needs_backward
+@needs_text_valid
+def test_hunyuan_processors_train_through_sparse_windows():
+    """A sparse window: every parameter's gradient through ``enable_sta``'s processors (tiny HunyuanVideo,
+    holes-free canvas 5×6×8 in 1×2×2 tiles, window 3×3×3) equals the one through diffusers' computation with
+    the same mask written out densely (bench_training's processor)."""
+    pytest.importorskip("diffusers")
+    import argparse
+
+    import bench_training
+    import diffusers_models as models
+    import sta.diffusers as sd
+
+    model = models.build("hunyuan", tiny=True, seed=2).requires_grad_(True)
+    arguments = models.inputs("hunyuan", model, tiny=True)
+    config = model.config
+    shape = argparse.Namespace(canvas=(5, 6, 8), tile=(1, 2, 2), text=16, heads=config.num_attention_heads,
+                               head_dim=config.attention_head_dim, window=(3, 3, 3), kernel="auto",
+                               dtype=torch.float32)
+    attentions = bench_training.Attentions(shape, torch.device("cpu"))
+    blocks = list(model.transformer_blocks) + list(model.single_transformer_blocks)
+    weights = None
+
+    def gradients():
+        nonlocal weights
+        model.zero_grad(set_to_none=True)
+        out = model(**arguments).sample
+        if weights is None:
+            weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(4))
+        (out * weights).sum().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    dense = gradients()
+    originals = [block.attn.processor for block in blocks]
+    for block in blocks:
+        block.attn.set_processor(bench_training.SwappableProcessor(attentions.dense_mask))
+    masked = gradients()
+    for block, original in zip(blocks, originals):
+        block.attn.set_processor(original)
+    sd.enable_sta(model, strategy=(3, 3, 3), tile=(1, 2, 2))
+    try:
+        through_sta = gradients()
+    finally:
+        sd.disable_sta(model)
+
+    def worst(a, b):
+        # Key biases before a softmax get gradients of rounding noise only (about 1e-7): not compared.
+        return max(float((a[n] - b[n]).norm() / b[n].norm()) for n in b if float(b[n].norm()) > 1e-5)
+
+    assert set(through_sta) == set(masked)
+    assert worst(through_sta, masked) < 1e-4
+    # The window matters: dense attention gives other gradients.
+    assert worst(through_sta, dense) > 1e-2
+
+
+@needs_backward
+def test_training_benchmark_whole_model_tiny(tmp_path):
+    pytest.importorskip("diffusers")
+    import bench_training
+
+    output = tmp_path / "rows.json"
+    status = bench_training.main(["--tiny", "--device", "cpu", "--whole-model", "--steps", "1", "--warmup", "0",
+                                  "--output", str(output)])
+    rows = json.loads(output.read_text())
+    assert status == 0, rows
+    assert [row["attention"] for row in rows] == ["sta", "dense-mask", "sdpa"]
+    for row in rows:
+        assert row["model"] == "hunyuan-13b-tiny" and row["step_s"] > 0 and row["attention_calls"] == 3
