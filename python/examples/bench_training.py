@@ -12,7 +12,7 @@ video + text sequence, the output projections) with the attention call swapped:
           ``attention_backward``), window ``--window`` (3×3×3) on every head, tile 6×8×8
   flex    FlexAttention (compiled) with the same mask (``flex_sta.block_mask``), on the same tile-order
           tensors and the same gathers
-  cudnn   dense attention, ``F.scaled_dot_product_attention`` on cuDNN
+  cudnn   dense attention, ``F.scaled_dot_product_attention`` on cuDNN (flash if cuDNN refuses the shape)
 
 Per attention, one JSON row: ``model`` ("hunyuan-double-block"), ``attention``, ``step_s`` (median of
 ``--steps`` CUDA-synchronised forward + backward passes after ``--warmup``), ``peak_gib``
@@ -192,7 +192,8 @@ class Attentions:
     def cudnn(self, q, k, v):
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
-        backends = [SDPBackend.CUDNN_ATTENTION] if q.is_cuda else [SDPBackend.MATH]
+        # cuDNN, with flash as the fallback for a shape cuDNN refuses; the math kernel on the CPU.
+        backends = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION] if q.is_cuda else [SDPBackend.MATH]
         with sdpa_kernel(backends):
             out = F.scaled_dot_product_attention(*(x.transpose(1, 2) for x in (q, k, v)))
         return out.transpose(1, 2)
