@@ -14,7 +14,7 @@ and the mean of the per-row errors ‖g_i − ref_i‖ / ‖ref_i‖):
     (for a key: every query that attends it). Rows: first, middle and last token of the first, middle and
     last tile of each axis, text rows beside every 64-row boundary, the last valid and first padding text
     rows, and ``--random-rows`` more;
-  * STA against FlexAttention on every real row.
+  * STA against FlexAttention on every real row (and their outputs).
 STA's gradient rows of holes and padding text must be exactly 0, and every other row finite.
 
 Exit status 1 when STA or FlexAttention is past the spec bound against float64 (bf16 1e-2, fp16 3e-3,
@@ -223,10 +223,11 @@ def main(argv=None) -> int:
             flex_out = flex_sta.flex_attention(q, k, v, mask, scale=scale)
         report["flex_forward_vs_sta"] = errors(sta_out.detach()[0], flex_out[0])["rel"]
     peer_grads = torch.autograd.grad(peer_out, leaves, dout)
-    del peer_out, sta_out
 
     # Rows of holes and padding text: STA's gradients there must be exactly zero.
     empty = unit == allowed.shape[-1] - 1
+    report["forward_sta_vs_peer"] = errors(sta_out.detach()[0][:, ~empty], peer_out.detach()[0][:, ~empty])
+    del peer_out, sta_out
     bad_empty = sum(int((g[0][:, empty] != 0).any(-1).sum()) for g in sta_grads)
     report["empty_rows"] = int(empty.sum()) * plan.heads
     report["bad_empty_rows"] = bad_empty
@@ -253,6 +254,8 @@ def main(argv=None) -> int:
                 failures.append(f"{name} {pair} {result[pair]['rel']:.3g} > {limit:g}")
     if bad_empty:
         failures.append(f"{bad_empty} gradient rows of holes or padding text are not zero")
+    if not report["forward_sta_vs_peer"]["rel"] <= 2 * bound:
+        failures.append(f"the outputs of STA and the peer differ by {report['forward_sta_vs_peer']['rel']:.3g}")
     if "flex_forward_vs_sta" in report and not report["flex_forward_vs_sta"] <= bound:
         failures.append(f"FlexAttention's forward differs from STA's by {report['flex_forward_vs_sta']:.3g}")
     report["failures"] = failures
@@ -262,6 +265,9 @@ def main(argv=None) -> int:
     for name, result in results.items():
         for pair, e in result.items():
             print(f"{name:4} {pair:16} {e['rel']:10.3e} {e['row_max']:10.3e} {e['row_mean']:10.3e}", file=sys.stderr)
+    forward = report["forward_sta_vs_peer"]
+    print(f"out  sta_vs_peer      {forward['rel']:10.3e} {forward['row_max']:10.3e} {forward['row_mean']:10.3e}",
+          file=sys.stderr)
     print(f"sampled real rows {len(real_rows)} per head; empty rows {report['empty_rows']}, not zero {bad_empty}; "
           f"bound {bound:g}: {'PASS' if not failures else 'FAIL: ' + '; '.join(failures)}", file=sys.stderr)
     text = json.dumps(report)

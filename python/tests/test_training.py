@@ -100,7 +100,7 @@ def test_gradient_script_passes_on_a_tiny_layout(tmp_path, dtype):
         for pair in ("sta_vs_float64", "peer_vs_float64", "sta_vs_peer"):
             e = report["gradients"][name][pair]
             assert 0 < e["rel"] < bound and e["row_mean"] <= e["row_max"]
-    assert report["flex_forward_vs_sta"] < bound
+    assert report["flex_forward_vs_sta"] < bound and 0 < report["forward_sta_vs_peer"]["rel"] < bound
 
 
 @needs_backward
