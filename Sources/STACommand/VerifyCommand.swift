@@ -11,7 +11,10 @@ struct Verify: ParsableCommand {
             log-sum-exp 1e-3. Without --suite or --canvas the matrix of small cases runs, every row referenced. \
             With them (e.g. --suite hunyuan, the layouts the benchmarks time), every kernel runs the whole \
             problem and is compared with the reference on sampled rows of every (batch, head) — interior, \
-            border and hole tiles, text and padding text — and every row that attends nothing must be 0 / −∞.
+            border and hole tiles, text and padding text — and every row that attends nothing must be 0 / −∞. \
+            With --backward there, dq is referenced on the sampled rows as queries and dk, dv on them as keys \
+            (every query that attends the key), gradients poisoned first: rows of holes and padding text must \
+            be exactly 0 in all three, every other row finite.
             """)
 
     @OptionGroup var problem: ProblemOptions
@@ -41,9 +44,6 @@ struct Verify: ParsableCommand {
             backends = try choices.map { .cuda(try CUDABackend(ordinal: 0, kernel: KernelPreference(name: $0.rawValue))) }
         }
         let sampled = problem.namesProblem
-        if sampled && backward {
-            throw UsageError("--backward checks the matrix of small cases; drop --suite and --canvas")
-        }
         let cases = sampled ? try problem.problems() : try Verification.gpuCases()
         let seed = self.seed ?? UInt64(MonotonicClock.now * 1e6)
         let heading = "verify \(backward ? "backward" : "forward") on \(backends.map(\.description).joined(separator: "; ")), seed \(seed)"
@@ -74,7 +74,8 @@ struct Verify: ParsableCommand {
             let backendName = backend.shortName
             for (index, testCase) in cases.enumerated() {
                 let seed = seed &+ UInt64(index)
-                let check: Verification.Check = backward ? .backward : sampled ? .sampledRows : .forward
+                let check: Verification.Check =
+                    sampled ? (backward ? .sampledBackward : .sampledRows) : (backward ? .backward : .forward)
                 report(try Verification.run(testCase, check, on: backend, seed: seed), backend: backendName)
             }
             // Batches whose rows have their own valid text lengths (a device array; CUDA kernels only).

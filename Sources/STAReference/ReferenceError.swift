@@ -21,6 +21,8 @@ public enum ReferenceError: Error, Equatable, Sendable, CustomStringConvertible 
     case textValidCountMismatch(count: Int, batch: Int)
     /// A per-row valid text length is outside 0...text token count.
     case textValidOutOfRange(row: Int, value: Int, textCount: Int)
+    /// A sampled row index is outside the sequence.
+    case rowOutOfRange(row: Int, sequenceLength: Int)
 
     public var description: String {
         switch self {
@@ -43,6 +45,8 @@ public enum ReferenceError: Error, Equatable, Sendable, CustomStringConvertible 
             return "textValid has \(count) entries; it needs one valid text length per batch row (\(batch))"
         case let .textValidOutOfRange(row, value, textCount):
             return "textValid[\(row)] is \(value); a valid text length must be in 0...\(textCount) (the text token count)"
+        case let .rowOutOfRange(row, sequenceLength):
+            return "sampled row \(row) is outside the sequence; rows must be in 0..<\(sequenceLength)"
         }
     }
 }

@@ -74,6 +74,8 @@ public enum Verification {
         case sampledRows
         /// dq, dk and dv: `runBackward`.
         case backward
+        /// dq, dk and dv of a layout too large to reference whole: `runSampledBackward`.
+        case sampledBackward
     }
 
     /// Runs one case on `backend` with inputs drawn from `seed`, in the case's storage type.
@@ -94,6 +96,7 @@ public enum Verification {
         case .forward: return try run(c, as: T.self, on: backend, seed: seed)
         case .sampledRows: return try runSampled(c, as: T.self, on: backend, seed: seed)
         case .backward: return try runBackward(c, as: T.self, on: backend, seed: seed)
+        case .sampledBackward: return try runSampledBackward(c, as: T.self, on: backend, seed: seed)
         }
     }
 
@@ -110,7 +113,8 @@ public enum Verification {
 
     /// The backward pass of one case on `backend` (forward on the same backend first, as training does),
     /// dq, dk and dv compared with the float64 reference backward given the same output and lse. The
-    /// outcome's `outputError` is the largest of the three relative errors; `lseError` is 0.
+    /// outcome's `outputError` is the largest of the three relative errors; `lseError` is 0; `badEmptyRows`
+    /// counts the rows of holes and padding text whose dq, dk or dv is not exactly 0 (once per gradient).
     static func runBackward<T: StorageScalar>(
         _ c: AttentionProblem, as: T.Type, on backend: AttentionBackend, seed: UInt64
     ) throws -> Outcome {
@@ -129,7 +133,24 @@ public enum Verification {
         return Outcome(
             name: c.name, dtype: c.dtype, headDim: c.headDim, sequenceLength: c.layout.sequenceLength,
             outputError: errors.contains { $0.isNaN } ? .infinity : errors.max() ?? .infinity, lseError: 0,
-            badEmptyRows: 0, tolerance: tolerance(c.dtype))
+            badEmptyRows: nonZeroEmptyRows(c, [gradients.dq, gradients.dk, gradients.dv]), tolerance: tolerance(c.dtype))
+    }
+
+    /// Rows of holes and padding text, over every (batch, head), that are not exactly 0 in each of
+    /// `gradients` (poisoned rows left unwritten hold NaN, which counts). Cost: O(B · H · empty rows · D).
+    static func nonZeroEmptyRows<T: StorageScalar>(_ c: AttentionProblem, _ gradients: [[T]]) -> Int {
+        let real = ReferenceAttention.realQueryMask(layout: c.layout)
+        let length = c.layout.sequenceLength
+        var bad = 0
+        for gradient in gradients {
+            for slice in 0..<(c.batch * c.heads) {
+                for row in 0..<length where !real[row] {
+                    let start = (slice * length + row) * c.headDim
+                    if gradient[start..<(start + c.headDim)].contains(where: { $0.floatValue != 0 }) { bad += 1 }
+                }
+            }
+        }
+        return bad
     }
 
     /// The case's plan and attention, and `tensors` random [B, H, S, D] tensors drawn from `seed`.

@@ -81,3 +81,133 @@ import SlidingTileAttention
         }
     }
 }
+
+@Suite struct SampledBackwardVerificationTests {
+    /// A padded 3D canvas (holes on T and W, so border and hole tiles), 20 text tokens of which 13 valid,
+    /// two heads with different windows, batch 2, a scale other than 1/√D.
+    func problem(_ dtype: DType = .float32) throws -> AttentionProblem {
+        let layout = try STALayout(canvas: [9, 12, 14], tile: [2, 4, 4], textCount: 20, textValid: 13)
+        return AttentionProblem(
+            name: "sampled backward", layout: layout,
+            headWindows: try ShapeSyntax.headWindows("3x1x3,1x3x1", layout: layout, heads: 2),
+            batch: 2, headDim: 16, dtype: dtype, scale: 0.3)
+    }
+
+    @Test func sampledReferenceEqualsTheWholeReferenceOnItsRows() throws {
+        let c = try problem()
+        let plan = try c.plan()
+        let attention = try SlidingTileAttention(plan: plan, batch: c.batch, headDim: c.headDim)
+        var random = RandomInputs(seed: 11)
+        let (q, k, v, dO): ([Float], [Float], [Float], [Float]) = (
+            random.values(attention.elementCount), random.values(attention.elementCount),
+            random.values(attention.elementCount), random.values(attention.elementCount))
+        let forward = try attention.forward(q: q, k: k, v: v, scale: 0.3, on: .cpu(threads: 2))
+        let whole = try ReferenceAttention.backward(
+            q: q, k: k, v: v, output: forward.output, lse: forward.lse, outputGradient: dO, batch: c.batch,
+            headDim: c.headDim, plan: plan, scale: 0.3)
+        // Every row as a query row, a few (a hole, a text key, a padding text key) as key rows.
+        let length = c.layout.sequenceLength
+        let video = c.layout.paddedVideoTokenCount
+        let hole = try #require((0..<video).first { c.layout.canvasPosition(ofSequenceIndex: $0) == nil })
+        let keyRows = [0, 37, hole, video - 1, video, video + 12, video + 13, length - 1]
+        let sampled = try ReferenceAttention.sampledBackward(
+            q: q, k: k, v: v, output: forward.output, lse: forward.lse, outputGradient: dO, batch: c.batch,
+            headDim: c.headDim, plan: plan, scale: 0.3, queryRows: Array(0..<length), keyRows: keyRows)
+        #expect(sampled.dq.count == whole.dq.count)
+        #expect(zip(sampled.dq, whole.dq).allSatisfy { abs($0 - $1) <= 1e-12 * max(1, abs($1)) })
+        var nonZeroKeyRows = 0
+        for slice in 0..<(c.batch * c.heads) {
+            for (index, row) in keyRows.enumerated() {
+                let got = (slice * keyRows.count + index) * c.headDim, want = (slice * length + row) * c.headDim
+                for i in 0..<c.headDim {
+                    #expect(abs(sampled.dk[got + i] - whole.dk[want + i]) <= 1e-12 * max(1, abs(whole.dk[want + i])))
+                    #expect(abs(sampled.dv[got + i] - whole.dv[want + i]) <= 1e-12 * max(1, abs(whole.dv[want + i])))
+                }
+                if sampled.dk[got..<(got + c.headDim)].contains(where: { $0 != 0 }) { nonZeroKeyRows += 1 }
+            }
+        }
+        // Real key rows have gradients; the two holes and the two padding text keys have none.
+        #expect(nonZeroKeyRows == 4 * 4)
+        #expect(throws: ReferenceError.rowOutOfRange(row: length, sequenceLength: length)) {
+            try ReferenceAttention.sampledBackward(
+                q: q, k: k, v: v, output: forward.output, lse: forward.lse, outputGradient: dO, batch: c.batch,
+                headDim: c.headDim, plan: plan, queryRows: [0], keyRows: [length])
+        }
+    }
+
+    @Test(arguments: [DType.float32, .bfloat16])
+    func sampledBackwardPassesOnTheCPU(dtype: DType) throws {
+        let outcome = try Verification.run(problem(dtype), .sampledBackward, on: .cpu(threads: 2), seed: 5)
+        #expect(outcome.passed, "rel err \(outcome.outputError), bad rows \(outcome.badEmptyRows)")
+        #expect(outcome.outputError > 0 && outcome.badEmptyRows == 0)
+    }
+
+    @Test func catchesAWrongKeyRowAnUnwrittenRowAndANonZeroEmptyRow() throws {
+        let c = try problem()
+        let plan = try c.plan()
+        let attention = try SlidingTileAttention(plan: plan, batch: c.batch, headDim: c.headDim)
+        var random = RandomInputs(seed: 9)
+        let (q, k, v, dO): ([Float], [Float], [Float], [Float]) = (
+            random.values(attention.elementCount), random.values(attention.elementCount),
+            random.values(attention.elementCount), random.values(attention.elementCount))
+        let rows = Verification.sampledRows(of: c.layout, randomCount: 4, random: &random)
+        let forward = try attention.forward(q: q, k: k, v: v, scale: 0.3, on: .cpu(threads: 2))
+        let gradients = try attention.backward(
+            q: q, k: k, v: v, output: forward.output, lse: forward.lse, outputGradient: dO, scale: 0.3,
+            on: .cpu(threads: 2))
+        func check(_ g: (dq: [Float], dk: [Float], dv: [Float])) throws -> Verification.SampledGradientErrors {
+            try Verification.compareSampledBackward(
+                c, plan: plan, q: q, k: k, v: v, output: forward.output, lse: forward.lse, outputGradient: dO,
+                gradients: g, rows: rows)
+        }
+        let clean = try check(gradients)
+        #expect(clean.worst < 1e-5 && clean.badEmptyRows == 0)
+
+        let length = c.layout.sequenceLength, d = c.headDim
+        // One sampled key row of dk (batch 1, head 1, the first sampled row, a corner tile) swapped with its
+        // neighbour's: only dk's error grows, past the fp32 bound.
+        var wrongKey = gradients
+        let keyRow = ((1 * c.heads + 1) * length + rows[0]) * d
+        for i in 0..<d { wrongKey.dk.swapAt(keyRow + i, keyRow + d + i) }
+        let wrong = try check(wrongKey)
+        #expect(wrong.dk > Verification.tolerance(.float32) && wrong.dq == clean.dq && wrong.dv == clean.dv)
+
+        // A real row that is not sampled, left as the poison: the gradient's error is infinite.
+        let real = ReferenceAttention.realQueryMask(layout: c.layout)
+        let unsampled = try #require((0..<length).first { real[$0] && !rows.contains($0) })
+        var unwritten = gradients
+        unwritten.dv[unsampled * d + 3] = .nan
+        #expect(try check(unwritten).dv == .infinity)
+
+        // A padding text row of dq and a hole row of dk not zero: two bad rows.
+        let hole = try #require((0..<c.layout.paddedVideoTokenCount).first { !real[$0] })
+        var leaked = gradients
+        leaked.dq[(length - 1) * d] = 1e-3
+        leaked.dk[(length + hole) * d + 1] = .nan
+        let bad = try check(leaked)
+        #expect(bad.badEmptyRows == 2 && bad.worst == clean.worst)
+    }
+}
+
+@Suite struct BackwardEmptyRowTests {
+    @Test func matrixBackwardMeasuresEmptyRows() throws {
+        let layout = try STALayout(canvas: [9, 12, 14], tile: [2, 4, 4], textCount: 20, textValid: 13)
+        let c = AttentionProblem(
+            name: "backward empty rows", layout: layout,
+            headWindows: try ShapeSyntax.headWindows("3x1x3,1x3x1", layout: layout, heads: 2),
+            batch: 2, headDim: 16, dtype: .float32)
+        let outcome = try Verification.run(c, .backward, on: .cpu(threads: 2), seed: 4)
+        #expect(outcome.passed && outcome.badEmptyRows == 0, "rel err \(outcome.outputError)")
+
+        // A hole row of batch 1 head 0 and a padding text row of batch 0 head 0, one NaN, one non-zero.
+        let length = layout.sequenceLength
+        var gradient = [Float](repeating: 0, count: c.batch * c.heads * length * c.headDim)
+        #expect(Verification.nonZeroEmptyRows(c, [gradient, gradient]) == 0)
+        let hole = try #require((0..<layout.paddedVideoTokenCount).first { layout.canvasPosition(ofSequenceIndex: $0) == nil })
+        gradient[(2 * length + hole) * c.headDim + 5] = 1
+        gradient[(length - 1) * c.headDim] = .nan
+        // A real row's value is not an empty row's business.
+        gradient[0] = .nan
+        #expect(Verification.nonZeroEmptyRows(c, [gradient, gradient]) == 4)
+    }
+}
