@@ -95,7 +95,7 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
         case .geometry, .badCandidates, .negativeFullSteps, .densityBudgetOutOfRange, .toleranceOutOfRange:
             return .usage
         case .densityBudgetInfeasible: return .usage
-        case .backend: return .internalError
+        case let .backend(message): return isUnavailable(message) ? .unavailable : .internalError
         default: return .dataError
         }
     }
