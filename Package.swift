@@ -85,7 +85,7 @@ let package = Package(
         .testTarget(name: "STACPUKernelsTests", dependencies: ["STACPUKernels", "STAReference"]),
         .testTarget(name: "CUDADriverTests", dependencies: ["CUDADriver"]),
         .testTarget(name: "STACUDAKernelsTests", dependencies: ["STACUDAKernels", "STAReference"]),
-        .testTarget(name: "STAWindowSearchTests", dependencies: ["STAWindowSearch"]),
+        .testTarget(name: "STAWindowSearchTests", dependencies: ["STAWindowSearch", "STACPUKernels", "STACUDAKernels"]),
         .testTarget(name: "SlidingTileAttentionTests", dependencies: ["SlidingTileAttention"]),
         .testTarget(name: "STAToolingTests", dependencies: ["STATooling", "SlidingTileAttention", "STAReference"]),
         .testTarget(name: "STACommandTests", dependencies: ["STACommand"]),

@@ -31,7 +31,9 @@ import Synchronization
 /// (2 · B·H·S·D · 2 bytes at device bandwidth: about 0.5 ms for a HunyuanVideo layer). For HunyuanVideo
 /// at 720p (B·H = 24, S = 115,456, D = 128, bf16: 2.1 GB) with 7 candidates on an H200: full 0.26 s,
 /// candidates ≈ 0.33 s, so about 0.6 s of kernels plus the read and copy of 2.1 GB.
-/// `prefetch(_:)` asks the OS to read the next capture while the kernels of this one run.
+/// Once a capture is on the device, the OS is asked to read the next one (`ActivationCapture.adviseWillNeed`)
+/// while this one's kernels run, so with a disk slower than the kernels the time per capture tends to the
+/// read time alone.
 ///
 /// Device memory: q, k, v, two outputs (5 · B·H·S·D · 2 bytes), lse (B·H·S · 4), a staging buffer of one
 /// tensor as stored when a conversion is needed, and the partial table; allocated on first use, grown when
@@ -89,125 +91,196 @@ public final class CUDAWindowMeasurer: WindowErrorMeasurer {
         stored.allSatisfy { $0 == .float16 } ? .float16 : .bfloat16
     }
 
-    public func prefetch(_ capture: ActivationCapture) {
-        capture.adviseWillNeed()
+    public func measure(
+        _ capture: ActivationCapture, candidates: [Window], layout: STALayout, rows: SearchRows, next: ActivationCapture?
+    ) throws(WindowSearchError) -> [[OutputError]] {
+        try locked { (state) throws(WindowSearchError) in
+            let problem = Problem(batch: capture.batch, heads: capture.heads, headDim: capture.headDim, layout: layout)
+            let clock = ContinuousClock()
+            let start = clock.now
+            let (tensors, dtype) = try upload(capture, problem: problem, rows: rows, state: &state)
+            state.transferSeconds = seconds(clock.now - start)
+            // The next capture's pages are read by the OS while this one's kernels run.
+            next?.adviseWillNeed()
+            return try errors(
+                tensors: tensors, dtype: dtype, problem: problem, candidates: candidates, layout: layout, rows: rows,
+                source: capture.path, state: &state)
+        }
     }
 
+    /// The errors of `candidates` on q, k, v that are already on this measurer's device — e.g. a model's
+    /// tensors borrowed from PyTorch while it runs, so that nothing is written to or read from a file:
+    /// [batch, heads, S, headDim] contiguous in `dtype` (bf16 or f16), S = `layout.sequenceLength`, video
+    /// tokens in tile order then text. The caller's buffers are only read: they are copied once into the
+    /// measurer's own (zeroing the rows attention never reads and counting non-finite values, which are
+    /// rejected as for a file, naming `source`). Returns `[candidate][head]` as `measure(_:candidates:
+    /// layout:rows:next:)`. Cost: the kernels only (one device-to-device copy of q, k, v, full attention,
+    /// the candidates and their error sums); no host transfer but the partial sums.
     public func measure(
-        _ capture: ActivationCapture, candidates: [Window], layout: STALayout, rows: SearchRows
+        q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, dtype: DType, batch: Int, heads: Int, headDim: Int,
+        candidates: [Window], layout: STALayout, source: String = "(device tensors)"
     ) throws(WindowSearchError) -> [[OutputError]] {
-        let result: Result<[[OutputError]], WindowSearchError> = state.withLock { state in
-            do throws(WindowSearchError) {
-                return .success(try measure(capture, candidates: candidates, layout: layout, rows: rows, state: &state))
-            } catch {
-                return .failure(error)
-            }
+        guard WindowErrorKernels.computeDTypes.contains(dtype) else {
+            throw .backend("device tensors are \(dtype); the GPU search reads bf16 or f16")
+        }
+        let rows = SearchRows(layout: layout)
+        return try locked { (state) throws(WindowSearchError) in
+            let problem = Problem(batch: batch, heads: heads, headDim: headDim, layout: layout)
+            let clock = ContinuousClock()
+            let start = clock.now
+            let tensors = try stage(
+                sources: [q, k, v], stored: [dtype, dtype, dtype], dtype: dtype, problem: problem, rows: rows,
+                source: source, state: &state, fill: nil)
+            state.transferSeconds = seconds(clock.now - start)
+            return try errors(
+                tensors: tensors, dtype: dtype, problem: problem, candidates: candidates, layout: layout, rows: rows,
+                source: source, state: &state)
+        }
+    }
+
+    /// The sizes of one measured call.
+    struct Problem {
+        let batch: Int, heads: Int, headDim: Int, sequenceLength: Int
+        init(batch: Int, heads: Int, headDim: Int, layout: STALayout) {
+            self.batch = batch
+            self.heads = heads
+            self.headDim = headDim
+            self.sequenceLength = layout.sequenceLength
+        }
+        var batchHeads: Int { batch * heads }
+        var elements: Int { batchHeads * sequenceLength * headDim }
+    }
+
+    /// `body` under the lock, its typed error carried out.
+    private func locked<R>(_ body: (inout State) throws(WindowSearchError) -> R) throws(WindowSearchError) -> R {
+        let result: Result<R, WindowSearchError> = state.withLock { state in
+            do throws(WindowSearchError) { return .success(try body(&state)) } catch { return .failure(error) }
         }
         return try result.get()
     }
 
-    private func measure(
-        _ capture: ActivationCapture, candidates: [Window], layout: STALayout, rows: SearchRows, state: inout State
-    ) throws(WindowSearchError) -> [[OutputError]] {
-        let (batch, heads, headDim) = (capture.batch, capture.heads, capture.headDim)
-        let sequenceLength = layout.sequenceLength
-        let batchHeads = batch * heads
-        let elements = batchHeads * sequenceLength * headDim
+    /// q, k, v of `capture` on the device in the compute dtype, checked: copied from the file's mapping as
+    /// stored (into the tensor buffer itself when no conversion is needed, else into a staging buffer).
+    private func upload(
+        _ capture: ActivationCapture, problem: Problem, rows: SearchRows, state: inout State
+    ) throws(WindowSearchError) -> (tensors: [DeviceBuffer], dtype: DType) {
         let names = ActivationCapture.tensorNames
         let stored = try names.map { name throws(WindowSearchError) in try capture.storedDType(of: name) }
         let dtype = Self.computeDType(stored: stored)
-        let fullWindow = Window(tiles: layout.tileGrid)
-        let partials = ErrorPartials(
-            candidates: candidates.count, batch: batch, heads: heads,
-            blocksPerHead: WindowErrorKernels.blocksPerHead(sequenceLength: sequenceLength),
-            elementsPerHead: rows.comparedElements(headDim: headDim))
-        let context = backend.context
-        let clock = ContinuousClock()
-        let start = clock.now
+        let tensors = try stage(
+            sources: nil, stored: stored, dtype: dtype, problem: problem, rows: rows, source: capture.path,
+            state: &state
+        ) { index, target in
+            try capture.withStoredBytes(of: names[index]) { bytes in try target.copy(from: bytes) }
+        }
+        return (tensors, dtype)
+    }
 
-        // 1. q, k, v onto the device, as stored; converted and checked there.
-        let counterValues = [UInt64](repeating: 0, count: 6).enumerated().map { $0.offset % 2 == 1 ? UInt64.max : 0 }
-        let tensors: [DeviceBuffer]
-        let counters: DeviceBuffer
-        let rowKinds: DeviceBuffer
+    /// The measurer's q, k, v buffers in `dtype`, prepared from `sources` (device buffers) or, when nil,
+    /// from what `fill` copies into a buffer of the stored dtype; then the non-finite counts are checked.
+    private func stage(
+        sources: [DeviceBuffer]?, stored: [DType], dtype: DType, problem: Problem, rows: SearchRows, source: String,
+        state: inout State, fill: ((Int, DeviceBuffer) throws -> Void)?
+    ) throws(WindowSearchError) -> [DeviceBuffer] {
+        let names = ActivationCapture.tensorNames
+        let elements = problem.elements
         do {
-            tensors = try names.map { try buffer("\($0)", bytes: elements * 2, in: &state) }
-            counters = try buffer("counters", bytes: 48, in: &state)
-            try counters.upload(counterValues)
-            rowKinds = try self.rowKinds(rows, in: &state)
-            let stagingBytes = zip(stored, names).map { $0.0 == dtype ? 0 : elements * $0.0.byteCount }.max() ?? 0
+            let tensors = try names.map { try buffer($0, bytes: elements * 2, in: &state) }
+            let counters = try buffer("counters", bytes: 48, in: &state)
+            try counters.upload((0..<6).map { $0 % 2 == 1 ? UInt64.max : 0 })
+            let rowKinds = try self.rowKinds(rows, in: &state)
+            let stagingBytes = sources != nil ? 0 : stored.map { $0 == dtype ? 0 : elements * $0.byteCount }.max() ?? 0
             let staging = stagingBytes > 0 ? try buffer("staging", bytes: stagingBytes, in: &state) : nil
-            for (index, name) in names.enumerated() {
-                let target = stored[index] == dtype ? tensors[index] : staging!
-                try capture.withStoredBytes(of: name) { bytes in try target.copy(from: bytes) }
-                let slot = try DeviceBuffer(borrowing: counters.address + UInt64(16 * index), byteCount: 16, context: context)
+            for index in names.indices {
+                let from: DeviceBuffer
+                if let sources {
+                    from = sources[index]
+                } else {
+                    from = stored[index] == dtype ? tensors[index] : staging!
+                    try fill?(index, from)
+                }
+                let slot = try DeviceBuffer(
+                    borrowing: counters.address + UInt64(16 * index), byteCount: 16, context: backend.context)
                 try kernels.prepare(
-                    source: target, sourceDType: stored[index], destination: tensors[index],
-                    dtype: dtype, rowKinds: rowKinds, rows: batchHeads * sequenceLength, sequenceLength: sequenceLength,
-                    headDim: headDim, counters: slot)
+                    source: from, sourceDType: stored[index], destination: tensors[index], dtype: dtype,
+                    rowKinds: rowKinds, rows: problem.batchHeads * problem.sequenceLength,
+                    sequenceLength: problem.sequenceLength, headDim: problem.headDim, counters: slot)
             }
             let counts = try counters.download(as: UInt64.self, count: 6)
-            state.transferSeconds = seconds(clock.now - start)
             for (index, name) in names.enumerated() where counts[2 * index] > 0 {
                 let first = Int(counts[2 * index + 1])
                 let bits = try tensors[index].download(as: UInt16.self, count: 1, byteOffset: 2 * first)[0]
                 let value = dtype == .float16 ? Double(Float(Float16(bitPattern: bits))) : BFloat16(bitPattern: bits).doubleValue
                 throw WindowSearchError.nonFiniteActivation(
-                    path: capture.path, name: name, index: rows.position(ofFlatIndex: first, heads: heads, headDim: headDim),
+                    path: source, name: name,
+                    index: rows.position(ofFlatIndex: first, heads: problem.heads, headDim: problem.headDim),
                     value: value, count: Int(counts[2 * index]))
             }
+            return tensors
         } catch let error as WindowSearchError {
             throw error
         } catch {
-            throw .backend("reading capture '\(capture.path)' onto \(backend.properties.name): \(error)")
+            throw .backend("reading '\(source)' onto \(backend.properties.name): \(error)")
         }
+    }
 
-        // 2. Full attention once, 3. every candidate against it, 4. the partial sums back.
-        let deviceStart = clock.now
+    /// Full attention once, every candidate against it, the partial sums back and added up.
+    private func errors(
+        tensors: [DeviceBuffer], dtype: DType, problem: Problem, candidates: [Window], layout: STALayout,
+        rows: SearchRows, source: String, state: inout State
+    ) throws(WindowSearchError) -> [[OutputError]] {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let fullWindow = Window(tiles: layout.tileGrid)
+        let partials = ErrorPartials(
+            candidates: candidates.count, batch: problem.batch, heads: problem.heads,
+            blocksPerHead: WindowErrorKernels.blocksPerHead(sequenceLength: problem.sequenceLength),
+            elementsPerHead: rows.comparedElements(headDim: problem.headDim))
         let values: [Double]
         do {
-            let full = try buffer("full", bytes: elements * 2, in: &state)
-            let sparse = try buffer("sparse", bytes: elements * 2, in: &state)
-            let lse = try buffer("lse", bytes: batchHeads * sequenceLength * 4, in: &state)
+            let full = try buffer("full", bytes: problem.elements * 2, in: &state)
+            let sparse = try buffer("sparse", bytes: problem.elements * 2, in: &state)
+            let lse = try buffer("lse", bytes: problem.batchHeads * problem.sequenceLength * 4, in: &state)
             let table = try buffer("partials", bytes: partials.valueCount * 8, in: &state)
-            try attention(fullWindow, layout: layout, heads: heads, batch: batch, headDim: headDim, dtype: dtype,
-                tensors: tensors, output: full, lse: lse, state: &state)
+            let rowKinds = try self.rowKinds(rows, in: &state)
+            try attention(fullWindow, layout: layout, problem: problem, dtype: dtype, tensors: tensors, output: full,
+                lse: lse, state: &state)
             for (index, candidate) in candidates.enumerated() {
-                let output = candidate == fullWindow ? full : sparse
                 if candidate != fullWindow {
-                    try attention(candidate, layout: layout, heads: heads, batch: batch, headDim: headDim, dtype: dtype,
-                        tensors: tensors, output: sparse, lse: lse, state: &state)
+                    try attention(candidate, layout: layout, problem: problem, dtype: dtype, tensors: tensors,
+                        output: sparse, lse: lse, state: &state)
                 }
                 try kernels.errorSums(
-                    sparse: output, full: full, dtype: dtype, rowKinds: rowKinds, batchHeads: batchHeads,
-                    sequenceLength: sequenceLength, headDim: headDim, partials: table,
-                    partialOffset: index * partials.valuesPerCandidate)
+                    sparse: candidate == fullWindow ? full : sparse, full: full, dtype: dtype, rowKinds: rowKinds,
+                    batchHeads: problem.batchHeads, sequenceLength: problem.sequenceLength, headDim: problem.headDim,
+                    partials: table, partialOffset: index * partials.valuesPerCandidate)
             }
             values = try table.download(as: Double.self, count: partials.valueCount)
         } catch let error as WindowSearchError {
             throw error
         } catch {
-            throw .backend("measuring capture '\(capture.path)' on \(backend.properties.name): \(error)")
+            throw .backend("measuring '\(source)' on \(backend.properties.name): \(error)")
         }
-        state.deviceSeconds = seconds(clock.now - deviceStart)
+        state.deviceSeconds = seconds(clock.now - start)
 
         let errors = partials.errors(values)
         // The full output's size is in every candidate's reference sum; it is finite iff the output is.
         if let first = errors.first, !first.allSatisfy({ $0.squaredReference.isFinite }) {
-            throw .nonFiniteOutput(path: capture.path, window: "\(fullWindow) (full)")
+            throw .nonFiniteOutput(path: source, window: "\(fullWindow) (full)")
         }
         for (index, perHead) in errors.enumerated()
         where !perHead.allSatisfy({ $0.squaredError.isFinite && $0.absoluteError.isFinite }) {
-            throw .nonFiniteOutput(path: capture.path, window: "\(candidates[index])")
+            throw .nonFiniteOutput(path: source, window: "\(candidates[index])")
         }
         return errors
     }
 
     /// Queues attention under `window` (uniform over `heads`) through the engine.
     private func attention(
-        _ window: Window, layout: STALayout, heads: Int, batch: Int, headDim: Int, dtype: DType,
+        _ window: Window, layout: STALayout, problem: Problem, dtype: DType,
         tensors: [DeviceBuffer], output: DeviceBuffer, lse: DeviceBuffer, state: inout State
     ) throws(WindowSearchError) {
+        let (heads, batch, headDim) = (problem.heads, problem.batch, problem.headDim)
         let key = PlanKey(layout: layout, window: window, heads: heads)
         let plan: AttentionPlan
         if let cached = state.plans[key] {

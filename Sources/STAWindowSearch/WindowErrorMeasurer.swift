@@ -8,16 +8,10 @@ import STAGeometry
 /// A measurer throws `nonFiniteActivation` for a capture with NaN or ±∞ in a row attention reads
 /// (`rows.read`) and `nonFiniteOutput` for a non-finite output, naming the capture, as the CPU path does.
 public protocol WindowErrorMeasurer: AnyObject, Sendable {
-    /// The errors of `candidates` (resolved windows of `layout`) on `capture`.
+    /// The errors of `candidates` (resolved windows of `layout`) on `capture`. `next` is the capture to be
+    /// measured after this one, if any: a measurer may start reading it (e.g. ask the OS to read the file
+    /// ahead) once it is done reading `capture`, so the read overlaps this capture's kernels.
     func measure(
-        _ capture: ActivationCapture, candidates: [Window], layout: STALayout, rows: SearchRows
+        _ capture: ActivationCapture, candidates: [Window], layout: STALayout, rows: SearchRows, next: ActivationCapture?
     ) throws(WindowSearchError) -> [[OutputError]]
-
-    /// A hint that `capture` is measured next: a measurer may start reading it (e.g. ask the OS to read
-    /// the file ahead) while the current one runs. Must not throw or block.
-    func prefetch(_ capture: ActivationCapture)
-}
-
-extension WindowErrorMeasurer {
-    public func prefetch(_ capture: ActivationCapture) {}
 }

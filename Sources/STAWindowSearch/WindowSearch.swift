@@ -27,9 +27,20 @@ public struct StepLayer: Hashable, Comparable, Sendable, CustomStringConvertible
 /// Errors are measured over the real video query rows only (not holes, not text rows): a text query
 /// attends every key under any window, so its output never differs from full attention.
 ///
-/// Cost per measured capture: one full and one sparse attention per candidate, i.e.
-/// 4·B·H·D·(real tokens)² · (1 + Σ candidate densities) FLOPs on the CPU, plus O(B·H·S·D) per candidate
-/// to compare; memory: q, k, v and two outputs as fp32.
+/// Two paths measure a capture, with the same rows and sums:
+/// - the CPU path (the reference, no `measurer`): q, k, v read into fp32 arrays, `CPUAttention` (or the
+///   `runner`), comparison in float64. Cost per measured capture: one full and one sparse attention per
+///   candidate, i.e. 4·B·H·D·(real tokens)² · (1 + Σ candidate densities) FLOPs on the CPU, plus
+///   O(B·H·S·D) per candidate to compare; memory: q, k, v and two outputs as fp32.
+/// - a `WindowErrorMeasurer`, e.g. `CUDAWindowMeasurer`: the capture read once onto a GPU, attention and
+///   the error sums there, a few bytes per (candidate, head) back. Cost per capture: the file read
+///   (3·B·H·S·D · element size at the disk's rate) and copy, plus (1 + Σ candidate densities) × the full
+///   attention kernel: for a HunyuanVideo 720p layer (2.1 GB in bf16) with 7 candidates on an H200, about
+///   0.6 s of kernels plus the read — about 1 s, so a whole strategy (35 steps × 60 layers = 2,100
+///   captures) about 35 minutes. `SearchAgreement` compares the two paths (`sta search --check`).
+///
+/// Adding every capture to one search (one `sta search` call) keeps the compiled kernels and device
+/// buffers and lets the measurer read the next file while the current one runs (`add(_:prefetching:)`).
 public struct WindowSearch: Sendable {
     /// Computes one attention output for the search: `q`, `k`, `v` and the result are
     /// [batch, plan.heads, S, headDim] fp32. Lets a caller run the search on another backend (a GPU);
@@ -118,7 +129,7 @@ public struct WindowSearch: Sendable {
 
     /// Adds `capture`: measures it when its step is at least `fullSteps`, otherwise only records its
     /// layer's head count. `next`, the capture to be added after this one, lets a measurer start reading
-    /// it while this one runs (see `WindowErrorMeasurer.prefetch`).
+    /// it while this one runs (see `WindowErrorMeasurer`).
     ///
     /// Cost on the CPU path: reads q, k, v as fp32 host arrays, then the attention of `measure`. With a
     /// `measurer`: what the measurer documents (`CUDAWindowMeasurer`: the file read once, the kernels on
@@ -132,8 +143,8 @@ public struct WindowSearch: Sendable {
         guard capture.step >= fullSteps else { return }
         let measured: [[OutputError]]
         if let measurer {
-            if let next, next.step >= fullSteps { measurer.prefetch(next) }
-            measured = try measurer.measure(capture, candidates: candidates, layout: layout, rows: rows)
+            let next = next.flatMap { $0.step >= fullSteps ? $0 : nil }
+            measured = try measurer.measure(capture, candidates: candidates, layout: layout, rows: rows, next: next)
             guard measured.count == candidates.count, measured.allSatisfy({ $0.count == capture.heads }) else {
                 throw .backend("the measurer returned \(measured.map(\.count)) errors per candidate; "
                     + "\(candidates.count) candidates × \(capture.heads) heads are needed")
