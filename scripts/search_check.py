@@ -42,8 +42,10 @@ def tile_order(canvas, tile):
     return positions
 
 
-def activations(canvas, tile, text, heads, head_dim, seed):
-    """q, k, v [1, H, S, D] float32: head kinds cycle through very local, time-local, wide and random."""
+def activations(canvas, tile, text, heads, head_dim, seed, valid=None, poison_unread=False):
+    """q, k, v [1, H, S, D] float32: head kinds cycle through very local, time-local, wide and random.
+    With `poison_unread`, the rows attention never reads (holes, padding text past `valid`) hold NaN: the
+    search must ignore them (the GPU path zeroes them on the device)."""
     rng = np.random.default_rng(seed)
     positions = tile_order(canvas, tile)
     length = len(positions) + text
@@ -68,9 +70,10 @@ def activations(canvas, tile, text, heads, head_dim, seed):
             k[0, h, s, :4] = np.concatenate([x, [-(np.array(beta) * x * x).sum()]])
             q[0, h, s, 4:] *= 0.1
             k[0, h, s, 4:] *= 0.1
-    for s, p in enumerate(positions):   # holes are zero in captures
-        if p is None:
-            q[:, :, s] = k[:, :, s] = v[:, :, s] = 0
+    unread = [s for s, p in enumerate(positions) if p is None]
+    unread += list(range(len(positions) + (text if valid is None else valid), length))
+    for s in unread:
+        q[:, :, s] = k[:, :, s] = v[:, :, s] = np.nan if poison_unread else 0
     return q, k, v
 
 
@@ -99,11 +102,41 @@ def write_capture(path, tensors, dtype, metadata):
 
 
 CASES = [
-    # name, canvas, tile, text, text valid, heads, head dim, dtype, candidates
-    ("divisible-bf16", (8, 24, 24), (4, 8, 8), 0, 0, 4, 128, "BF16", "1x1x1,1x3x3,2x1x1,2x3x1,1x1x3,2x1x3"),
-    ("holes-text-bf16", (7, 20, 22), (4, 8, 8), 64, 40, 4, 128, "BF16", None),
-    ("holes-text-f16-d64", (7, 20, 22), (4, 8, 8), 64, 40, 4, 64, "F16", "1x1x1,1x3x3,2x1x1,2x3x1,1x1x3"),
+    # name, canvas, tile, text, text valid, heads, head dim, dtype, candidates, selection rule
+    ("divisible-bf16", (8, 24, 24), (4, 8, 8), 0, 0, 4, 128, "BF16", "1x1x1,1x3x3,2x1x1,2x3x1,1x1x3,2x1x3",
+     ["--tolerance", "0.5"]),
+    ("holes-text-bf16", (7, 20, 22), (4, 8, 8), 64, 40, 4, 128, "BF16", None, []),
+    ("holes-text-f16-d64", (7, 20, 22), (4, 8, 8), 64, 40, 4, 64, "F16", "1x1x1,1x3x3,2x1x1,2x3x1,1x1x3",
+     ["--max-density", "0.3"]),
 ]
+
+
+def check_non_finite(args, root):
+    """A capture with NaN and +inf in rows attention reads is refused with exit status 65 and the same
+    message (tensor, first [b, h, s, d], count) on the CPU and the GPU. Returns 1 on a difference."""
+    canvas, tile, text, valid, heads, head_dim = (7, 20, 22), (4, 8, 8), 64, 40, 4, 128
+    directory = os.path.join(root, "non-finite")
+    os.makedirs(directory, exist_ok=True)
+    q, k, v = activations(canvas, tile, text, heads, head_dim, seed=7, valid=valid, poison_unread=True)
+    video = len(tile_order(canvas, tile))
+    k[0, 2, 37, 5] = np.nan          # a real video token (tile 0 holds no holes)
+    k[0, 3, video + 3, 0] = np.inf   # valid text
+    path = os.path.join(directory, "step5_layer0_prompt0.safetensors")
+    write_capture(path, {"q": q, "k": k, "v": v}, "BF16", {"step": "5", "layer": "0", "prompt": "0"})
+    messages = []
+    for extra in ([] if args.cpu_only else [["--gpu"]]) + [[]]:
+        command = [args.sta, "search", "--canvas", "x".join(map(str, canvas)), "--tile", "x".join(map(str, tile)),
+                   "--text", str(text), "--text-valid", str(valid), "--full-steps", "0",
+                   "--output", os.path.join(root, "non-finite.json"), path] + extra
+        result = subprocess.run(command, capture_output=True, text=True)
+        error = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+        print(f"== non-finite {' '.join(extra) or '(CPU)'}: exit {result.returncode}: {error}", flush=True)
+        messages.append((result.returncode, error))
+    expected = "tensor 'k' holds 2 non-finite values (first nan at [b, h, s, d] = [0, 2, 37, 5])"
+    ok = all(code == 65 and len(error) == 1 and expected in error[0] for code, error in messages)
+    ok = ok and all(message == messages[0] for message in messages)
+    print(f"== non-finite: {'refused alike' if ok else 'FAILED (expected exit 65 and: ' + expected + ')'}", flush=True)
+    return 0 if ok else 1
 
 
 def main():
@@ -114,17 +147,18 @@ def main():
     args = parser.parse_args()
     failures = 0
     root = args.keep or tempfile.mkdtemp(prefix="sta-search-check-")
-    for name, canvas, tile, text, valid, heads, head_dim, dtype, candidates in CASES:
+    for name, canvas, tile, text, valid, heads, head_dim, dtype, candidates, rule in CASES:
         directory = os.path.join(root, name)
         os.makedirs(directory, exist_ok=True)
         for index, (step, layer, prompt) in enumerate([(2, 0, "a"), (2, 0, "b"), (3, 1, "a")]):
-            q, k, v = activations(canvas, tile, text, heads, head_dim, seed=100 + index)
+            q, k, v = activations(canvas, tile, text, heads, head_dim, seed=100 + index, valid=valid,
+                                  poison_unread=index == 1)
             write_capture(os.path.join(directory, f"step{step}_layer{layer}_prompt{prompt}.safetensors"),
                           {"q": q, "k": k, "v": v}, dtype,
                           {"step": str(step), "layer": str(layer), "prompt": prompt})
         command = [args.sta, "search", "--canvas", "x".join(map(str, canvas)), "--tile", "x".join(map(str, tile)),
                    "--text", str(text), "--text-valid", str(valid), "--full-steps", "2",
-                   "--output", os.path.join(root, f"{name}.json"), "--json", directory]
+                   "--output", os.path.join(root, f"{name}.json"), "--json", directory] + rule
         if candidates:
             command += ["--candidates", candidates]
         if not args.cpu_only:
@@ -135,6 +169,7 @@ def main():
         sys.stdout.write(result.stdout)
         print(f"== {name}: exit {result.returncode}", flush=True)
         failures += result.returncode != 0
+    failures += check_non_finite(args, root)
     print("search check: " + ("passed" if failures == 0 else f"{failures} case(s) FAILED"))
     return 0 if failures == 0 else 1
 

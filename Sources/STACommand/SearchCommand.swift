@@ -27,7 +27,9 @@ struct Search: ParsableCommand {
                                   "prompt": str(prompt)})
 
             For every capture of a step >= --full-steps, every candidate window runs on all heads next \
-            to full attention (CPU, fp32; or --gpu); the errors of the video query rows are averaged over prompts. \
+            to full attention (CPU, fp32; or --gpu: the capture read once onto the GPU, bf16 or f16 attention, \
+            the errors summed there; --check runs both and compares them); the errors of the video query rows \
+            are averaged over prompts. \
             Per head: the smallest mean squared error (default, FastVideo's rule); or, with \
             --max-density, the least total error with a mean key-tile density per (step, layer) at most \
             the budget (solved exactly); or, with --tolerance, the sparsest window whose relative error \
