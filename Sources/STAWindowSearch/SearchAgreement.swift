@@ -15,9 +15,11 @@ import STAGeometry
 /// the default floor is 2⁻⁸ and the default tolerance 1 %. `worstRatio` is the largest
 /// |x − y| / (tolerance · max + floor · scale): at most 1 means every size agrees.
 ///
-/// **Choices.** Both results use the same rule. A head whose window differs is a *near tie* when the
-/// reference's own ‖d‖₂ of the two windows agree by the same test (either window is as good, within the
-/// rounding), else a *mismatch*.
+/// **Choices.** Both results use the same rule. A head whose window differs is a *near tie* — rounding
+/// alone can explain it — when the reference's own ‖d‖₂ of the two windows agree by the same test; under
+/// an error tolerance t also when the sparser window's relative error is within the band of t (|r − t| ≤
+/// tolerance · max(r, t) + floor); under a density budget also when the reference's total ‖d‖₂ of the
+/// (step, layer)'s two sets of choices agree. Any other difference is a *mismatch*.
 public struct SearchAgreement: Sendable {
     /// One head whose chosen window differs between the two searches.
     public struct ChoiceDifference: Hashable, Sendable, CustomStringConvertible {
@@ -104,25 +106,59 @@ public struct SearchAgreement: Sendable {
             let ours = Dictionary(
                 try search.result(rule).choices.map { (StepLayerHead($0.step, $0.layer, $0.head), $0.window) },
                 uniquingKeysWith: { first, _ in first })
+            var differing = [StepLayer: [(choice: HeadChoice, other: Window)]]()
             for choice in try reference.result(rule).choices {
                 guard let other = ours[StepLayerHead(choice.step, choice.layer, choice.head)], other != choice.window else {
                     continue
                 }
-                let key = StepLayer(step: choice.step, layer: choice.layer)
-                let mine = Self.error(of: choice.window, in: reference, key: key, head: choice.head)
-                let theirs = Self.error(of: other, in: reference, key: key, head: choice.head)
-                let reference = choice.error.squaredReference
-                let difference = ChoiceDifference(
-                    step: choice.step, layer: choice.layer, head: choice.head, reference: choice.window, other: other,
-                    referenceError: mine.relativeError, otherError: theirs.relativeError)
-                let ratio = Self.ratio(
-                    mine.squaredError.squareRoot(), theirs.squaredError.squareRoot(), scale: reference.squareRoot(),
-                    tolerance: tolerance, floor: floor)
-                if ratio <= 1 { ties.append(difference) } else { mismatches.append(difference) }
+                differing[StepLayer(step: choice.step, layer: choice.layer), default: []].append((choice, other))
+            }
+            for key in differing.keys.sorted() {
+                let entries = differing[key]!
+                let pairs = entries.map { entry in
+                    (
+                        mine: Self.error(of: entry.choice.window, in: reference, key: key, head: entry.choice.head),
+                        theirs: Self.error(of: entry.other, in: reference, key: key, head: entry.choice.head)
+                    )
+                }
+                // Under a density budget the heads of a (step, layer) are chosen together: the choices tie
+                // when the reference's total error of both sets agrees.
+                let jointTie: Bool = {
+                    guard case .densityBudget = rule else { return false }
+                    let mine = pairs.reduce(0) { $0 + $1.mine.squaredError }
+                    let theirs = pairs.reduce(0) { $0 + $1.theirs.squaredError }
+                    let size = pairs.reduce(0) { $0 + $1.mine.squaredReference }
+                    return Self.ratio(
+                        mine.squareRoot(), theirs.squareRoot(), scale: size.squareRoot(), tolerance: tolerance,
+                        floor: floor) <= 1
+                }()
+                for (entry, pair) in zip(entries, pairs) {
+                    let difference = ChoiceDifference(
+                        step: key.step, layer: key.layer, head: entry.choice.head, reference: entry.choice.window,
+                        other: entry.other, referenceError: pair.mine.relativeError, otherError: pair.theirs.relativeError)
+                    let tie = jointTie
+                        || Self.ratio(
+                            pair.mine.squaredError.squareRoot(), pair.theirs.squaredError.squareRoot(),
+                            scale: pair.mine.squaredReference.squareRoot(), tolerance: tolerance, floor: floor) <= 1
+                        || Self.straddles(rule, pair.mine, pair.theirs, sparserFirst: reference.density(of: entry.choice.window)
+                            <= reference.density(of: entry.other), tolerance: tolerance, floor: floor)
+                    if tie { ties.append(difference) } else { mismatches.append(difference) }
+                }
             }
         }
         self.mismatches = mismatches
         self.nearTies = ties
+    }
+
+    /// Under an error tolerance t, whether the sparser window's relative error lies within the agreement
+    /// band of t: then rounding alone can put it on either side, and either choice is right.
+    static func straddles(
+        _ rule: SelectionRule, _ mine: OutputError, _ theirs: OutputError, sparserFirst: Bool, tolerance: Double,
+        floor: Double
+    ) -> Bool {
+        guard case let .errorTolerance(threshold) = rule else { return false }
+        let sparser = sparserFirst ? mine.relativeError : theirs.relativeError
+        return ratio(sparser, threshold, scale: 1, tolerance: tolerance, floor: floor) <= 1
     }
 
     /// The ratios of the three sizes of `x` (the reference) and `y`.

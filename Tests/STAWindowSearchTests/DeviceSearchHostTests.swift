@@ -260,6 +260,30 @@ final class RecordingMeasurer: WindowErrorMeasurer {
     }
 }
 
+extension MeasurerHookTests {
+    /// A window whose error sits at the tolerance can fall on either side of it by rounding alone: a
+    /// different choice there is a near tie, not a mismatch.
+    @Test func aChoiceAtTheToleranceEdgeIsANearTie() throws {
+        let reference = try search(nil)
+        let table = try #require(reference.errors[StepLayer(step: 3, layer: 0)])
+        let threshold = table[0][0].relativeError * (1 + 1e-4)
+        let nudged = try search(RecordingMeasurer { _, _, error in
+            var error = error
+            error.squaredError *= 1.002
+            return error
+        })
+        let rule = SelectionRule.errorTolerance(threshold)
+        #expect(try reference.result(rule).strategy[step: 3, layer: 0, head: 0] == Window(tiles: [1, 1, 1]))
+        #expect(try nudged.result(rule).strategy[step: 3, layer: 0, head: 0] != Window(tiles: [1, 1, 1]))
+        let agreement = try SearchAgreement(reference: reference, search: nudged, rule: rule)
+        #expect(agreement.passed, "\(agreement.mismatches)")
+        #expect(agreement.nearTies.contains { $0.head == 0 && $0.reference == Window(tiles: [1, 1, 1]) })
+        // The same nudge under a much tighter agreement is a real difference.
+        let strict = try SearchAgreement(reference: reference, search: nudged, rule: rule, tolerance: 1e-5, floor: 0)
+        #expect(!strict.passed)
+    }
+}
+
 /// Reports candidate 0's errors as candidate 2's and the other way round.
 final class SwappingMeasurer: WindowErrorMeasurer {
     let inner = RecordingMeasurer()
