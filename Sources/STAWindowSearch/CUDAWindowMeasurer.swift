@@ -31,9 +31,10 @@ import Synchronization
 /// (2 · B·H·S·D · 2 bytes at device bandwidth: about 0.5 ms for a HunyuanVideo layer). For HunyuanVideo
 /// at 720p (B·H = 24, S = 115,456, D = 128, bf16: 2.1 GB) with 7 candidates on an H200: full 0.26 s,
 /// candidates ≈ 0.33 s, so about 0.6 s of kernels plus the read and copy of 2.1 GB.
-/// Once a capture is on the device, the OS is asked to read the next one (`ActivationCapture.adviseWillNeed`)
-/// while this one's kernels run, so with a disk slower than the kernels the time per capture tends to the
-/// read time alone.
+/// Once a capture's kernels are queued, the OS is asked to read the next capture's file
+/// (`ActivationCapture.adviseWillNeed`) while they run, so over a run of captures the time per capture is
+/// about max(file read, kernels) plus the copy from the page cache. (The copy itself still waits for the
+/// device to be idle: hiding it too would need pinned, double-buffered asynchronous uploads.)
 ///
 /// Device memory: q, k, v, two outputs (5 · B·H·S·D · 2 bytes), lse (B·H·S · 4), a staging buffer of one
 /// tensor as stored when a conversion is needed, and the partial table; allocated on first use, grown when
@@ -100,11 +101,11 @@ public final class CUDAWindowMeasurer: WindowErrorMeasurer {
             let start = clock.now
             let (tensors, dtype) = try upload(capture, problem: problem, rows: rows, state: &state)
             state.transferSeconds = seconds(clock.now - start)
-            // The next capture's pages are read by the OS while this one's kernels run.
-            next?.adviseWillNeed()
+            // Once this capture's kernels are queued, the OS is asked to read the next one's pages while they
+            // run (the request itself takes the calling thread a while for gigabytes).
             return try errors(
                 tensors: tensors, dtype: dtype, problem: problem, candidates: candidates, layout: layout, rows: rows,
-                source: capture.path, state: &state)
+                source: capture.path, state: &state, whileRunning: { next?.adviseWillNeed() })
         }
     }
 
@@ -224,10 +225,11 @@ public final class CUDAWindowMeasurer: WindowErrorMeasurer {
         }
     }
 
-    /// Full attention once, every candidate against it, the partial sums back and added up.
+    /// Full attention once, every candidate against it, the partial sums back and added up; `whileRunning`
+    /// is called once everything is queued, before the host waits for the device.
     private func errors(
         tensors: [DeviceBuffer], dtype: DType, problem: Problem, candidates: [Window], layout: STALayout,
-        rows: SearchRows, source: String, state: inout State
+        rows: SearchRows, source: String, state: inout State, whileRunning: () -> Void = {}
     ) throws(WindowSearchError) -> [[OutputError]] {
         let clock = ContinuousClock()
         let start = clock.now
@@ -255,6 +257,7 @@ public final class CUDAWindowMeasurer: WindowErrorMeasurer {
                     batchHeads: problem.batchHeads, sequenceLength: problem.sequenceLength, headDim: problem.headDim,
                     partials: table, partialOffset: index * partials.valuesPerCandidate)
             }
+            whileRunning()
             values = try table.download(as: Double.self, count: partials.valueCount)
         } catch let error as WindowSearchError {
             throw error
