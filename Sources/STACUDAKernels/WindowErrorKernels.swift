@@ -13,9 +13,10 @@ import STATensors
 ///   already in that dtype) and counts the non-finite values in the rows attention reads, with the flat
 ///   index of the first. Cost: one pass over the tensor (memory bound).
 /// - `errorSums`: Σ (sparse − full)², Σ |sparse − full| and Σ full² in fp64 over the compared rows, one
-///   triple per (batch·head, block of `rowsPerBlock(sequenceLength:)` rows), written to a partial table
-///   the host adds up in a fixed order (`ErrorPartials`), so results do not depend on the schedule. Cost:
-///   one read of both outputs (2 · B·H·S·D · 2 bytes) and 24 bytes per block written.
+///   triple per (batch·head, block of `rowsPerBlock(sequenceLength:)` rows), written to a partial table.
+///   Cost: one read of both outputs (2 · B·H·S·D · 2 bytes) and 24 bytes per block written.
+/// - `sumBlocks`: each (candidate, batch·head)'s blocks added up in a fixed order, so results do not
+///   depend on the schedule: three doubles per (candidate, batch·head), all the host needs to download.
 public struct WindowErrorKernels: Sendable {
     /// What a sequence position is to the search (the byte the kernels read).
     public enum RowKind: UInt8, Sendable {
@@ -32,6 +33,7 @@ public struct WindowErrorKernels: Sendable {
     /// The entry points.
     public static let prepareFunctionName = "sta_search_prepare"
     public static let errorSumsFunctionName = "sta_search_error_sums"
+    public static let sumBlocksFunctionName = "sta_search_sum_blocks"
     /// Dtypes attention may run in (what the CUDA forward kernels read).
     public static let computeDTypes: [DType] = [.bfloat16, .float16]
 
@@ -78,6 +80,7 @@ public struct WindowErrorKernels: Sendable {
     let module: CUDAModule
     let prepareFunction: CUDAFunction
     let errorSumsFunction: CUDAFunction
+    let sumBlocksFunction: CUDAFunction
 
     /// Compiles the kernels for `context.architecture` (or takes them from `cache`) and loads them.
     /// Throws `unsupportedDevice` below compute capability 8.0 (the bf16 conversions need sm_80) and
@@ -94,6 +97,7 @@ public struct WindowErrorKernels: Sendable {
             module = try CUDAModule(context: context, image: image)
             prepareFunction = try module.function(named: Self.prepareFunctionName)
             errorSumsFunction = try module.function(named: Self.errorSumsFunctionName)
+            sumBlocksFunction = try module.function(named: Self.sumBlocksFunctionName)
         } catch {
             throw .driver(error)
         }
@@ -184,6 +188,35 @@ public struct WindowErrorKernels: Sendable {
             try errorSumsFunction.launch(
                 grid: (x: blocks, y: 1, z: 1), block: (x: Self.threadsPerBlock, y: 1, z: 1), sharedMemoryBytes: 0,
                 stream: stream, arguments: arguments)
+        } catch {
+            throw .driver(error)
+        }
+    }
+
+    /// Queues the fixed-order sums of `partials` (`groups` groups of `blocksPerHead` triples, as
+    /// `errorSums` writes them one group per (candidate, batch·head)) into `sums`: 3 · groups doubles,
+    /// (group, [Σ d², Σ |d|, Σ full²]). Throws before queueing anything for a buffer too small, on another
+    /// device or misaligned, or a count out of range.
+    public func sumBlocks(
+        partials: DeviceBuffer, groups: Int, blocksPerHead: Int, sums: DeviceBuffer, stream: CUDAStream? = nil
+    ) throws(STAKernelError) {
+        guard groups >= 1, (1...Int(Int32.max)).contains(blocksPerHead), 3 * groups <= Int(Int32.max) * Self.threadsPerBlock
+        else {
+            throw .invalidParameter(
+                what: "groups × blocks per head", value: "\(groups) × \(blocksPerHead)",
+                allowed: "at least one group of 1...\(Int32.max) blocks")
+        }
+        try checkBuffer("partials", partials, needed: 3 * groups * blocksPerHead * 8, alignment: 8, context: context)
+        try checkBuffer("sums", sums, needed: 3 * groups * 8, alignment: 8, context: context)
+        var arguments = KernelArguments()
+        arguments.append(partials)
+        arguments.append(Int32(blocksPerHead))
+        arguments.append(UInt64(groups))
+        arguments.append(sums)
+        do throws(CUDAError) {
+            try sumBlocksFunction.launch(
+                grid: (x: (3 * groups + Self.threadsPerBlock - 1) / Self.threadsPerBlock, y: 1, z: 1),
+                block: (x: Self.threadsPerBlock, y: 1, z: 1), sharedMemoryBytes: 0, stream: stream, arguments: arguments)
         } catch {
             throw .driver(error)
         }

@@ -17,8 +17,9 @@ import Synchronization
 ///    the Hopper kernel on sm_90, the portable one elsewhere); its output stays on the device.
 /// 3. Each candidate window runs as its own plan (uniform window over the heads) into one reused output
 ///    buffer, followed by `WindowErrorKernels.errorSums` against the full output.
-/// 4. One download of the partial sums (3 doubles per (candidate, batch·head, block of rows): kilobytes),
-///    added up on the host in a fixed order (`ErrorPartials`).
+/// 4. The blocks' partial sums added up on the device in a fixed order, then one download of 3 doubles per
+///    (candidate, batch·head) — 4 KB for 7 candidates × 24 heads — added over the batch on the host
+///    (`ErrorPartials`).
 ///
 /// Attention reads the bf16 (or f16) values and writes bf16 (f16) outputs with fp32 accumulation; errors
 /// are summed in fp64 over the compared rows. Against the CPU path (fp32 throughout) the errors agree to the
@@ -37,7 +38,7 @@ import Synchronization
 /// device to be idle: hiding it too would need pinned, double-buffered asynchronous uploads.)
 ///
 /// Device memory: q, k, v, two outputs (5 · B·H·S·D · 2 bytes), lse (B·H·S · 4), a staging buffer of one
-/// tensor as stored when a conversion is needed, and the partial table; allocated on first use, grown when
+/// tensor as stored when a conversion is needed, and the partial tables; allocated on first use, grown when
 /// a larger capture arrives and reused otherwise.
 ///
 /// Thread safety: calls are serialised on an internal lock.
@@ -234,16 +235,21 @@ public final class CUDAWindowMeasurer: WindowErrorMeasurer {
         let clock = ContinuousClock()
         let start = clock.now
         let fullWindow = Window(tiles: layout.tileGrid)
-        let partials = ErrorPartials(
+        // The device's blocks of rows, and what comes back: one triple per (candidate, batch·head).
+        let blocks = ErrorPartials(
             candidates: candidates.count, batch: problem.batch, heads: problem.heads,
             blocksPerHead: WindowErrorKernels.blocksPerHead(sequenceLength: problem.sequenceLength),
             elementsPerHead: rows.comparedElements(headDim: problem.headDim))
+        let partials = ErrorPartials(
+            candidates: candidates.count, batch: problem.batch, heads: problem.heads, blocksPerHead: 1,
+            elementsPerHead: blocks.elementsPerHead)
         let values: [Double]
         do {
             let full = try buffer("full", bytes: problem.elements * 2, in: &state)
             let sparse = try buffer("sparse", bytes: problem.elements * 2, in: &state)
             let lse = try buffer("lse", bytes: problem.batchHeads * problem.sequenceLength * 4, in: &state)
-            let table = try buffer("partials", bytes: partials.valueCount * 8, in: &state)
+            let table = try buffer("partials", bytes: blocks.valueCount * 8, in: &state)
+            let sums = try buffer("sums", bytes: partials.valueCount * 8, in: &state)
             let rowKinds = try self.rowKinds(rows, in: &state)
             try attention(fullWindow, layout: layout, problem: problem, dtype: dtype, tensors: tensors, output: full,
                 lse: lse, state: &state)
@@ -255,10 +261,13 @@ public final class CUDAWindowMeasurer: WindowErrorMeasurer {
                 try kernels.errorSums(
                     sparse: candidate == fullWindow ? full : sparse, full: full, dtype: dtype, rowKinds: rowKinds,
                     batchHeads: problem.batchHeads, sequenceLength: problem.sequenceLength, headDim: problem.headDim,
-                    partials: table, partialOffset: index * partials.valuesPerCandidate)
+                    partials: table, partialOffset: index * blocks.valuesPerCandidate)
             }
+            try kernels.sumBlocks(
+                partials: table, groups: candidates.count * problem.batchHeads, blocksPerHead: blocks.blocksPerHead,
+                sums: sums)
             whileRunning()
-            values = try table.download(as: Double.self, count: partials.valueCount)
+            values = try sums.download(as: Double.self, count: partials.valueCount)
         } catch let error as WindowSearchError {
             throw error
         } catch {

@@ -1,7 +1,8 @@
-/// Error sums a device returns in pieces: for every candidate, (batch·head, block of rows) triples
-/// [Σ (sparse − full)², Σ |sparse − full|, Σ full²], added up here in one fixed order (candidate, head,
-/// then batch entry and block ascending) so that a result does not depend on how the device scheduled
-/// the blocks.
+/// Error sums a device computes in pieces: for every candidate, (batch·head, block of rows) triples
+/// [Σ (sparse − full)², Σ |sparse − full|, Σ full²], added up in one fixed order (candidate, head, then
+/// batch entry and block ascending) so that a result does not depend on how the device scheduled the
+/// blocks. `CUDAWindowMeasurer` adds the blocks on the device (`WindowErrorKernels.sumBlocks`, the same
+/// order) and uses this with one block per (batch entry, head) for the rest.
 public struct ErrorPartials: Sendable {
     /// Candidates measured.
     public let candidates: Int

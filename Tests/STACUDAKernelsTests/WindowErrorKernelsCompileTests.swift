@@ -12,7 +12,10 @@ struct WindowErrorKernelsCompileTests {
             with: NVRTCCompiler.load(),
             options: WindowErrorKernels.compileOptions(architecture: architecture) + ["--ptxas-options=-v"])
         #expect(compiled.format == .cubin)
-        for name in [WindowErrorKernels.prepareFunctionName, WindowErrorKernels.errorSumsFunctionName] {
+        for name in [
+            WindowErrorKernels.prepareFunctionName, WindowErrorKernels.errorSumsFunctionName,
+            WindowErrorKernels.sumBlocksFunctionName,
+        ] {
             let usage = try #require(compiled.resourceUsage.first { $0.functionName == name }, "\(compiled.log)")
             #expect(usage.architecture == architecture)
             #expect(!usage.spills, "\(compiled.log)")

@@ -6,8 +6,10 @@
 //                          reads, and counts the non-finite values in the rows it reads, with the flat
 //                          index of the first;
 //   sta_search_error_sums  per (batch, head) and block of rows, Σ (sparse − full)², Σ |sparse − full| and
-//                          Σ full² over the compared rows, in fp64, written to a partial-sum table that the
-//                          host adds up in a fixed order (so the result does not depend on the schedule).
+//                          Σ full² over the compared rows, in fp64, written to a partial-sum table;
+//   sta_search_sum_blocks  adds each (candidate, batch·head)'s blocks up in a fixed order (so the result
+//                          does not depend on the schedule): three doubles per (candidate, batch·head)
+//                          are all that goes back to the host.
 //
 // Which rows count is a byte per sequence position, `row_kinds[s]`: 0 = never read (holes, padding text),
 // 1 = read (valid text), 2 = read and compared (real video tokens). NVRTC ships no CUDA headers, so the
@@ -168,4 +170,19 @@ sta_search_error_sums(const uint16_t* __restrict__ sparse, const uint16_t* __res
         for (int w = 0; w < WARPS; ++w) total += block_sums[threadIdx.x][w];
         partials[3 * uint64_t(blockIdx.x) + threadIdx.x] = total;
     }
+}
+
+// sums[3 · g + t] = Σ_p partials[3 · (g · blocks_per_head + p) + t] for every group g < groups (a
+// (candidate, batch·head) pair) and size t: the blocks of each group added in order, one thread per
+// (group, size), so the result is the same on every run.
+extern "C" __global__ void __launch_bounds__(search::THREADS)
+sta_search_sum_blocks(const double* __restrict__ partials, int blocks_per_head, uint64_t groups,
+                      double* __restrict__ sums) {
+    const uint64_t index = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (index >= 3 * groups) return;
+    const uint64_t group = index / 3, size = index % 3;
+    const double* row = partials + group * uint64_t(blocks_per_head) * 3 + size;
+    double total = 0;
+    for (int p = 0; p < blocks_per_head; ++p) total += row[3 * uint64_t(p)];
+    sums[index] = total;
 }
