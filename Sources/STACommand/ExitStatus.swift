@@ -94,7 +94,7 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
         case let .io(_, _, code): return code == ENOENT || code == EACCES || code == ENOTDIR ? .noInput : .ioError
         case .geometry, .badCandidates, .negativeFullSteps, .densityBudgetOutOfRange, .toleranceOutOfRange:
             return .usage
-        case .densityBudgetInfeasible: return .usage
+        case .densityBudgetInfeasible, .deviceCannotMeasure: return .usage
         case let .backend(message): return isUnavailable(message) ? .unavailable : .internalError
         default: return .dataError
         }

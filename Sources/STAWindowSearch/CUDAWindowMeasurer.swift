@@ -98,6 +98,10 @@ public final class CUDAWindowMeasurer: WindowErrorMeasurer {
     ) throws(WindowSearchError) -> [[OutputError]] {
         try locked { (state) throws(WindowSearchError) in
             let problem = Problem(batch: capture.batch, heads: capture.heads, headDim: capture.headDim, layout: layout)
+            let stored = try ActivationCapture.tensorNames.map { name throws(WindowSearchError) in
+                try capture.storedDType(of: name)
+            }
+            try checkKernel(problem, dtype: Self.computeDType(stored: stored), layout: layout, source: capture.path, state: &state)
             let clock = ContinuousClock()
             let start = clock.now
             let (tensors, dtype) = try upload(capture, problem: problem, rows: rows, state: &state)
@@ -128,6 +132,7 @@ public final class CUDAWindowMeasurer: WindowErrorMeasurer {
         let rows = SearchRows(layout: layout)
         return try locked { (state) throws(WindowSearchError) in
             let problem = Problem(batch: batch, heads: heads, headDim: headDim, layout: layout)
+            try checkKernel(problem, dtype: dtype, layout: layout, source: source, state: &state)
             let clock = ContinuousClock()
             let start = clock.now
             let tensors = try stage(
@@ -287,22 +292,41 @@ public final class CUDAWindowMeasurer: WindowErrorMeasurer {
         return errors
     }
 
+    /// Throws `deviceCannotMeasure` with the kernel selection's message when no CUDA kernel of this device
+    /// runs attention on `problem` in `dtype` (checked before anything is uploaded).
+    private func checkKernel(
+        _ problem: Problem, dtype: DType, layout: STALayout, source: String, state: inout State
+    ) throws(WindowSearchError) {
+        let plan = try self.plan(Window(tiles: layout.tileGrid), layout: layout, heads: problem.heads, state: &state)
+        let call = AttentionCall(plan: plan, batch: problem.batch, headDim: problem.headDim, dtype: dtype, direction: .forward)
+        do throws(AttentionError) {
+            _ = try backend.engine.kernel(for: call, preference: backend.kernel, device: backend.ordinal)
+        } catch {
+            throw .deviceCannotMeasure(path: source, reason: error.description)
+        }
+    }
+
+    /// The plan of `window` over `heads`, made once per (layout, window, heads).
+    private func plan(_ window: Window, layout: STALayout, heads: Int, state: inout State) throws(WindowSearchError)
+        -> AttentionPlan
+    {
+        let key = PlanKey(layout: layout, window: window, heads: heads)
+        if let cached = state.plans[key] { return cached }
+        let plan: AttentionPlan
+        do throws(GeometryError) { plan = try AttentionPlan(layout: layout, window: window, heads: heads) } catch {
+            throw .geometry(error)
+        }
+        state.plans[key] = plan
+        return plan
+    }
+
     /// Queues attention under `window` (uniform over `heads`) through the engine.
     private func attention(
         _ window: Window, layout: STALayout, problem: Problem, dtype: DType,
         tensors: [DeviceBuffer], output: DeviceBuffer, lse: DeviceBuffer, state: inout State
     ) throws(WindowSearchError) {
         let (heads, batch, headDim) = (problem.heads, problem.batch, problem.headDim)
-        let key = PlanKey(layout: layout, window: window, heads: heads)
-        let plan: AttentionPlan
-        if let cached = state.plans[key] {
-            plan = cached
-        } else {
-            do throws(GeometryError) { plan = try AttentionPlan(layout: layout, window: window, heads: heads) } catch {
-                throw .geometry(error)
-            }
-            state.plans[key] = plan
-        }
+        let plan = try self.plan(window, layout: layout, heads: heads, state: &state)
         do throws(AttentionError) {
             try backend.engine.forward(
                 plan: plan, batch: batch, headDim: headDim, dtype: dtype, q: tensors[0], k: tensors[1], v: tensors[2],

@@ -135,6 +135,14 @@ import Testing
         #expect(WindowErrorKernels.storageKind(.float64) == 3)
     }
 
+    @Test func aCaptureTheGPUCannotRunNamesTheReasonAndTheCPUPath() {
+        let error = WindowSearchError.deviceCannotMeasure(
+            path: "c.safetensors", reason: "head dim 16 is not supported; allowed: 64, 128")
+        #expect(error.description.contains("'c.safetensors' cannot be measured on the GPU"))
+        #expect(error.description.contains("head dim 16 is not supported; allowed: 64, 128"))
+        #expect(error.description.contains("without --gpu"))
+    }
+
     @Test func theGPUMeasurerFailsClearlyWithoutADevice() throws {
         // Only meaningful where there is no CUDA device: with one, the measurer opens.
         guard let failure = Result(catching: { () throws(WindowSearchError) in try CUDAWindowMeasurer(device: 0) })
