@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -170,6 +171,8 @@ def main():
         print(f"== {name}: exit {result.returncode}", flush=True)
         failures += result.returncode != 0
     failures += check_non_finite(args, root)
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
     print("search check: " + ("passed" if failures == 0 else f"{failures} case(s) FAILED"))
     return 0 if failures == 0 else 1
 
