@@ -36,7 +36,12 @@ let package = Package(
             resources: [.embedInCode("Kernels")]
         ),
         // Head-specialised window search over captured activations (training-free, spec §6).
-        .target(name: "STAWindowSearch", dependencies: ["STAGeometry", "STATensors", "STACPUKernels"]),
+        // The CPU path is its own; the GPU path (CUDAWindowMeasurer) runs attention through the façade's
+        // CUDAEngine and its error sums with STACUDAKernels.
+        .target(
+            name: "STAWindowSearch",
+            dependencies: ["STAGeometry", "STATensors", "STACPUKernels", "SlidingTileAttention", "STACUDAKernels", "CUDADriver"]
+        ),
         // The façade: one attention call, a device to run it on. Re-exports STAGeometry and STATensors.
         .target(
             name: "SlidingTileAttention",
@@ -80,7 +85,7 @@ let package = Package(
         .testTarget(name: "STACPUKernelsTests", dependencies: ["STACPUKernels", "STAReference"]),
         .testTarget(name: "CUDADriverTests", dependencies: ["CUDADriver"]),
         .testTarget(name: "STACUDAKernelsTests", dependencies: ["STACUDAKernels", "STAReference"]),
-        .testTarget(name: "STAWindowSearchTests", dependencies: ["STAWindowSearch"]),
+        .testTarget(name: "STAWindowSearchTests", dependencies: ["STAWindowSearch", "STACPUKernels", "STACUDAKernels"]),
         .testTarget(name: "SlidingTileAttentionTests", dependencies: ["SlidingTileAttention"]),
         .testTarget(name: "STAToolingTests", dependencies: ["STATooling", "SlidingTileAttention", "STAReference"]),
         .testTarget(name: "STACommandTests", dependencies: ["STACommand"]),

@@ -94,8 +94,8 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
         case let .io(_, _, code): return code == ENOENT || code == EACCES || code == ENOTDIR ? .noInput : .ioError
         case .geometry, .badCandidates, .negativeFullSteps, .densityBudgetOutOfRange, .toleranceOutOfRange:
             return .usage
-        case .densityBudgetInfeasible: return .usage
-        case .backend: return .internalError
+        case .densityBudgetInfeasible, .deviceCannotMeasure: return .usage
+        case let .backend(message): return isUnavailable(message) ? .unavailable : .internalError
         default: return .dataError
         }
     }

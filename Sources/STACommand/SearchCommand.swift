@@ -27,7 +27,9 @@ struct Search: ParsableCommand {
                                   "prompt": str(prompt)})
 
             For every capture of a step >= --full-steps, every candidate window runs on all heads next \
-            to full attention (CPU, fp32; or --gpu); the errors of the video query rows are averaged over prompts. \
+            to full attention (CPU, fp32; or --gpu: the capture read once onto the GPU, bf16 or f16 attention, \
+            the errors summed there; --check runs both and compares them); the errors of the video query rows \
+            are averaged over prompts. \
             Per head: the smallest mean squared error (default, FastVideo's rule); or, with \
             --max-density, the least total error with a mean key-tile density per (step, layer) at most \
             the budget (solved exactly); or, with --tolerance, the sparsest window whose relative error \
@@ -69,8 +71,13 @@ struct Search: ParsableCommand {
     @Option(help: "CPU threads for attention; default every core.")
     var threads: Int?
 
-    @Flag(help: "Run the attention on the first CUDA GPU (inputs rounded to bf16, fp32 accumulation) instead of the CPU.")
+    @Flag(help: "Measure on the first CUDA GPU: each capture read once onto the device, bf16 (or f16) attention, errors summed on the device.")
     var gpu = false
+
+    @Flag(
+        name: .customLong("check"),
+        help: "Measure every capture on the GPU and on the CPU (the reference) and compare errors and choices; exit 1 when they disagree. Implies --gpu; for small captures (the CPU runs every candidate in fp32).")
+    var checkAgainstCPU = false
 
     @Flag(help: "Print JSON instead of a table.")
     var json = false
@@ -89,7 +96,9 @@ struct Search: ParsableCommand {
         }
         _ = try STALimits.check(fullSteps, "--full-steps", minimum: 0, maximum: STALimits.maximumSearchSteps)
         if let threads { _ = try STALimits.check(threads, "--threads", minimum: 1, maximum: STALimits.maximumThreads) }
-        if gpu, threads != nil { throw UsageError("search --gpu runs the attention on the GPU and does not use --threads; drop it") }
+        if gpu, !checkAgainstCPU, threads != nil {
+            throw UsageError("search --gpu runs the attention on the GPU and does not use --threads; drop it (or add --check)")
+        }
         _ = try STALimits.check(text, "--text", minimum: 0, maximum: STALimits.maximumSequenceLength)
     }
 
@@ -105,24 +114,43 @@ struct Search: ParsableCommand {
         let windows = try candidates.map { list in
             try list.split(separator: ",").map { try ShapeSyntax.window(String($0), layout: layout) }
         }
-        var search = try WindowSearch(
-            layout: layout, candidates: windows, fullSteps: fullSteps, threads: threads, runner: gpu ? try gpuRunner() : nil)
         let rule: SelectionRule = maxDensity.map { .densityBudget($0) } ?? tolerance.map { .errorTolerance($0) } ?? .smallestError
+        let measurer = gpu || checkAgainstCPU ? try gpuMeasurer() : nil
+        var search = try WindowSearch(
+            layout: layout, candidates: windows, fullSteps: fullSteps, threads: threads, measurer: measurer)
+        // With --check, the CPU path measures every capture too and is the reference.
+        var reference = checkAgainstCPU ? try WindowSearch(layout: layout, candidates: windows, fullSteps: fullSteps, threads: threads) : nil
 
         // Every header first (cheap), so that a bad capture stops the run before any measuring.
         let opened = try files.map { path throws(WindowSearchError) in try ActivationCapture(path: path, layout: layout) }
         var measured = 0
+        let started = MonotonicClock.now
         for (index, capture) in opened.enumerated() {
             let path = capture.path
             let start = MonotonicClock.now
-            try search.add(capture)
+            try search.add(capture, prefetching: index + 1 < opened.count ? opened[index + 1] : nil)
             if capture.step >= fullSteps {
                 measured += 1
                 let seconds = MonotonicClock.now - start
-                progress("[\(index + 1)/\(files.count)] \(path): step \(capture.step), layer \(capture.layer), "
-                    + "prompt \(capture.prompt), \(capture.heads) heads, \(search.candidates.count) candidates, \(fixed(seconds, 2)) s")
+                var line = "[\(index + 1)/\(files.count)] \(path): step \(capture.step), layer \(capture.layer), "
+                    + "prompt \(capture.prompt), \(capture.heads) heads, \(search.candidates.count) candidates, \(fixed(seconds, 2)) s"
+                if let measurer {
+                    let (transfer, device) = measurer.lastTimings
+                    line += " (read and upload \(fixed(transfer, 2)) s, device \(fixed(device, 2)) s)"
+                }
+                progress(line)
+            }
+            if reference != nil {
+                let start = MonotonicClock.now
+                try reference!.add(capture)
+                if capture.step >= fullSteps { progress("  CPU reference: \(fixed(MonotonicClock.now - start, 2)) s") }
             }
         }
+        if measured > 0 {
+            let perCapture = (MonotonicClock.now - started) / Double(measured)
+            progress("measured \(measured) captures in \(fixed(perCapture, 2)) s each\(checkAgainstCPU ? " (GPU and CPU)" : "")")
+        }
+        let checkPassed = try reference.map { try report(SearchAgreement(reference: $0, search: search, rule: rule)) } ?? true
         let result = try search.result(rule)
         try OutputFile.write(text: result.strategy.jsonText, to: output)
 
@@ -145,6 +173,7 @@ struct Search: ParsableCommand {
                 ("entries", .integer(result.strategy.count)), ("overall_density", .real(result.overallDensity)),
                 ("layers", .array(layers)),
             ]).serialized)
+            if !checkPassed { throw ExitCode.failure }
             return
         }
         var table = TextTable("layer", "steps", "head choices", "mean density", "mean MSE", "mean L1", "mean rel err", "max rel err")
@@ -168,19 +197,25 @@ struct Search: ParsableCommand {
         print(table.rendered)
         print("wrote \(output): \(result.strategy.count) entries; steps 0..<\(fullSteps) full; "
             + "mean density with the full steps \(fixed(result.overallDensity, 4))")
+        if !checkPassed { throw ExitCode.failure }
     }
 
-    /// Attention on the first CUDA GPU through the façade: q, k, v rounded to bf16 for each call (the
-    /// CUDA kernels take bf16 or fp16), the bf16 output widened back to fp32.
-    private func gpuRunner() throws -> WindowSearch.AttentionRunner {
+    /// The GPU measurer on the first CUDA device (a clear error without a driver, a device or NVRTC).
+    private func gpuMeasurer() throws -> CUDAWindowMeasurer {
         let backend = try CUDABackend(ordinal: 0)
         progress("search on \(AttentionBackend.cuda(backend))")
-        return { plan, batch, headDim, q, k, v in
-            let attention = try SlidingTileAttention(plan: plan, batch: batch, headDim: headDim)
-            let output = try attention.forward(
-                q: q.map(BFloat16.init), k: k.map(BFloat16.init), v: v.map(BFloat16.init), on: .cuda(backend)
-            ).output
-            return output.map(\.floatValue)
-        }
+        return try CUDAWindowMeasurer(backend: backend)
+    }
+
+    /// Prints the --check comparison on standard error; returns whether it passed.
+    private func report(_ agreement: SearchAgreement) -> Bool {
+        progress("check: GPU against the CPU reference over \(agreement.comparedEntries) (step, layer, candidate, head) "
+            + "entries; tolerance \(agreement.tolerance) relative + \(agreement.floor) of ‖full‖")
+        if let problem = agreement.structureProblem { progress("check: FAILED, \(problem)") }
+        progress("check: worst error ratio \(fixed(agreement.worstRatio, 3)) (≤ 1 passes) at \(agreement.worstEntry)")
+        for tie in agreement.nearTies { progress("check: near tie (both windows equally good) at \(tie)") }
+        for mismatch in agreement.mismatches { progress("check: MISMATCHED choice at \(mismatch)") }
+        progress("check: \(agreement.passed ? "passed" : "FAILED")")
+        return agreement.passed
     }
 }

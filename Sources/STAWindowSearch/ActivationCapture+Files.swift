@@ -33,3 +33,20 @@ extension ActivationCapture {
         return files
     }
 }
+
+extension ActivationCapture {
+    /// Asks the OS to read q, k and v of this capture into the page cache in the background
+    /// (madvise MADV_WILLNEED on their pages), so that a later `withStoredBytes` finds them in memory.
+    /// Returns at once; a failure only loses the read-ahead. Cost: none on the calling thread.
+    public func adviseWillNeed() {
+        let page = max(1, Int(sysconf(Int32(_SC_PAGESIZE))))
+        for name in Self.tensorNames {
+            _ = try? withStoredBytes(of: name) { bytes in
+                guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+                let start = Int(bitPattern: base) / page * page
+                let end = Int(bitPattern: base) + bytes.count
+                _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_WILLNEED)
+            }
+        }
+    }
+}

@@ -95,6 +95,18 @@ public struct ActivationCapture: Sendable {
         }
     }
 
+    /// The dtype tensor `name` (q, k or v) is stored in.
+    public func storedDType(of name: String) throws(WindowSearchError) -> DType {
+        do throws(TensorError) { return try file.info(name).dtype } catch { throw .tensor(error) }
+    }
+
+    /// Calls `body` with tensor `name`'s bytes as stored ([B, H, S, D] in `storedDType(of:)`, little
+    /// endian), inside the file's memory mapping: no copy; pages are read from disk as `body` touches
+    /// them. The pointer is valid only during the call. Errors of `body` propagate unchanged.
+    public func withStoredBytes<R>(of name: String, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        try file.withUnsafeBytes(of: name) { (bytes: UnsafeRawBufferPointer) throws -> R in try body(bytes) }
+    }
+
     /// The bytes of a capture file (f32 tensors) — what a hook would write; for tests and tools.
     public static func encode(
         q: HostTensor, k: HostTensor, v: HostTensor, step: Int, layer: Int, prompt: String

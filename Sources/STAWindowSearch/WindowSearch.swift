@@ -27,9 +27,20 @@ public struct StepLayer: Hashable, Comparable, Sendable, CustomStringConvertible
 /// Errors are measured over the real video query rows only (not holes, not text rows): a text query
 /// attends every key under any window, so its output never differs from full attention.
 ///
-/// Cost per measured capture: one full and one sparse attention per candidate, i.e.
-/// 4·B·H·D·(real tokens)² · (1 + Σ candidate densities) FLOPs on the CPU, plus O(B·H·S·D) per candidate
-/// to compare; memory: q, k, v and two outputs as fp32.
+/// Two paths measure a capture, with the same rows and sums:
+/// - the CPU path (the reference, no `measurer`): q, k, v read into fp32 arrays, `CPUAttention` (or the
+///   `runner`), comparison in float64. Cost per measured capture: one full and one sparse attention per
+///   candidate, i.e. 4·B·H·D·(real tokens)² · (1 + Σ candidate densities) FLOPs on the CPU, plus
+///   O(B·H·S·D) per candidate to compare; memory: q, k, v and two outputs as fp32.
+/// - a `WindowErrorMeasurer`, e.g. `CUDAWindowMeasurer`: the capture read once onto a GPU, attention and
+///   the error sums there, a few bytes per (candidate, head) back. Cost per capture: the file read
+///   (3·B·H·S·D · element size at the disk's rate) and copy, plus (1 + Σ candidate densities) × the full
+///   attention kernel: for a HunyuanVideo 720p layer (2.1 GB in bf16) with 7 candidates on an H200, about
+///   0.6 s of kernels plus the read — about 1 s, so a whole strategy (35 steps × 60 layers = 2,100
+///   captures) about 35 minutes. `SearchAgreement` compares the two paths (`sta search --check`).
+///
+/// Adding every capture to one search (one `sta search` call) keeps the compiled kernels and device
+/// buffers and lets the measurer read the next file while the current one runs (`add(_:prefetching:)`).
 public struct WindowSearch: Sendable {
     /// Computes one attention output for the search: `q`, `k`, `v` and the result are
     /// [batch, plan.heads, S, headDim] fp32. Lets a caller run the search on another backend (a GPU);
@@ -51,23 +62,31 @@ public struct WindowSearch: Sendable {
     public private(set) var prompts: [StepLayer: Set<String>] = [:]
     /// Heads of every layer seen in any capture, measured or not.
     public private(set) var headsByLayer: [Int: Int] = [:]
+    /// The compared and read rows of the layout.
+    public let rows: SearchRows
     /// Sequence indices of the real video tokens (the compared query rows).
-    private let comparedRows: [Int]
+    private var comparedRows: [Int] { rows.compared }
     /// Sequence indices of every row attention reads: the real video tokens and the valid text.
-    private let readRows: [Int]
+    private var readRows: [Int] { rows.read }
     /// Runs attention instead of `CPUAttention` when set.
     private let runner: AttentionRunner?
+    /// Measures whole captures instead of the CPU path when set (a GPU keeps the capture on the device).
+    public let measurer: (any WindowErrorMeasurer)?
 
     /// The full window of the layout: every tile on every axis.
     public var fullWindow: Window { Window(tiles: layout.tileGrid) }
 
     /// Validates and resolves `candidates` (nil: `defaultCandidates(for:)`); duplicates after resolving
-    /// are dropped. `runner` replaces the CPU kernel (then `threads` is unused).
+    /// are dropped. `runner` replaces the CPU kernel (then `threads` is unused); `measurer` replaces the
+    /// whole measurement of a capture in `add(_:prefetching:)` (give at most one of the two).
     public init(
         layout: STALayout, candidates: [Window]? = nil, fullSteps: Int = 15, threads: Int? = nil,
-        runner: AttentionRunner? = nil
+        runner: AttentionRunner? = nil, measurer: (any WindowErrorMeasurer)? = nil
     ) throws(WindowSearchError) {
         guard fullSteps >= 0 else { throw .negativeFullSteps(fullSteps) }
+        guard runner == nil || measurer == nil else {
+            throw .backend("give an attention runner or a measurer, not both (the measurer runs attention itself)")
+        }
         if let threads, threads < 1 { throw .attention(.invalidThreadCount(threads)) }
         let given = candidates ?? Self.defaultCandidates(for: layout)
         guard !given.isEmpty else { throw .badCandidates("the list is empty; give at least one window") }
@@ -84,8 +103,8 @@ public struct WindowSearch: Sendable {
         self.fullSteps = fullSteps
         self.threads = threads
         self.runner = runner
-        self.comparedRows = (0..<layout.paddedVideoTokenCount).filter { layout.canvasPosition(ofSequenceIndex: $0) != nil }
-        self.readRows = comparedRows + Array(layout.paddedVideoTokenCount..<(layout.paddedVideoTokenCount + layout.text.valid))
+        self.measurer = measurer
+        self.rows = SearchRows(layout: layout)
     }
 
     /// FastVideo-like candidates: every window whose size per axis is odd and below the axis' tile
@@ -109,17 +128,32 @@ public struct WindowSearch: Sendable {
     // MARK: Measuring
 
     /// Adds `capture`: measures it when its step is at least `fullSteps`, otherwise only records its
-    /// layer's head count.
-    public mutating func add(_ capture: ActivationCapture) throws(WindowSearchError) {
+    /// layer's head count. `next`, the capture to be added after this one, lets a measurer start reading
+    /// it while this one runs (see `WindowErrorMeasurer`).
+    ///
+    /// Cost on the CPU path: reads q, k, v as fp32 host arrays, then the attention of `measure`. With a
+    /// `measurer`: what the measurer documents (`CUDAWindowMeasurer`: the file read once, the kernels on
+    /// the device, a few bytes back per candidate and head).
+    public mutating func add(_ capture: ActivationCapture, prefetching next: ActivationCapture? = nil) throws(WindowSearchError) {
         let key = StepLayer(step: capture.step, layer: capture.layer)
         if let heads = headsByLayer[capture.layer], heads != capture.heads {
             throw .headCountMismatch(layer: capture.layer, expected: heads, actual: capture.heads, path: capture.path)
         }
         headsByLayer[capture.layer] = capture.heads
         guard capture.step >= fullSteps else { return }
-        let (q, k, v) = try capture.tensors()
-        let measured = try measure(
-            q: q, k: k, v: v, batch: capture.batch, heads: capture.heads, headDim: capture.headDim, source: capture.path)
+        let measured: [[OutputError]]
+        if let measurer {
+            let next = next.flatMap { $0.step >= fullSteps ? $0 : nil }
+            measured = try measurer.measure(capture, candidates: candidates, layout: layout, rows: rows, next: next)
+            guard measured.count == candidates.count, measured.allSatisfy({ $0.count == capture.heads }) else {
+                throw .backend("the measurer returned \(measured.map(\.count)) errors per candidate; "
+                    + "\(candidates.count) candidates × \(capture.heads) heads are needed")
+            }
+        } else {
+            let (q, k, v) = try capture.tensors()
+            measured = try measure(
+                q: q, k: k, v: v, batch: capture.batch, heads: capture.heads, headDim: capture.headDim, source: capture.path)
+        }
         var sums = errors[key] ?? Array(repeating: Array(repeating: .zero, count: capture.heads), count: candidates.count)
         for candidate in candidates.indices {
             for head in 0..<capture.heads { sums[candidate][head].add(measured[candidate][head]) }

@@ -56,6 +56,9 @@ public enum WindowSearchError: Error, Equatable, Sendable, CustomStringConvertib
     /// The attention output of a capture under `window` was not finite although its inputs were (a
     /// backend's overflow); the error of that window cannot be measured.
     case nonFiniteOutput(path: String, window: String)
+    /// The GPU search cannot run a capture (a head dim or shape no CUDA kernel takes, a device too old);
+    /// `reason` is the kernel selection's message. The CPU search measures any capture.
+    case deviceCannotMeasure(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -110,6 +113,9 @@ public enum WindowSearchError: Error, Equatable, Sendable, CustomStringConvertib
         case let .nonFiniteOutput(path, window):
             return "capture '\(path)': the attention output under window \(window) is not finite although q, k "
                 + "and v are; the backend overflowed, so this capture's window errors cannot be measured"
+        case let .deviceCannotMeasure(path, reason):
+            return "capture '\(path)' cannot be measured on the GPU: \(reason); the CPU search (without --gpu) "
+                + "measures any head dim"
         }
     }
 }

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -177,19 +178,26 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     summary["search_s"] = time.perf_counter() - start
+    sys.stderr.write(result.stderr)   # progress: one line per capture with its seconds
     sys.stdout.write(result.stdout)
     if result.returncode != 0:
-        sys.stderr.write(result.stderr)
         raise SystemExit(f"sta search failed with status {result.returncode}")
     measured = len([f for f in capture.files])
     per_capture = summary["search_s"] / max(1, measured)
     whole = (steps - full_steps) * len(layers)
-    summary.update(search_per_capture_s=per_capture, whole_strategy_captures=whole,
-                   whole_strategy_search_s_extrapolated=per_capture * whole,
+    # The CLI's per-capture seconds ("[i/n] path: ..., 1.23 s ..."): the first capture also pays the kernel
+    # compiles and the cold start, so the steady per-capture cost is the mean of the others, and the rest of
+    # the wall time is a fixed cost paid once per call.
+    seconds = [float(m.group(1)) for m in re.finditer(r"^\[\d+/\d+\] .*?, ([0-9.]+) s\b", result.stderr, re.M)]
+    steady = sum(seconds[1:]) / len(seconds[1:]) if len(seconds) > 1 else per_capture
+    fixed = max(0.0, summary["search_s"] - sum(seconds)) + (seconds[0] - steady if len(seconds) > 1 else 0.0)
+    summary.update(search_per_capture_s=per_capture, search_capture_s=seconds, search_steady_capture_s=steady,
+                   search_fixed_s=fixed, whole_strategy_captures=whole,
+                   whole_strategy_search_s_extrapolated=fixed + steady * whole,
                    search_command=command)
-    print(f"search: {summary['search_s']:.1f} s for {measured} captures ({per_capture:.2f} s each); a whole "
-          f"strategy ({steps - full_steps} steps × {len(layers)} layers × {heads} heads) ≈ "
-          f"{per_capture * whole:.0f} s", flush=True)
+    print(f"search: {summary['search_s']:.1f} s for {measured} captures ({per_capture:.2f} s each; "
+          f"{steady:.2f} s each after the first, {fixed:.1f} s once); a whole strategy ({steps - full_steps} "
+          f"steps × {len(layers)} layers × {heads} heads) ≈ {fixed + steady * whole:.0f} s", flush=True)
 
     # 3. apply
     searched = load_strategy(searched_path)
