@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Prints the wgmma inline-PTX wrappers used by Sources/STACUDAKernels/Kernels/sta_forward_sm90.cu.
+"""Prints the wgmma inline-PTX wrappers of Sources/STACUDAKernels/Kernels/sta_sm90_ptx.cuh (forward and backward).
 
 The wrappers list every accumulator register as an operand, which is tedious to write by hand; this
-script writes them. Paste its output between the GENERATED markers of the kernel source.
+script writes them. Paste its output between the GENERATED markers of the header; a test
+(Tests/STACUDAKernelsTests/GeneratedWrappersTests.swift) checks that the two agree.
 
   ss(N):  D[64xN] (+)= A[64x16] (shared, K-major) * B[16xN] (shared, K-major), template ScaleD
   rs(N):  D[64xN] += A[64x16] (registers) * B[16xN] (shared, N-major: imm-trans-b = 1)
