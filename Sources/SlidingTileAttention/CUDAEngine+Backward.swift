@@ -5,7 +5,9 @@ import STATensors
 
 extension CUDAEngine {
     /// Bytes of device workspace `backward` needs for a call of this shape (0 is a valid answer). Checks
-    /// the call and chooses its kernel as `backward` would, opening device `device` if needed.
+    /// the call and chooses its kernel as `backward` would, opening device `device` if needed. The size
+    /// depends on the kernel: the portable one needs LSE2 and Δ (8 bytes per row), the Hopper one also a
+    /// float32 dq accumulator (about 4 · headDim bytes more per row); ask with the same `kernel`.
     public func backwardWorkspaceByteCount(
         plan: AttentionPlan, batch: Int, headDim: Int, dtype: DType, device: Int,
         kernel preference: KernelPreference = .automatic
