@@ -19,7 +19,7 @@ struct Verify: ParsableCommand {
     @Flag(help: "Verify the CPU backend instead of the GPU.")
     var cpu = false
 
-    @Flag(help: "Verify the backward pass (dq, dk, dv) instead of the forward: the largest relative error of the three is shown, and the gradient rows of holes and padding text must be exactly 0 (the empty rows column).")
+    @Flag(help: "Verify the backward pass (dq, dk, dv) instead of the forward: the largest relative error of the three is shown.")
     var backward = false
 
     @Option(help: "Seed for the random inputs (default: from the clock, printed).")
