@@ -51,6 +51,18 @@ extension KernelSource.Header {
             .init(name: "sta_sm90_epilogue.cuh", text: decoded(PackageResources.sta_sm90_epilogue_cuh)),
         ]
     }
+    /// The Hopper backward kernel's pieces: the PTX wrappers it shares with the forward, shape, work
+    /// decoding, consumer products and recomputation, the main loops, the epilogue.
+    static var sm90Backward: [Self] {
+        [
+            .init(name: "sta_sm90_ptx.cuh", text: decoded(PackageResources.sta_sm90_ptx_cuh)),
+            .init(name: "sta_sm90_bwd_shape.cuh", text: decoded(PackageResources.sta_sm90_bwd_shape_cuh)),
+            .init(name: "sta_sm90_bwd_work.cuh", text: decoded(PackageResources.sta_sm90_bwd_work_cuh)),
+            .init(name: "sta_sm90_bwd_consumer.cuh", text: decoded(PackageResources.sta_sm90_bwd_consumer_cuh)),
+            .init(name: "sta_sm90_bwd_mainloop.cuh", text: decoded(PackageResources.sta_sm90_bwd_mainloop_cuh)),
+            .init(name: "sta_sm90_bwd_epilogue.cuh", text: decoded(PackageResources.sta_sm90_bwd_epilogue_cuh)),
+        ]
+    }
 }
 
 /// UTF-8 bytes of an embedded file as a String.

@@ -26,7 +26,7 @@ struct Bench: ParsableCommand {
     @Flag(help: "Run the CPU benchmark instead: the FMA peak, dense fp32 attention (S 4096, D 128, 8 heads) and STA at 91% sparsity against dense on the same tokens.")
     var cpu = false
 
-    @Flag(help: "Time the backward pass (portable kernels; effective FLOPs 2.5 × the forward's) instead of the forward.")
+    @Flag(help: "Time the backward pass (effective FLOPs 2.5 × the forward's) instead of the forward; --kernel picks the backward kernels (the Hopper backward is not bit-reproducible, the portable one is).")
     var backward = false
 
     @Flag(help: "With --cpu: fewer repetitions, no half-precision runs.")
@@ -59,9 +59,6 @@ struct Bench: ParsableCommand {
             return try runCPU()
         }
         try rejectIgnored([quick ? "--quick" : nil, threads.map { _ in "--threads" }].compactMap { $0 }, by: "bench on the GPU (give --cpu)")
-        if backward, let kernel, kernel != "portable", kernel != "all" {
-            throw UsageError("bench --backward times the portable kernels only; drop --kernel \(kernel)")
-        }
         let repetitions = try STALimits.check(
             self.repetitions ?? 10, "--repetitions", minimum: 1, maximum: STALimits.maximumRepetitions)
         let warmups = try STALimits.check(self.warmups ?? 3, "--warmups", minimum: 0, maximum: STALimits.maximumRepetitions)
@@ -73,7 +70,7 @@ struct Bench: ParsableCommand {
         if let only { problems = problems.filter { $0.name.contains(only) } }
         guard !problems.isEmpty else { throw ValidationError("no problem matches --only \(only ?? "")") }
         let gpu = try CUDABackend(ordinal: 0)
-        let kernels = backward ? [] : try kernelChoices(kernel ?? "all", on: gpu)
+        let kernels = try kernelChoices(kernel ?? "all", direction: backward ? .backward : .forward, on: gpu)
         progress("bench on \(gpu.context.deviceName) (\(gpu.context.architecture), \(gpu.context.multiprocessorCount) SMs)")
         var matrixRate: Double? = nil
         do {
@@ -85,7 +82,8 @@ struct Bench: ParsableCommand {
         }
         let measurements = backward
             ? try GPUBenchmark.runBackward(
-                problems: problems, on: gpu, warmups: warmups, repetitions: repetitions, progress: { progress("  \($0)") })
+                problems: problems, kernels: kernels, on: gpu, warmups: warmups, repetitions: repetitions,
+                progress: { progress("  \($0)") })
             : try GPUBenchmark.run(
                 problems: problems, kernels: kernels, on: gpu, warmups: warmups,
                 repetitions: repetitions, progress: { progress("  \($0)") })

@@ -62,12 +62,13 @@ public enum GPUBenchmark {
 }
 
 extension GPUBenchmark {
-    /// Times the portable backward kernels (dq, dk, dv from the forward's output and lse) on each problem:
-    /// CUDA events around each launch after `warmups`, median of `repetitions`. Effective FLOPs are 2.5 ×
-    /// the forward's, by convention. Inputs are random in [-1, 1).
+    /// Times the backward kernels of `kernels` (dq, dk, dv from the forward's output and lse) on each
+    /// problem: CUDA events around each launch after `warmups`, median of `repetitions`. Effective FLOPs
+    /// are 2.5 × the forward's, by convention. Inputs are random in [-1, 1); the forward runs once per
+    /// problem (automatic kernel) and each backward kernel gets its own workspace.
     public static func runBackward(
-        problems: [AttentionProblem], on gpu: CUDABackend, warmups: Int = 2, repetitions: Int = 5,
-        progress: (String) -> Void = { _ in }
+        problems: [AttentionProblem], kernels: [AttentionKernel] = [.portable], on gpu: CUDABackend, warmups: Int = 2,
+        repetitions: Int = 5, progress: (String) -> Void = { _ in }
     ) throws -> [Measurement] {
         var measurements = [Measurement]()
         for problem in problems {
@@ -81,28 +82,34 @@ extension GPUBenchmark {
             let gradients = try (0..<3).map { _ in
                 try DeviceBuffer(context: gpu.context, byteCount: attention.elementCount * problem.dtype.byteCount)
             }
-            let workspace = try DeviceBuffer(
-                context: gpu.context,
-                byteCount: try gpu.engine.backwardWorkspaceByteCount(
-                    plan: plan, batch: problem.batch, headDim: problem.headDim, dtype: problem.dtype, device: gpu.ordinal))
             let stream = try CUDAStream(context: gpu.context)
             try gpu.engine.forward(
                 plan: plan, batch: problem.batch, headDim: problem.headDim, dtype: problem.dtype, q: q, k: k, v: v,
                 output: output, lse: lse, stream: stream)
-            var kernel = AttentionKernel.portable
-            func launch() throws {
-                kernel = try gpu.engine.backward(
-                    plan: plan, batch: problem.batch, headDim: problem.headDim, dtype: problem.dtype, q: q, k: k, v: v,
-                    output: output, lse: lse, outputGradient: outputGradient, dq: gradients[0], dk: gradients[1],
-                    dv: gradients[2], workspace: workspace, stream: stream)
+            for choice in kernels {
+                progress("compiling \(problem.name) backward, \(choice) kernel")
+                let preference = try KernelPreference(name: choice.rawValue)
+                let workspace = try DeviceBuffer(
+                    context: gpu.context,
+                    byteCount: max(1, try gpu.engine.backwardWorkspaceByteCount(
+                        plan: plan, batch: problem.batch, headDim: problem.headDim, dtype: problem.dtype,
+                        device: gpu.ordinal, kernel: preference)))
+                var kernel = choice
+                func launch() throws {
+                    kernel = try gpu.engine.backward(
+                        plan: plan, batch: problem.batch, headDim: problem.headDim, dtype: problem.dtype, q: q, k: k,
+                        v: v, output: output, lse: lse, outputGradient: outputGradient, dq: gradients[0],
+                        dk: gradients[1], dv: gradients[2], workspace: workspace, stream: stream, kernel: preference)
+                }
+                let times = try eventTimes(on: stream, warmups: warmups, repetitions: repetitions, launch)
+                let measurement = Measurement(
+                    problem: problem.name + " backward", kernel: kernel, sequenceLength: problem.layout.sequenceLength,
+                    videoSparsity: plan.videoSparsity, medianMilliseconds: times[times.count / 2],
+                    minMilliseconds: times[0],
+                    effectiveFLOPs: 2.5 * plan.effectiveFLOPs(batch: problem.batch, headDim: problem.headDim))
+                progress("\(measurement.problem), \(kernel): \(measurement.medianMilliseconds) ms")
+                measurements.append(measurement)
             }
-            let times = try eventTimes(on: stream, warmups: warmups, repetitions: repetitions, launch)
-            let measurement = Measurement(
-                problem: problem.name + " backward", kernel: kernel, sequenceLength: problem.layout.sequenceLength,
-                videoSparsity: plan.videoSparsity, medianMilliseconds: times[times.count / 2], minMilliseconds: times[0],
-                effectiveFLOPs: 2.5 * plan.effectiveFLOPs(batch: problem.batch, headDim: problem.headDim))
-            progress("\(measurement.problem): \(measurement.medianMilliseconds) ms")
-            measurements.append(measurement)
         }
         return measurements
     }

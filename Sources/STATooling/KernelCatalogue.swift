@@ -40,6 +40,11 @@ public enum KernelCatalogue {
             variants.append(Variant(
                 name: "hopper", kernelSource: STAForwardHopperKernel.kernelSource,
                 options: { plan, headDim, dtype, _ in STAForwardHopperKernel.compileOptions(plan: plan, headDim: headDim, dtype: dtype) }))
+            variants.append(Variant(
+                name: "hopper-backward", kernelSource: STABackwardHopperKernel.kernelSource,
+                options: { plan, headDim, dtype, _ in
+                    STABackwardHopperKernel.compileOptions(plan: plan, headDim: headDim, dtype: dtype)
+                }))
         }
         return variants
     }

@@ -8,14 +8,20 @@ public enum AttentionKernel: String, CaseIterable, Sendable, CustomStringConvert
     /// The portable CUDA kernels (mma.sync, cp.async; `STAForwardKernel`, `STABackwardKernel`): sm_80 and
     /// newer, f16 and bf16, head dims 64 and 128, forward and backward.
     case portable
-    /// The Hopper CUDA kernel (TMA, wgmma, warp specialisation; `STAForwardHopperKernel`): compute
-    /// capability 9.x, f16 and bf16, head dims 64 and 128, forward only.
+    /// The Hopper CUDA kernels (TMA, wgmma, warp specialisation; `STAForwardHopperKernel`,
+    /// `STABackwardHopperKernel`): compute capability 9.x, f16 and bf16, head dims 64 and 128, forward and
+    /// backward. Its backward accumulates dq with float32 atomics: not bit-reproducible across runs.
     case hopper
 
     public var description: String { rawValue }
 
     /// The passes the kernel implements.
-    public var directions: [AttentionDirection] { self == .hopper ? [.forward] : [.forward, .backward] }
+    public var directions: [AttentionDirection] { [.forward, .backward] }
+
+    /// Whether the kernel's `direction` pass writes the same bits on every run with the same inputs. Only
+    /// the Hopper backward is not (its dq is summed by float32 atomics in no fixed order); ask for the
+    /// portable kernel (`KernelPreference.portable`) when bit-reproducible gradients matter.
+    public func isDeterministic(_ direction: AttentionDirection) -> Bool { !(self == .hopper && direction == .backward) }
 
     /// The kernels that run on a CUDA device, in the order automatic choice prefers them.
     public static let cudaKernelsByPreference: [AttentionKernel] = [.hopper, .portable]

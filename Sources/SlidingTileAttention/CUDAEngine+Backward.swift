@@ -5,7 +5,9 @@ import STATensors
 
 extension CUDAEngine {
     /// Bytes of device workspace `backward` needs for a call of this shape (0 is a valid answer). Checks
-    /// the call and chooses its kernel as `backward` would, opening device `device` if needed.
+    /// the call and chooses its kernel as `backward` would, opening device `device` if needed. The size
+    /// depends on the kernel: the portable one needs LSE2 and Δ (8 bytes per row), the Hopper one also a
+    /// float32 dq accumulator (about 4 · headDim bytes more per row); ask with the same `kernel`.
     public func backwardWorkspaceByteCount(
         plan: AttentionPlan, batch: Int, headDim: Int, dtype: DType, device: Int,
         kernel preference: KernelPreference = .automatic
@@ -13,8 +15,10 @@ extension CUDAEngine {
         _ = try AttentionShape(plan: plan, batch: batch, headDim: headDim)
         let call = AttentionCall(plan: plan, batch: batch, headDim: headDim, dtype: dtype, direction: .backward)
         try KernelSelection.checkCall(preference, call, onCUDA: true)
-        _ = try KernelSelection.choose(preference, call, on: .cuda(properties(device: device)))
-        return STABackwardKernel.workspaceByteCount(plan: plan, batch: batch)
+        let kernel = try KernelSelection.choose(preference, call, on: .cuda(properties(device: device)))
+        return kernel == .hopper
+            ? STABackwardHopperKernel.workspaceByteCount(plan: plan, batch: batch, headDim: headDim)
+            : STABackwardKernel.workspaceByteCount(plan: plan, batch: batch)
     }
 
     /// Queues the backward pass on `stream` (nil: the legacy default stream) over device buffers and
@@ -36,7 +40,7 @@ extension CUDAEngine {
         let call = AttentionCall(plan: plan, batch: batch, headDim: headDim, dtype: dtype, direction: .backward)
         let context = q.context
         let (kernel, scale) = try prepare(call, scale: scale, textValid: textValid, context: context, preference: preference)
-        let compiled = try backwardKernel(for: call, context: context)
+        let compiled = try backwardKernel(kernel, for: call, context: context)
         let lengths = try self.textValid(textValid, plan: plan, kernelPlan: compiled.plan, batch: batch, context: context)
         do throws(STAKernelError) {
             try compiled.launch(

@@ -73,7 +73,7 @@ public final class CUDAEngine: Sendable {
 
     struct KernelTable {
         var forward: [KernelKey: any AttentionForwardKernel] = [:]
-        var backward: [KernelKey: STABackwardKernel] = [:]
+        var backward: [KernelKey: any AttentionBackwardKernel] = [:]
     }
 
     /// An engine with its own contexts' kernels; `cache` defaults to the per-user disk cache.
@@ -137,12 +137,17 @@ public final class CUDAEngine: Sendable {
         }
     }
 
-    /// The backward kernels for `call` on `context`, compiled or loaded on first use.
-    func backwardKernel(for call: AttentionCall, context: CUDAContext) throws(AttentionError) -> STABackwardKernel {
+    /// The backward kernels `kernel` for `call` on `context`, compiled or loaded on first use.
+    func backwardKernel(
+        _ kernel: AttentionKernel, for call: AttentionCall, context: CUDAContext
+    ) throws(AttentionError) -> any AttentionBackwardKernel {
         let cache = self.cache
-        return try loaded(.portable, call, context, \.backward) { () throws(STAKernelError) in
-            try STABackwardKernel(
-                context: context, plan: call.plan, headDim: call.headDim, dtype: call.dtype, cache: cache)
+        return try loaded(kernel, call, context, \.backward) { () throws(STAKernelError) -> any AttentionBackwardKernel in
+            kernel == .hopper
+                ? try STABackwardHopperKernel(
+                    context: context, plan: call.plan, headDim: call.headDim, dtype: call.dtype, cache: cache)
+                : try STABackwardKernel(
+                    context: context, plan: call.plan, headDim: call.headDim, dtype: call.dtype, cache: cache)
         }
     }
 

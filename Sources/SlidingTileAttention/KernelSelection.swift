@@ -68,13 +68,19 @@ public enum KernelSelection {
             guard kernel.directions.contains(call.direction) else {
                 return "it has no \(call.direction) pass (the portable kernels have one)"
             }
-            if let problem = allowed(STAForwardHopperKernel.supportedDTypes, STAForwardHopperKernel.supportedHeadDims) ?? grid() {
+            let forward = call.direction == .forward
+            if let problem = (forward
+                ? allowed(STAForwardHopperKernel.supportedDTypes, STAForwardHopperKernel.supportedHeadDims)
+                : allowed(STABackwardHopperKernel.supportedDTypes, STABackwardHopperKernel.supportedHeadDims)) ?? grid()
+            {
                 return problem
             }
-            let blocks = STAForwardHopperKernel.queryBlocks(layout: call.plan.layout)
+            let blocks = (forward
+                ? STAForwardHopperKernel.queryBlocks(layout: call.plan.layout)
+                : STABackwardHopperKernel.keyBlocks(layout: call.plan.layout))
                 .multipliedReportingOverflow(by: call.plan.heads * call.batch)
             guard !blocks.overflow, blocks.partialValue <= Int(Int32.max) else {
-                return "its one-dimensional grid of query blocks × heads × batch is over \(Int32.max) blocks"
+                return "its one-dimensional grid of \(forward ? "query" : "key") blocks × heads × batch is over \(Int32.max) blocks"
             }
             return nil
         }
@@ -98,7 +104,10 @@ public enum KernelSelection {
             guard gpu.computeCapabilityMajor == 9 else {
                 return "it needs compute capability 9.x (H100, H200, GH200); the device is \(gpu.architecture)"
             }
-            return sharedMemoryProblem(STAForwardHopperKernel.sharedMemoryBytes(headDim: call.headDim), gpu)
+            let shared = call.direction == .forward
+                ? STAForwardHopperKernel.sharedMemoryBytes(headDim: call.headDim)
+                : STABackwardHopperKernel.sharedMemoryBytes(headDim: call.headDim)
+            return sharedMemoryProblem(shared, gpu)
         }
     }
 

@@ -67,8 +67,10 @@ public struct SlidingTileAttention: Sendable {
     /// Gradients of the forward pass for fine-tuning: given the inputs, the forward's `output` and `lse`
     /// and the gradient of the loss with respect to the output, returns dq, dk and dv ([B, H, S, D] in
     /// `T`, accumulated in fp32 and rounded once). Rows that attend nothing get dq = 0; keys nothing
-    /// attends get dk = dv = 0. On a GPU the portable backward kernels run (sm_80 and newer, bf16 or
-    /// fp16). Cost: about 2.5 × the forward's effective FLOPs.
+    /// attends get dk = dv = 0. On a GPU the backend's kernel preference chooses the backward kernels
+    /// (bf16 or fp16): automatic takes the Hopper kernels on sm_90 (dq not bit-reproducible), the
+    /// portable ones elsewhere or when named (sm_80 and newer, deterministic). Cost: about 2.5 × the
+    /// forward's effective FLOPs.
     public func backward<T: StorageScalar>(
         q: [T], k: [T], v: [T], output: [T], lse: [Float], outputGradient: [T], scale: Float? = nil,
         textValid: [Int]? = nil, on backend: AttentionBackend

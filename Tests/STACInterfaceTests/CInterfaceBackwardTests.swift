@@ -158,7 +158,7 @@ struct CInterfaceCUDABackwardArgumentTests {
                 workspaceBytes, 0, device, kernel, message, length)
         }
         checks.expectFailure(invalid, "dtype f32 is not supported; allowed: bf16, f16") { call(dtype: 0, $0, $1) }
-        checks.expectFailure(invalid, "the hopper kernel cannot run backward attention") { call(kernel: "hopper", $0, $1) }
+        checks.expectFailure(invalid, "the hopper kernel cannot run backward attention in f32") { call(dtype: 0, kernel: "hopper", $0, $1) }
         checks.expectFailure(invalid, "the cpu kernel cannot run this call: it runs on the CPU") { call(kernel: "cpu", $0, $1) }
         checks.expectFailure(invalid, "dout is a NULL device address") { call(dout: 0, $0, $1) }
         checks.expectFailure(invalid, "dq (0x108) is not aligned to 16 bytes") { call(dq: 264, $0, $1) }

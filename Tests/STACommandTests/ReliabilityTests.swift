@@ -65,7 +65,6 @@ import Testing
         (["bench", "--cpu", "--suite", "hunyuan", "--kernel", "hopper"], "--suite, --kernel"),
         (["bench", "--cpu", "--backward"], "--backward"),
         (["bench", "--quick"], "--quick"),
-        (["bench", "--backward", "--kernel", "hopper"], "portable"),
         (["verify", "--cpu", "--kernel", "hopper"], "--kernel"),
         (["plan", "--suite", "wan", "--canvas", "8x8"], "--canvas"),
         (["search", "x.safetensors", "--output", "y.json", "--gpu", "--threads", "2"], "--threads"),

@@ -42,6 +42,18 @@ import SlidingTileAttention
         #expect(outcome.passed, "rel err \(outcome.outputError), lse err \(outcome.lseError), bad rows \(outcome.badEmptyRows)")
     }
 
+    /// The backward check measures the rows that attend nothing (holes and padding text here): their dq,
+    /// dk and dv must be exactly 0, and the CPU backward writes them so.
+    @Test func backwardVerificationMeasuresEmptyRowsOnTheCPU() throws {
+        let layout = try STALayout(canvas: [5, 10, 12], tile: [3, 4, 4], textCount: 8, textValid: 5)
+        let windows = try ShapeSyntax.headWindows("1x3x1,full", layout: layout, heads: 2)
+        let testCase = AttentionProblem(
+            name: "small 3D holes", layout: layout, headWindows: windows, batch: 1, headDim: 16, dtype: .float32)
+        let outcome = try Verification.run(testCase, .backward, on: .cpu(threads: 2), seed: 11)
+        #expect(outcome.passed, "rel err \(outcome.outputError), bad rows \(outcome.badEmptyRows)")
+        #expect(outcome.badEmptyRows == 0)
+    }
+
     @Test func rejectsWrongTensorSizes() throws {
         let plan = try AttentionPlan(layout: STALayout(canvas: [64], tile: [16]), window: Window(tiles: [1]), heads: 1)
         let attention = try SlidingTileAttention(plan: plan, batch: 1, headDim: 8)

@@ -23,13 +23,28 @@ func call(
         #expect(try KernelSelection.choose(.automatic, call(.float32, headDim: 40), on: .cpu) == .cpu)
     }
 
-    @Test func backwardRunsOnThePortableKernelsEvenOnHopper() throws {
-        #expect(try KernelSelection.choose(.automatic, call(.bfloat16, .backward), on: .cuda(h200)) == .portable)
+    @Test func backwardTakesTheHopperKernelsOnHopperAndThePortableOnesElsewhere() throws {
+        #expect(try KernelSelection.choose(.automatic, call(.bfloat16, .backward), on: .cuda(h200)) == .hopper)
+        #expect(try KernelSelection.choose(.automatic, call(.float16, headDim: 64, .backward), on: .cuda(h200)) == .hopper)
+        #expect(try KernelSelection.choose(.automatic, call(.bfloat16, .backward), on: .cuda(a100)) == .portable)
+        // The deterministic path stays reachable on Hopper by name.
+        #expect(try KernelSelection.choose(.portable, call(.bfloat16, .backward), on: .cuda(h200)) == .portable)
         let refusal = #expect(throws: AttentionError.self) {
-            try KernelSelection.choose(.hopper, call(.bfloat16, .backward), on: .cuda(h200))
+            try KernelSelection.choose(.hopper, call(.bfloat16, .backward), on: .cuda(a100))
         }
-        #expect(refusal?.kind == .invalidArgument)
-        #expect(refusal?.description.contains("has no backward pass") == true)
+        #expect(refusal?.kind == .cuda)
+        #expect(refusal?.description.contains("it needs compute capability 9.x") == true)
+        let headDim = #expect(throws: AttentionError.self) {
+            try KernelSelection.choose(.hopper, call(.bfloat16, headDim: 96, .backward), on: .cuda(h200))
+        }
+        #expect(headDim?.description.contains("head dim 96 is not supported; allowed: 64, 128") == true)
+    }
+
+    @Test func onlyTheHopperBackwardIsNotBitReproducible() {
+        #expect(!AttentionKernel.hopper.isDeterministic(.backward))
+        #expect(AttentionKernel.hopper.isDeterministic(.forward))
+        #expect(AttentionKernel.portable.isDeterministic(.backward))
+        #expect(AttentionKernel.cpu.isDeterministic(.backward))
     }
 
     @Test func callProblemsAreInvalidArgumentsAndNameWhatIsAllowed() throws {
@@ -69,7 +84,9 @@ func call(
 
     @Test func allMeansEveryKernelTheDeviceRuns() {
         #expect(KernelSelection.cudaKernels(.forward, on: h200) == [.portable, .hopper])
-        #expect(KernelSelection.cudaKernels(.backward, on: h200) == [.portable])
+        #expect(KernelSelection.cudaKernels(.backward, on: h200) == [.portable, .hopper])
+        #expect(KernelSelection.cudaKernels(.backward, on: a100) == [.portable])
+        #expect(KernelSelection.automaticKernel(.backward, on: h200) == .hopper)
         #expect(KernelSelection.cudaKernels(.forward, on: t4) == [])
         #expect(KernelSelection.automaticKernel(.forward, on: h200) == .hopper)
         #expect(KernelSelection.automaticKernel(.forward, on: a100) == .portable)

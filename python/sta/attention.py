@@ -15,7 +15,7 @@ LAYOUTS = ("bhsd", "bshd")
 
 
 def attention(q, k, v, plan: Plan, scale: float | None = None, *, text_valid=None, kernel: str = "auto",
-              threads: int | None = None, layout: str = "bhsd"):
+              threads: int | None = None, layout: str = "bhsd", deterministic: bool = False):
     """Sliding tile attention O = softmax(scale * Q K^T + M) V under ``plan``; returns ``(out, lse)``.
 
     q, k, v: [B, H, S, D] in **tile order** (use ``plan.tile`` first), H = plan.heads,
@@ -24,6 +24,10 @@ def attention(q, k, v, plan: Plan, scale: float | None = None, *, text_valid=Non
       * CUDA torch tensors: bfloat16 or float16, D = 64 or 128; runs on the tensors' device on
         ``torch.cuda.current_stream()`` and returns at once (stream-ordered, like any torch op).
         ``kernel`` picks "auto" (Hopper kernel on sm_90, else portable), "portable" or "hopper".
+        The Hopper backward sums dq with float32 atomics, so its dq may differ in the last bits between
+        runs; ``deterministic=True`` runs the portable kernels instead (forward and backward; the same
+        bits on every run; ``kernel`` must then be "auto" or "portable"). CPU tensors are always
+        deterministic.
         The first call per (plan, dtype, D, kernel, device) compiles the kernel and uploads the plan's
         tables synchronously: make it before capturing a CUDA graph.
       * CPU (numpy arrays or CPU torch tensors): float32, float16 or bfloat16, any D; blocks, on
@@ -55,6 +59,13 @@ def attention(q, k, v, plan: Plan, scale: float | None = None, *, text_valid=Non
         raise ValueError(f"layout is {layout!r}; allowed: 'bhsd' ([B, H, S, D]) or 'bshd' ([B, S, H, D])")
     if kernel not in KERNELS:
         raise ValueError(f"kernel is {kernel!r}; allowed: {', '.join(KERNELS)}")
+    if deterministic:
+        if kernel == "hopper":
+            raise ValueError(
+                "deterministic=True needs the portable kernels (the Hopper backward sums dq with float32 "
+                "atomics); give kernel='auto' or 'portable', or deterministic=False")
+        if is_torch(q) and q.is_cuda:
+            kernel = "portable"
     if threads is not None and int(threads) < 1:
         raise ValueError(f"threads is {threads}; give a positive count or None for every core")
     if scale is None:

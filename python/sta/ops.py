@@ -12,7 +12,9 @@ q, k, v, out, dout are [B, H, S, D] in tile order; lse is [B, H, S] float32.
 Both are ``torch.library.custom_op``s with fake (meta) implementations, so ``torch.compile`` traces them
 as single graph nodes without a graph break, and the forward has an autograd formula that calls the
 backward op: gradients reach q, k and v (with the forward's kernel when it has a backward pass, else the
-automatic choice: the Hopper kernel is forward-only). lse is marked non-differentiable (a loss that uses it gets no
+automatic choice; a library whose Hopper kernel is forward-only gets the portable backward). The Hopper
+backward's dq is summed by float32 atomics (not bit-reproducible); ``sta.attention(...,
+deterministic=True)`` runs the portable kernels. lse is marked non-differentiable (a loss that uses it gets no
 gradient through it). The CUDA backward takes its scratch memory from PyTorch's caching allocator, sized
 by ``sta_backward_cuda_workspace_size``; both ops run on the current stream and never synchronise.
 Use ``sta.attention``: it checks its arguments and turns a plan and an int ``text_valid`` into these.
@@ -216,8 +218,9 @@ _backward_kernels: dict = {}
 
 
 def _backward_kernel(plan: int, q, kernel: str) -> str:
-    """The kernel named for the forward runs the backward too when it has a backward pass; otherwise (the
-    Hopper kernel is forward-only today) the automatic choice does. Asked once per (plan, dtype, D, device)."""
+    """The kernel named for the forward runs the backward too when it has a backward pass; otherwise (a
+    library whose Hopper kernel is forward-only) the automatic choice does. Asked once per (plan, dtype, D,
+    device)."""
     if kernel == "auto" or q.device.type != "cuda" or not _library.supports("kernel_choice"):
         return kernel
     key = (plan, q.dtype, int(q.shape[-1]), q.device.index, kernel)

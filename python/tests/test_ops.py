@@ -518,3 +518,29 @@ def test_cuda_opcheck():
     torch.library.opcheck(torch.ops.sta.attention_backward.default,
                           (q.detach(), k.detach(), v.detach(), out, lse, loss_weights(out).cuda(), plan.handle.value,
                            0.0, valid, "auto", 0))
+
+
+def test_deterministic_refuses_the_hopper_kernel_and_is_accepted_on_the_cpu():
+    plan = small_plan()
+    q, k, v = random_inputs(plan, head_dim=16, dtype=torch.float32)
+    with pytest.raises(ValueError, match="deterministic=True needs the portable kernels"):
+        sta.attention(q, k, v, plan, kernel="hopper", deterministic=True)
+    out, _ = sta.attention(q, k, v, plan, deterministic=True)
+    again, _ = sta.attention(q, k, v, plan)
+    assert torch.equal(out, again)
+
+
+@needs_cuda
+@needs_backward
+def test_cuda_deterministic_gradients_are_the_same_bits_on_every_run():
+    plan = gpu_plan()
+    base = random_inputs(plan, head_dim=128, dtype=torch.bfloat16)
+    grads = []
+    for _ in range(3):
+        q, k, v = (x.cuda().requires_grad_() for x in base)
+        out, _ = sta.attention(q, k, v, plan, deterministic=True)
+        (out * loss_weights(out).cuda()).sum().backward()
+        grads.append([t.grad.cpu() for t in (q, k, v)])
+    for later in grads[1:]:
+        for first, other in zip(grads[0], later):
+            assert torch.equal(first.view(torch.int16), other.view(torch.int16))

@@ -190,9 +190,11 @@ int32_t sta_backward_cuda_workspace_size(const sta_plan *plan, int32_t dtype, in
  * Gradients on a CUDA GPU over caller-owned device memory: q, k, v, out, dout, dq, dk, dv in dtype
  * (16-byte aligned), lse float (4-byte aligned), as in sta_backward_cpu. workspace: a device address of at
  * least the queried bytes (256-byte aligned), or 0 when that is 0; workspace_bytes its size. Nothing else
- * may use the workspace until the stream has run the work; reuse it across calls on one stream. The
- * kernels are the portable ones (sm_80+; "auto" and "portable" choose them, "hopper" has no backward).
- * Queued on `stream`; no allocation per call. Other arguments as in sta_forward_cuda.
+ * may use the workspace until the stream has run the work; reuse it across calls on one stream (its size
+ * depends on the kernel: query it with the same kernel argument). "auto" takes the Hopper kernels on sm_90
+ * (dq summed by float32 atomics: not bit-reproducible between runs) and the portable ones elsewhere;
+ * "portable" (sm_80+) is the deterministic path (the same bits on every run). Queued on `stream`; no
+ * allocation per call. Other arguments as in sta_forward_cuda.
  */
 int32_t sta_backward_cuda(const sta_plan *plan, int32_t dtype, int64_t batch, int64_t head_dim,
                           uint64_t q, uint64_t k, uint64_t v, uint64_t out, uint64_t lse, uint64_t dout,
