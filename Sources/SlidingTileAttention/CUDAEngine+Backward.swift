@@ -24,7 +24,9 @@ extension CUDAEngine {
     /// lse the forward's [batch, plan.heads, S] float32; dq, dk, dv receive the gradients in `dtype`
     /// (accumulated in fp32, rounded once); `textValid` as the forward's; `workspace` holds at least `backwardWorkspaceByteCount` bytes and is not
     /// touched by anything else until the stream has run the work. Allocates nothing. Throws like
-    /// `forward`.
+    /// `forward`. Rows whose lse is NaN, ±∞ or of magnitude at least `STAExactRowsKernel.backwardLSELimit`
+    /// (where fp32 cannot carry L) get NaN in dq and in the dk, dv rows of every key they attend, marked by
+    /// `STAExactRowsKernel` on the same stream after the backward kernels.
     @discardableResult
     public func backward(
         plan: AttentionPlan, batch: Int, headDim: Int, dtype: DType,
@@ -44,6 +46,15 @@ extension CUDAEngine {
                 batch: batch, scale: scale, textValid: lengths, workspace: workspace, stream: stream)
         } catch {
             throw .cuda("launch of the \(kernel) backward kernels: \(error)")
+        }
+        // Gradients of rows whose lse fp32 cannot carry: marked NaN (docs/SEMANTICS.md).
+        let exact = try exactRowsKernel(for: call, context: context)
+        let exactLengths = try self.textValid(textValid, plan: plan, kernelPlan: exact.plan, batch: batch, context: context)
+        do throws(STAKernelError) {
+            try exact.launchBackward(
+                lse: lse, dq: dq, dk: dk, dv: dv, batch: batch, textValid: exactLengths, stream: stream)
+        } catch {
+            throw .cuda("launch of the exact-rows backward kernel: \(error)")
         }
         return kernel
     }
