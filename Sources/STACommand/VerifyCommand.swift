@@ -11,7 +11,9 @@ struct Verify: ParsableCommand {
             log-sum-exp 1e-3. Without --suite or --canvas the matrix of small cases runs, every row referenced. \
             With them (e.g. --suite hunyuan, the layouts the benchmarks time), every kernel runs the whole \
             problem and is compared with the reference on sampled rows of every (batch, head) — interior, \
-            border and hole tiles, text and padding text — and every row that attends nothing must be 0 / −∞.
+            border and hole tiles, text and padding text — and every row that attends nothing must be 0 / −∞. \
+            The matrix ends with the cases of large finite inputs (scores and P·V sums past the fp32 range; \
+            "large finite inputs" rows) and, on a GPU, per-row text lengths and the NaN contract.
             """)
 
     @OptionGroup var problem: ProblemOptions
@@ -76,6 +78,15 @@ struct Verify: ParsableCommand {
                 let seed = seed &+ UInt64(index)
                 let check: Verification.Check = backward ? .backward : sampled ? .sampledRows : .forward
                 report(try Verification.run(testCase, check, on: backend, seed: seed), backend: backendName)
+            }
+            // Scores and P·V sums past the fp32 range: the float64 reference's numbers (the GPU backward
+            // marks the gradients of such rows NaN instead).
+            if !sampled {
+                for (index, testCase) in try Verification.largeInputCases().enumerated() {
+                    let outcome = try Verification.runLargeInputs(
+                        testCase, backward: backward, on: backend, seed: seed &+ UInt64(3000 + index))
+                    report(outcome, backend: backendName)
+                }
             }
             // Batches whose rows have their own valid text lengths (a device array; CUDA kernels only).
             if case .cuda(let gpu) = backend, !sampled {
