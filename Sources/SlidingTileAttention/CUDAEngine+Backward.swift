@@ -45,7 +45,7 @@ extension CUDAEngine {
                 q: q, k: k, v: v, output: output, lse: lse, outputGradient: outputGradient, dq: dq, dk: dk, dv: dv,
                 batch: batch, scale: scale, textValid: lengths, workspace: workspace, stream: stream)
         } catch {
-            throw .cuda("launch of the \(kernel) backward kernels: \(error)")
+            throw AttentionError(error, prefix: "launch of the \(kernel) backward kernels")
         }
         // Gradients of rows whose lse fp32 cannot carry: marked NaN (docs/SEMANTICS.md).
         let exact = try exactRowsKernel(for: call, context: context)
@@ -54,7 +54,7 @@ extension CUDAEngine {
             try exact.launchBackward(
                 lse: lse, dq: dq, dk: dk, dv: dv, batch: batch, textValid: exactLengths, stream: stream)
         } catch {
-            throw .cuda("launch of the exact-rows backward kernel: \(error)")
+            throw AttentionError(error, prefix: "launch of the exact-rows backward kernel")
         }
         return kernel
     }

@@ -32,7 +32,7 @@ extension CUDAEngine {
             try compiled.launch(
                 q: q, k: k, v: v, output: output, lse: lse, batch: batch, scale: scale, textValid: lengths, stream: stream)
         } catch {
-            throw .cuda("launch of the \(kernel) forward kernel: \(error)")
+            throw AttentionError(error, prefix: "launch of the \(kernel) forward kernel")
         }
         // Rows an fp32 overflow left non-finite, recomputed in float64 (docs/SEMANTICS.md).
         let exact = try exactRowsKernel(for: call, context: context)
@@ -42,7 +42,7 @@ extension CUDAEngine {
                 q: q, k: k, v: v, output: output, lse: lse, batch: batch, scale: scale, textValid: exactLengths,
                 stream: stream)
         } catch {
-            throw .cuda("launch of the exact-rows forward kernel: \(error)")
+            throw AttentionError(error, prefix: "launch of the exact-rows forward kernel")
         }
         return kernel
     }
@@ -154,6 +154,10 @@ func driver<T>(_ body: () throws -> T) throws(AttentionError) -> T {
         return try body()
     } catch let error as AttentionError {
         throw error
+    } catch let error as CUDAError {
+        throw AttentionError(error)
+    } catch let error as STAKernelError {
+        throw AttentionError(error)
     } catch {
         throw .cuda("\(error)")
     }

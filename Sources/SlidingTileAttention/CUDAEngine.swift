@@ -105,7 +105,7 @@ public final class CUDAEngine: Sendable {
             try context.makeCurrent()
             return context
         } catch {
-            throw .cuda(error.description)
+            throw AttentionError(error)
         }
     }
 
@@ -177,7 +177,7 @@ public final class CUDAEngine: Sendable {
             return try result.get()
         } catch {
             let name = name ?? "the \(kernel) \(call.direction) kernel"
-            throw .cuda("\(name) for \(call.dtype), head dim \(call.headDim): \(error)")
+            throw AttentionError(error, prefix: "\(name) for \(call.dtype), head dim \(call.headDim)")
         }
     }
 
@@ -199,7 +199,7 @@ public final class CUDAEngine: Sendable {
         do throws(CUDAError) {
             return try result.get()
         } catch {
-            throw .cuda("the valid text lengths of the plan on device \(context.deviceOrdinal): \(error)")
+            throw AttentionError(error, prefix: "the valid text lengths of the plan on device \(context.deviceOrdinal)")
         }
     }
 
