@@ -2,8 +2,8 @@ import CUDADriver
 import STAGeometry
 import STATensors
 
-/// The rows a fast kernel cannot represent in fp32, found after it on the same stream
-/// (`Kernels/sta_exact_rows.cu`, plain CUDA, sm_80 and newer, any forward or backward kernel).
+/// The rows a fast kernel cannot represent in fp32, found after it on the same stream and redone in float64
+/// (`Kernels/sta_exact_rows.cu`, plain CUDA, sm_80 and newer, after any forward or backward kernel).
 ///
 /// - `launchForward`, after a forward kernel: every row that attends something and whose log-sum-exp is
 ///   NaN or ±∞, or whose output holds a non-finite element — what an fp32 overflow of |q·k| · scale or of
@@ -12,24 +12,32 @@ import STATensors
 ///   whose inputs hold NaN or ±∞ come out NaN exactly as the reference's do (the NaN contract is
 ///   unchanged). Other rows are read, never written.
 /// - `launchBackward`, after a backward kernel: every row that attends something and whose log-sum-exp is
-///   NaN, ±∞ or of magnitude at least `backwardLSELimit` gets NaN in its dq row and in the dk and dv rows of
-///   every key it attends. fp32 cannot carry such an L, so exp(s − L) cannot be recomputed from it; the GPU
-///   does not compute these gradients in float64 (the CPU backend does) and marks them instead of leaving
-///   zeros or fp32 garbage.
+///   NaN, ±∞ or of magnitude at least `backwardLSELimit` — where fp32 cannot carry L, so P = exp(s − L)
+///   cannot be recomputed from it — gets its L recomputed in float64 from its scores and its dq row
+///   redone in float64; every key such a row attends gets its dk and dv rows redone in float64 over all the
+///   queries that attend it (three launches: clear the key marks, the rows, the keys). The results are the
+///   reference's (`ReferenceAttention.backward` with L recomputed); NaN inputs give NaN in every gradient
+///   row they reach, as on the CPU.
 ///
-/// One instance is the two kernels specialised for one layout, head dimension and dtype (the same problem
-/// constants as the fast kernels), compiled by NVRTC through `KernelCache`, with the plan's tables uploaded.
+/// One instance is the kernels specialised for one layout, head dimension and dtype (the same problem
+/// constants as the fast kernels), compiled by NVRTC through `KernelCache`, with the plan's tables and
+/// their inverse uploaded.
 ///
 /// Cost on inputs without such rows: one read of the log-sum-exp and (forward) of the output, about
-/// B · H · S · (4 + 2 · headDim) bytes, in one launch. A flagged forward row costs two passes over its keys
-/// (4 · headDim double-precision flops per key each) in one warp.
+/// B · H · S · (4 + 2 · headDim) bytes, plus (backward) clearing B · H · S bytes of marks. A redone forward
+/// row costs two passes over its keys (4 · headDim double-precision flops per key each) in one warp; a
+/// redone backward row three passes over its keys, and each marked key one pass over its queries (about
+/// 8 · headDim double-precision flops per query) — a marked text row marks every key of its (batch, head),
+/// whose backward then runs in float64.
 public struct STAExactRowsKernel: Sendable {
     /// Threads per block: one warp per row.
     public static let threadsPerBlock = 256
-    /// Entry points.
+    /// Entry points: the forward's, then the backward's three in launch order.
     public static let forwardFunctionName = "sta_exact_rows_forward"
-    public static let backwardFunctionName = "sta_exact_rows_backward"
-    /// |lse| from which `launchBackward` marks a row (fp32 holds L only to 2⁻⁹ there).
+    public static let backwardClearFunctionName = "sta_exact_rows_backward_clear"
+    public static let backwardQueriesFunctionName = "sta_exact_rows_backward_queries"
+    public static let backwardKeysFunctionName = "sta_exact_rows_backward_keys"
+    /// |lse| from which `launchBackward` redoes a row (fp32 holds L only to 2⁻⁹ there).
     public static let backwardLSELimit: Float = 32768
     /// Head dimensions and dtypes: those of the fast kernels.
     public static let supportedHeadDims = [64, 128]
@@ -50,6 +58,13 @@ public struct STAExactRowsKernel: Sendable {
             + ["-DSTA_EXACT_THREADS=\(threadsPerBlock)"]
     }
 
+    /// Bytes of device workspace `launchBackward` needs for `batch`: the float64 L of every row
+    /// (B · H · S doubles) then one mark byte per row, from the next 256-byte boundary.
+    public static func backwardWorkspaceByteCount(plan: AttentionPlan, batch: Int) -> Int {
+        let rows = batch * plan.heads * plan.layout.sequenceLength
+        return (rows * 8 + 255) / 256 * 256 + rows
+    }
+
     /// Blocks of a launch over `rowCount` rows (one warp per row).
     public static func blocks(rowCount: Int) -> Int {
         let warps = threadsPerBlock / 32
@@ -62,12 +77,18 @@ public struct STAExactRowsKernel: Sendable {
     public let dtype: DType
     let loaded: LoadedPlanKernel
     public var forwardFunction: CUDAFunction { loaded.function }
-    public let backwardFunction: CUDAFunction
+    public let backwardClearFunction: CUDAFunction
+    public let backwardQueriesFunction: CUDAFunction
+    public let backwardKeysFunction: CUDAFunction
+    /// The inverse of the plan's lists (key tile → query tiles), for the backward's key rows.
+    let queryTileStart: DeviceBuffer
+    let queryTiles: DeviceBuffer
 
     /// Validates the parameters, compiles the kernels for `context.architecture` (or takes them from
-    /// `cache`), loads them and uploads the plan's tables. Throws `unsupportedHeadDim`, `unsupportedDType`,
-    /// `unsupportedDevice` below compute capability 8.0, and `driver` when NVRTC or the driver fail.
-    /// Cost: one NVRTC compile (about a second) on a cache miss, a module load, three small uploads.
+    /// `cache`), loads them and uploads the plan's tables and their inverse. Throws `unsupportedHeadDim`,
+    /// `unsupportedDType`, `unsupportedDevice` below compute capability 8.0, and `driver` when NVRTC or the
+    /// driver fail. Cost: one NVRTC compile (about a second) on a cache miss, a module load, five small
+    /// uploads, O(plan size) host work for the inverse lists.
     public init(
         context: CUDAContext, plan: AttentionPlan, headDim: Int, dtype: DType, cache: KernelCache = KernelCache()
     ) throws(STAKernelError) {
@@ -85,7 +106,13 @@ public struct STAExactRowsKernel: Sendable {
                 context: context, plan: plan, source: Self.kernelSource, functionName: Self.forwardFunctionName,
                 options: Self.compileOptions(plan: plan, headDim: headDim, dtype: dtype, architecture: context.architecture),
                 architecture: context.architecture, sharedMemoryBytes: 0, cache: cache)
-            backwardFunction = try loaded.module.function(named: Self.backwardFunctionName)
+            backwardClearFunction = try loaded.module.function(named: Self.backwardClearFunctionName)
+            backwardQueriesFunction = try loaded.module.function(named: Self.backwardQueriesFunctionName)
+            backwardKeysFunction = try loaded.module.function(named: Self.backwardKeysFunctionName)
+            let inverse = plan.inverseKeyTileLists()
+            // A zero-byte buffer has address 0; give every table at least one entry.
+            queryTileStart = try DeviceBuffer(context: context, copying: inverse.queryTileStart)
+            queryTiles = try DeviceBuffer(context: context, copying: inverse.queryTiles.isEmpty ? [0] : inverse.queryTiles)
         } catch {
             throw .driver(error)
         }
@@ -113,24 +140,67 @@ public struct STAExactRowsKernel: Sendable {
         try launch(forwardFunction, rowCount: rowCount, arguments: arguments, stream: stream)
     }
 
-    /// Queues the backward pass's marking on `stream`, after the backward kernels that wrote `dq`, `dk`
-    /// and `dv` on the same stream; `lse` is the log-sum-exp they were given. Throws `driver` when the
-    /// launch fails.
+    /// Queues the backward pass's float64 rows on `stream`, after the backward kernels that wrote `dq`, `dk`
+    /// and `dv` on the same stream; the tensors, `lse`, `scale` and `textValid` are those the backward
+    /// kernels were given. `workspace` holds `backwardWorkspaceByteCount` bytes (256-byte aligned) that
+    /// nothing else touches until the stream has run the work. Throws `bufferTooSmall` for a short
+    /// workspace, `driver` when a launch fails.
     public func launchBackward(
-        lse: DeviceBuffer, dq: DeviceBuffer, dk: DeviceBuffer, dv: DeviceBuffer, batch: Int, textValid: DeviceBuffer?,
-        stream: CUDAStream?
+        q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, output: DeviceBuffer, outputGradient: DeviceBuffer,
+        lse: DeviceBuffer, dq: DeviceBuffer, dk: DeviceBuffer, dv: DeviceBuffer, batch: Int, scale: Float,
+        textValid: DeviceBuffer?, workspace: DeviceBuffer, stream: CUDAStream?
     ) throws(STAKernelError) {
         let rowCount = batch * plan.heads * plan.layout.sequenceLength
-        var arguments = KernelArguments()
-        arguments.append(lse)
-        arguments.append(dq)
-        arguments.append(dk)
-        arguments.append(dv)
-        loaded.appendPlanTables(to: &arguments)
-        arguments.append(Int32(plan.heads))
-        arguments.append(Int64(rowCount))
-        appendTextValid(textValid, plan: plan, to: &arguments)
-        try launch(backwardFunction, rowCount: rowCount, arguments: arguments, stream: stream)
+        guard rowCount > 0 else { return }
+        let needed = Self.backwardWorkspaceByteCount(plan: plan, batch: batch)
+        guard workspace.byteCount >= needed else {
+            throw .bufferTooSmall(name: "exact-rows workspace", byteCount: workspace.byteCount, needed: needed)
+        }
+        do throws(CUDAError) {
+            let exactLSE = try DeviceBuffer(borrowing: workspace.address, byteCount: rowCount * 8, context: context)
+            let marks = try DeviceBuffer(
+                borrowing: workspace.address(byteOffset: (rowCount * 8 + 255) / 256 * 256), byteCount: rowCount,
+                context: context)
+
+            var clear = KernelArguments()
+            clear.append(marks)
+            clear.append(Int64(rowCount))
+            try backwardClearFunction.launch(
+                grid: (x: (rowCount + Self.threadsPerBlock - 1) / Self.threadsPerBlock, y: 1, z: 1),
+                block: (x: Self.threadsPerBlock, y: 1, z: 1), sharedMemoryBytes: 0, stream: stream, arguments: clear)
+
+            func tensors(_ arguments: inout KernelArguments) {
+                for buffer in [q, k, v, output, outputGradient, lse] { arguments.append(buffer) }
+            }
+            var queries = KernelArguments()
+            tensors(&queries)
+            queries.append(dq)
+            queries.append(exactLSE)
+            queries.append(marks)
+            loaded.appendPlanTables(to: &queries)
+            queries.append(Int32(plan.heads))
+            queries.append(Int64(rowCount))
+            queries.append(scale)
+            appendTextValid(textValid, plan: plan, to: &queries)
+            try launchRows(backwardQueriesFunction, rowCount: rowCount, arguments: queries, stream: stream)
+
+            var keys = KernelArguments()
+            tensors(&keys)
+            keys.append(dk)
+            keys.append(dv)
+            keys.append(exactLSE)
+            keys.append(marks)
+            keys.append(loaded.windowOfHead)
+            keys.append(queryTileStart)
+            keys.append(queryTiles)
+            keys.append(Int32(plan.heads))
+            keys.append(Int64(rowCount))
+            keys.append(scale)
+            appendTextValid(textValid, plan: plan, to: &keys)
+            try launchRows(backwardKeysFunction, rowCount: rowCount, arguments: keys, stream: stream)
+        } catch {
+            throw .driver(error)
+        }
     }
 
     private func launch(
@@ -138,11 +208,18 @@ public struct STAExactRowsKernel: Sendable {
     ) throws(STAKernelError) {
         guard rowCount > 0 else { return }
         do throws(CUDAError) {
-            try function.launch(
-                grid: (x: Self.blocks(rowCount: rowCount), y: 1, z: 1), block: (x: Self.threadsPerBlock, y: 1, z: 1),
-                sharedMemoryBytes: 0, stream: stream, arguments: arguments)
+            try launchRows(function, rowCount: rowCount, arguments: arguments, stream: stream)
         } catch {
             throw .driver(error)
         }
+    }
+
+    /// Launches `function` with one warp per row.
+    private func launchRows(
+        _ function: CUDAFunction, rowCount: Int, arguments: KernelArguments, stream: CUDAStream?
+    ) throws(CUDAError) {
+        try function.launch(
+            grid: (x: Self.blocks(rowCount: rowCount), y: 1, z: 1), block: (x: Self.threadsPerBlock, y: 1, z: 1),
+            sharedMemoryBytes: 0, stream: stream, arguments: arguments)
     }
 }

@@ -39,12 +39,24 @@ struct ExactRowsKernelCompileTests {
             + ["--ptxas-options=-v"]
         let compiled = try STAExactRowsKernel.kernelSource.compile(with: NVRTCCompiler.load(), options: options)
         #expect(compiled.format == .cubin)
-        for name in [STAExactRowsKernel.forwardFunctionName, STAExactRowsKernel.backwardFunctionName] {
+        for name in [
+            STAExactRowsKernel.forwardFunctionName, STAExactRowsKernel.backwardClearFunctionName,
+            STAExactRowsKernel.backwardQueriesFunctionName, STAExactRowsKernel.backwardKeysFunctionName,
+        ] {
             let usage = try #require(compiled.resourceUsage.first { $0.functionName == name }, "\(compiled.log)")
             #expect(usage.architecture == test.architecture)
             #expect(!usage.spills, "\(name): \(compiled.log)")
             #expect(usage.registers > 0 && usage.registers <= 255)
         }
+    }
+
+    /// The workspace: B · H · S doubles, then (256-byte aligned) one mark byte per row.
+    @Test func backwardWorkspaceHoldsTheFloat64LSEAndTheMarks() throws {
+        let layout = try STALayout(canvas: [10], tile: [5], textCount: 3)
+        let plan = try AttentionPlan(layout: layout, window: Window(tiles: [1]), heads: 2)
+        #expect(STAExactRowsKernel.backwardWorkspaceByteCount(plan: plan, batch: 3) == 768 + 3 * 2 * 13)
+        let big = try AttentionPlan(layout: STALayout(canvas: [4096], tile: [64]), window: Window(tiles: [1]), heads: 1)
+        #expect(STAExactRowsKernel.backwardWorkspaceByteCount(plan: big, batch: 1) == 4096 * 8 + 4096)
     }
 
     @Test func missingThreadCountIsACompileErrorNamingIt() throws {

@@ -31,8 +31,8 @@ import SlidingTileAttention
         #expect(outcome.passed, "rel \(outcome.outputError) bad \(outcome.badEmptyRows)")
     }
 
-    /// The inputs do reach past fp32 in bf16: the text row's lse saturates to +∞, a q row meets 1e40
-    /// scores, and the rows the GPU backward marks include text, video rows and the keys they attend.
+    /// The inputs do reach past fp32 in bf16: the text row's lse saturates to +∞, a q row meets a 1e40
+    /// score, the values of (batch 1, head 1) are near 3e38, and only head 0 has rows the backward redoes.
     @Test func theInputsAreLargeWhereTheCaseSaysSo() throws {
         let c = try Self.problem(.bfloat16)
         let (plan, attention, inputs) = try Verification.draw(c, as: BFloat16.self, tensors: 3, seed: 5)
@@ -44,11 +44,11 @@ import SlidingTileAttention
         #expect(forward.lse[textRow] == .infinity)
         #expect(forward.lse[plan.layout.tileVolume] == .infinity)
         #expect(abs(v[(3 * s + 5) * c.headDim].floatValue) > 1e36)
-        let marked = Verification.markedGradientRows(plan: plan, batch: c.batch, lse: forward.lse)
-        #expect(marked.query.contains(textRow) && marked.query.contains(plan.layout.tileVolume))
-        // Every real key of (batch 1, head 0) is attended by the text row; no key of head 1 is marked.
-        let real = ReferenceAttention.realQueryMask(layout: plan.layout)
-        for key in 0..<s where real[key] { #expect(marked.key.contains((1 * plan.heads + 0) * s + key)) }
-        #expect(!marked.key.contains { ($0 / s) % plan.heads == 1 })
+        // The rows both backwards redo in float64: the two scaled q rows and the rows that meet the large keys.
+        let redone = forward.lse.indices.filter {
+            forward.lse[$0] != -.infinity && !(forward.lse[$0].isFinite && abs(forward.lse[$0]) < 32768)
+        }
+        #expect(redone.contains(textRow) && redone.contains(plan.layout.tileVolume))
+        #expect(redone.allSatisfy { ($0 / s) % plan.heads == 0 }, "only head 0 has large scores")
     }
 }

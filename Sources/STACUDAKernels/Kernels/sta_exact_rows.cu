@@ -264,40 +264,232 @@ sta_exact_rows_forward(const uint16_t* q, const uint16_t* k, const uint16_t* v, 
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Backward: mark the gradients of rows whose L fp32 cannot carry
+// Backward: redo in float64 the gradients that rows fp32 cannot carry L for reach
 // ---------------------------------------------------------------------------------------------------------
 
+namespace sta {
+namespace exact {
+
+// Whether the backward does row with stored log-sum-exp `l` in float64: it attends something (l ≠ −inf)
+// and l is NaN, ±inf or of magnitude ≥ EXACT_LSE_LIMIT.
+__device__ __forceinline__ bool needs_exact_backward(float l) {
+    return l != neg_inf() && !(finite_float(l) && fabsf(l) < EXACT_LSE_LIMIT);
+}
+
+// Calls body(query, valid) for the real queries that attend key row `row`, 32 positions at a time, one per
+// lane: the real positions of every query tile whose key tiles hold the key's tile (the inverse lists; for a
+// text key, every tile), then the valid text queries. Warp-uniform, like for_each_key.
+template <typename Body>
+__device__ __forceinline__ void for_each_query(const Row& row, const int* window_of_head, const int* query_tile_start,
+                                               const int* query_tiles, int lane, Body&& body) {
+    int tile_count = NUM_TILES;
+    const int* tiles = nullptr;   // null: every tile, in order
+    if (row.position < VIDEO_TOKENS) {
+        const int list = __ldg(window_of_head + row.head) * NUM_TILES + row.position / TILE_VOL;
+        const int begin = __ldg(query_tile_start + list);
+        tile_count = __ldg(query_tile_start + list + 1) - begin;
+        tiles = query_tiles + begin;
+    }
+    for (int slot = 0; slot < tile_count; ++slot) {
+        const int tile = tiles != nullptr ? __ldg(tiles + slot) : slot;
+        const bool holes = tile_may_hold_holes(tile);
+        for (int base = 0; base < TILE_VOL; base += 32) {
+            const int offset = base + lane;
+            const bool valid = offset < TILE_VOL && !(holes && is_hole(tile, offset));
+            body(tile * TILE_VOL + offset, valid);
+        }
+    }
+    for (int base = 0; base < row.text; base += 32) {
+        const int offset = base + lane;
+        body(VIDEO_TOKENS + offset, offset < row.text);
+    }
+}
+
+// Σ_c a[c]·b[c] over the head dimension by one lane: `a` a double row in shared memory, `b` a storage row.
+__device__ __forceinline__ double dot_row(const double* a, const uint16_t* b) {
+    double dot = 0.0;
+    for (int c = 0; c < HEAD_DIM; ++c) dot += a[c] * to_double(b[c]);
+    return dot;
+}
+
+}  // namespace exact
+}  // namespace sta
+
+// Clears the key marks (one byte per row of [B·H·S]) before sta_exact_rows_backward_queries sets them.
+// Grid = ⌈B·H·S / STA_EXACT_THREADS⌉, one row per thread.
 extern "C" __global__ void
-sta_exact_rows_backward(const float* lse, uint16_t* dq, uint16_t* dk, uint16_t* dv, const int* window_of_head,
-                        const int* key_tile_start, const int* key_tiles, int heads, long long row_count,
-                        const int* text_valid, int default_text_valid) {
+sta_exact_rows_backward_clear(unsigned char* key_marks, long long row_count) {
+    const long long row = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (row < row_count) key_marks[row] = 0;
+}
+
+// One warp per row. A row that needs the float64 backward (needs_exact_backward) gets, as the reference
+// computes them: L = log Σ exp(s) from its scores (maximum first), stored in exact_lse[row]; Δ = dO·O;
+// dQ = scale · Σ_j P_j (dO·v_j − Δ) k_j with P_j = exp(s_j − L), written over the fast kernel's row; and a
+// mark on every key it attends, whose dK and dV sta_exact_rows_backward_keys then redoes. NaN or ±inf in
+// its q, a NaN score, a +inf score or every score −inf make L NaN and the dQ row NaN (the reference's result
+// with a NaN lse); its keys are marked all the same.
+extern "C" __global__ void
+sta_exact_rows_backward_queries(const uint16_t* q, const uint16_t* k, const uint16_t* v, const uint16_t* o,
+                                const uint16_t* dout, const float* lse, uint16_t* dq, double* exact_lse,
+                                unsigned char* key_marks, const int* window_of_head, const int* key_tile_start,
+                                const int* key_tiles, int heads, long long row_count, float scale,
+                                const int* text_valid, int default_text_valid) {
     using namespace sta;
     using namespace sta::exact;
+    __shared__ double query_rows[WARPS][HEAD_DIM];
+    __shared__ double gradient_rows[WARPS][HEAD_DIM];
+
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const long long row_index = static_cast<long long>(blockIdx.x) * WARPS + warp;
     if (row_index >= row_count) return;   // warp-uniform
-    const float stored_lse = lse[row_index];
-    if (stored_lse == neg_inf()) return;   // attends nothing
-    if (finite_float(stored_lse) && fabsf(stored_lse) < EXACT_LSE_LIMIT) return;
-
+    if (!needs_exact_backward(lse[row_index])) return;
     const Row row(row_index, heads, text_valid, default_text_valid);
     if (!row.real) return;
     const long long head_base = row.head_base();
-    const uint16_t nan_bits = storage_nan();
+
+    double* query = query_rows[warp];
+    double* gradient = gradient_rows[warp];
+    bool poisoned = false;
+    double delta = 0.0;
 #pragma unroll
-    for (int i = 0; i < PER_LANE; ++i) dq[row_index * HEAD_DIM + lane + 32 * i] = nan_bits;
-    // Other warps may mark the same key rows: every write is the same NaN.
+    for (int i = 0; i < PER_LANE; ++i) {
+        const long long element = row_index * HEAD_DIM + lane + 32 * i;
+        const double value = to_double(q[element]);
+        query[lane + 32 * i] = value;
+        poisoned = poisoned || !(value - value == 0.0);
+        gradient[lane + 32 * i] = to_double(dout[element]);
+        delta += gradient[lane + 32 * i] * to_double(o[element]);
+    }
+    delta = warp_sum(delta);
+    __syncwarp();
+    const double scale_d = static_cast<double>(scale);
+
+    // Pass 1: the maximum score. Pass 2: L.
+    double maximum = neg_inf_double();
+    if (!__any_sync(FULL_MASK, poisoned)) {
+        for_each_key(row, window_of_head, key_tile_start, key_tiles, lane, [&](int key, bool valid) {
+            if (!valid) return;
+            const double s = scale_d * dot_row(query, k + (head_base + key) * HEAD_DIM);
+            if (is_nan_double(s)) poisoned = true;
+            else maximum = fmax(maximum, s);
+        });
+    }
+    poisoned = __any_sync(FULL_MASK, poisoned);
+    maximum = warp_max(maximum);
+    poisoned = poisoned || !(maximum - maximum == 0.0);
+    double log_sum = nan_double();
+    if (!poisoned) {
+        double sum = 0.0;
+        for_each_key(row, window_of_head, key_tile_start, key_tiles, lane, [&](int key, bool valid) {
+            if (valid) sum += exp(scale_d * dot_row(query, k + (head_base + key) * HEAD_DIM) - maximum);
+        });
+        log_sum = maximum + log(warp_sum(sum));
+    }
+    if (lane == 0) exact_lse[row_index] = log_sum;
+
+    // Pass 3: dS_j per key (one lane each), then dQ += dS_j k_j (lanes over head-dim columns); marks.
+    double accumulator[PER_LANE];
+#pragma unroll
+    for (int i = 0; i < PER_LANE; ++i) accumulator[i] = 0.0;
     for_each_key(row, window_of_head, key_tile_start, key_tiles, lane, [&](int key, bool valid) {
+        double score_gradient = 0.0;
+        if (valid) {
+            key_marks[head_base + key] = 1;
+            if (!poisoned) {
+                const long long key_row = (head_base + key) * HEAD_DIM;
+                const double p = exp(scale_d * dot_row(query, k + key_row) - log_sum);
+                score_gradient = p * (dot_row(gradient, v + key_row) - delta);
+            }
+        }
+        if (poisoned) return;   // warp-uniform
         for (int j = 0; j < 32; ++j) {
             const int key_valid = __shfl_sync(FULL_MASK, static_cast<int>(valid), j);
+            const double ds = __shfl_sync(FULL_MASK, score_gradient, j);
             const int key_j = __shfl_sync(FULL_MASK, key, j);
             if (!key_valid) continue;   // warp-uniform
-            const long long offset = (head_base + key_j) * HEAD_DIM;
+            const uint16_t* k_row = k + (head_base + key_j) * HEAD_DIM;
+#pragma unroll
+            for (int i = 0; i < PER_LANE; ++i) accumulator[i] += ds * to_double(k_row[lane + 32 * i]);
+        }
+    });
+#pragma unroll
+    for (int i = 0; i < PER_LANE; ++i) {
+        dq[row_index * HEAD_DIM + lane + 32 * i] =
+            poisoned ? storage_nan() : to_storage(__double2float_rn(scale_d * accumulator[i]));
+    }
+}
+
+// One warp per key row marked by sta_exact_rows_backward_queries: dK and dV recomputed in float64 over every
+// query that attends the key, as the reference computes them — P_i = exp(s_i − L_i) with L_i the float64
+// value sta_exact_rows_backward_queries stored for rows that need it and the stored lse otherwise,
+// Δ_i = dO_i·O_i, dS_i = P_i (dO_i·v − Δ_i), dV = Σ_i P_i dO_i, dK = scale · Σ_i dS_i q_i — written over the fast
+// kernel's rows. A NaN L_i (NaN inputs) makes the rows NaN.
+extern "C" __global__ void
+sta_exact_rows_backward_keys(const uint16_t* q, const uint16_t* k, const uint16_t* v, const uint16_t* o,
+                             const uint16_t* dout, const float* lse, uint16_t* dk, uint16_t* dv,
+                             const double* exact_lse, const unsigned char* key_marks, const int* window_of_head,
+                             const int* query_tile_start, const int* query_tiles, int heads, long long row_count,
+                             float scale, const int* text_valid, int default_text_valid) {
+    using namespace sta;
+    using namespace sta::exact;
+    __shared__ double key_rows[WARPS][HEAD_DIM];
+    __shared__ double value_rows[WARPS][HEAD_DIM];
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const long long row_index = static_cast<long long>(blockIdx.x) * WARPS + warp;
+    if (row_index >= row_count) return;   // warp-uniform
+    if (key_marks[row_index] == 0) return;
+    const Row row(row_index, heads, text_valid, default_text_valid);
+    if (!row.real) return;
+    const long long head_base = row.head_base();
+
+    double* key = key_rows[warp];
+    double* value = value_rows[warp];
+#pragma unroll
+    for (int i = 0; i < PER_LANE; ++i) {
+        key[lane + 32 * i] = to_double(k[row_index * HEAD_DIM + lane + 32 * i]);
+        value[lane + 32 * i] = to_double(v[row_index * HEAD_DIM + lane + 32 * i]);
+    }
+    __syncwarp();
+    const double scale_d = static_cast<double>(scale);
+
+    double key_accumulator[PER_LANE], value_accumulator[PER_LANE];
+#pragma unroll
+    for (int i = 0; i < PER_LANE; ++i) key_accumulator[i] = value_accumulator[i] = 0.0;
+    for_each_query(row, window_of_head, query_tile_start, query_tiles, lane, [&](int query, bool valid) {
+        double p = 0.0, score_gradient = 0.0;
+        if (valid) {
+            const long long query_row = (head_base + query) * HEAD_DIM;
+            const float stored = lse[head_base + query];
+            const double l = needs_exact_backward(stored) ? exact_lse[head_base + query] : static_cast<double>(stored);
+            double delta = 0.0, dp = 0.0, dot = 0.0;
+            for (int c = 0; c < HEAD_DIM; ++c) {
+                const double g = to_double(dout[query_row + c]);
+                delta += g * to_double(o[query_row + c]);
+                dp += g * value[c];
+                dot += to_double(q[query_row + c]) * key[c];
+            }
+            p = exp(scale_d * dot - l);
+            score_gradient = p * (dp - delta);
+        }
+        for (int j = 0; j < 32; ++j) {
+            const int query_valid = __shfl_sync(FULL_MASK, static_cast<int>(valid), j);
+            const double p_j = __shfl_sync(FULL_MASK, p, j);
+            const double ds_j = __shfl_sync(FULL_MASK, score_gradient, j);
+            const int query_j = __shfl_sync(FULL_MASK, query, j);
+            if (!query_valid) continue;   // warp-uniform
+            const long long query_row = (head_base + query_j) * HEAD_DIM;
 #pragma unroll
             for (int i = 0; i < PER_LANE; ++i) {
-                dk[offset + lane + 32 * i] = nan_bits;
-                dv[offset + lane + 32 * i] = nan_bits;
+                value_accumulator[i] += p_j * to_double(dout[query_row + lane + 32 * i]);
+                key_accumulator[i] += ds_j * to_double(q[query_row + lane + 32 * i]);
             }
         }
     });
+#pragma unroll
+    for (int i = 0; i < PER_LANE; ++i) {
+        dk[row_index * HEAD_DIM + lane + 32 * i] = to_storage(__double2float_rn(scale_d * key_accumulator[i]));
+        dv[row_index * HEAD_DIM + lane + 32 * i] = to_storage(__double2float_rn(value_accumulator[i]));
+    }
 }
