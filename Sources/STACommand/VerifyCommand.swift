@@ -72,6 +72,20 @@ struct Verify: ParsableCommand {
             ]
             records.append(.object(fields))
         }
+        /// One row and record of a NaN-contract case (no errors, only rows that break the contract).
+        func reportNaN(_ outcome: Verification.Outcome, backend backendName: String) {
+            if !outcome.passed { failures += 1 }
+            progress("  \(backendName) \(outcome.name) \(outcome.dtype) D\(outcome.headDim): \(outcome.passed ? "pass" : "FAIL")")
+            table.append(
+                backendName, outcome.name, "\(outcome.dtype)", "\(outcome.headDim)", "\(outcome.sequenceLength)",
+                "-", "-", "-", outcome.badEmptyRows == 0 ? "ok" : "\(outcome.badEmptyRows) bad rows",
+                outcome.passed ? "PASS" : "FAIL")
+            records.append(.object([
+                ("backend", .string(backendName)), ("case", .string(outcome.name)),
+                ("dtype", .string("\(outcome.dtype)")), ("head_dim", .integer(outcome.headDim)),
+                ("bad_rows", .integer(outcome.badEmptyRows)), ("passed", .bool(outcome.passed)),
+            ]))
+        }
         for backend in backends {
             let backendName = backend.shortName
             for (index, testCase) in cases.enumerated() {
@@ -88,6 +102,14 @@ struct Verify: ParsableCommand {
                     report(outcome, backend: backendName)
                 }
             }
+            // NaN in q and dO reaches exactly the gradient rows it touches, as NaN (never zeros).
+            if !sampled && backward {
+                for (index, testCase) in try Verification.nanContractCases().enumerated() {
+                    let outcome = try Verification.runNaNContractBackward(
+                        testCase, on: backend, seed: seed &+ UInt64(4000 + index))
+                    reportNaN(outcome, backend: backendName)
+                }
+            }
             // Batches whose rows have their own valid text lengths (a device array; CUDA kernels only).
             if case .cuda(let gpu) = backend, !sampled {
                 for (index, testCase) in try Verification.textRowsCases().enumerated() {
@@ -99,16 +121,7 @@ struct Verify: ParsableCommand {
                 if !backward {
                     for (index, testCase) in try Verification.nanContractCases().enumerated() {
                         let outcome = try Verification.runNaNContract(testCase, on: gpu, seed: seed &+ UInt64(2000 + index))
-                        if !outcome.passed { failures += 1 }
-                        table.append(
-                            backendName, outcome.name, "\(outcome.dtype)", "\(outcome.headDim)", "\(outcome.sequenceLength)",
-                            "-", "-", "-", outcome.badEmptyRows == 0 ? "ok" : "\(outcome.badEmptyRows) bad rows",
-                            outcome.passed ? "PASS" : "FAIL")
-                        records.append(.object([
-                            ("backend", .string(backendName)), ("case", .string(outcome.name)),
-                            ("dtype", .string("\(outcome.dtype)")), ("head_dim", .integer(outcome.headDim)),
-                            ("bad_rows", .integer(outcome.badEmptyRows)), ("passed", .bool(outcome.passed)),
-                        ]))
+                        reportNaN(outcome, backend: backendName)
                     }
                 }
             }

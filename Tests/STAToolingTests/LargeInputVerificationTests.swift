@@ -52,3 +52,16 @@ import SlidingTileAttention
         #expect(redone.allSatisfy { ($0 / s) % plan.heads == 0 }, "only head 0 has large scores")
     }
 }
+
+/// The backward NaN-contract cases of `sta verify --backward`, run here on the CPU backend.
+@Suite struct NaNContractBackwardVerificationTests {
+    @Test(arguments: [DType.bfloat16, .float16])
+    func cpuBackwardPasses(dtype: DType) throws {
+        let layout = try STALayout(canvas: [6, 10, 12], tile: [2, 4, 4], textCount: 8, textValid: 6)
+        let problem = AttentionProblem(
+            name: "NaN contract", layout: layout, headWindows: [Window(tiles: [1, 3, 1]), Window(tiles: [3, 3, 3])],
+            batch: 2, headDim: 16, dtype: dtype)
+        let outcome = try Verification.runNaNContractBackward(problem, on: .cpu(threads: 2), seed: 9)
+        #expect(outcome.passed, "\(outcome.badEmptyRows) bad rows")
+    }
+}
