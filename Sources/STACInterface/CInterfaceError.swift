@@ -26,7 +26,8 @@ struct CInterfaceError: Error, Sendable, CustomStringConvertible {
         switch error.kind {
         case .invalidArgument: self.init(.invalidArgument, error.description)
         case .cpu: self.init(.cpu, error.description)
-        case .cuda: self.init(.cuda, error.description)
+        // sta.h keeps one CUDA status for both: the message says which.
+        case .unavailable, .cuda: self.init(.cuda, error.description)
         }
     }
 }

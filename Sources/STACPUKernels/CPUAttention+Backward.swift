@@ -31,6 +31,10 @@ extension CPUAttention {
     /// - Rows that attend nothing (holes, padding text, and any row whose lse is −∞) contribute nothing
     ///   and get dq = 0; keys that nothing attends (holes, padding text) get dk = dv = 0. Their rows of q,
     ///   k, v, output and outputGradient are never read.
+    /// - Rows whose lse fp32 cannot carry — +∞ (scores past the fp32 range) or |lse| ≥
+    ///   `exactBackwardLSELimit` — are done in float64 after the fp32 passes (which skip them): L is
+    ///   recomputed from q and k, and their dq and their contributions to dk and dv are the reference's
+    ///   (docs/SEMANTICS.md). NaN in the inputs (or a NaN lse) makes NaN every gradient row it reaches.
     /// - Throws: `CPUAttentionError` when a count does not match or a parameter is out of range; nothing
     ///   is written then.
     ///
@@ -172,7 +176,8 @@ extension CPUAttention {
                 for batchHead in stride(from: worker, to: batchHeads, by: workers) {
                     for index in 0..<forwardSchedule.attendingCount(batch: batchHead / plan.heads) {
                         let row = batchHead * s + Int(rows[index])
-                        guard lse[row] != -.infinity else {
+                        // Rows that attend nothing, and rows done in float64 afterwards, contribute nothing here.
+                        guard lse[row] != -.infinity, !needsExactBackward(lse[row]) else {
                             (lseLog2[row], delta[row]) = (.infinity, 0)
                             continue
                         }
@@ -182,6 +187,15 @@ extension CPUAttention {
                         (lseLog2[row], delta[row]) = (lse[row] * log2e, total)
                     }
                 }
+            }
+        }
+
+        // Rows whose lse fp32 cannot carry (+∞, or |lse| ≥ exactBackwardLSELimit), per (batch, head).
+        var exactRows = [[Int32]](repeating: [], count: batchHeads)
+        for batchHead in 0..<batchHeads {
+            for index in 0..<forwardSchedule.attendingCount(batch: batchHead / plan.heads) {
+                let position = forwardSchedule.attendingRows[index]
+                if needsExactBackward(lse[batchHead * s + Int(position)]) { exactRows[batchHead].append(position) }
             }
         }
 
@@ -214,6 +228,10 @@ extension CPUAttention {
                                     runItems(job: job, items: forwardSchedule.items, threads: threadCount) {
                                         $0.runQueryItem($1)
                                     }
+                                    runExactBackwardRows(
+                                        exactRows, plan: plan, schedule: forwardSchedule, headDim: d, kind: kind,
+                                        level: level, q: q, k: k, v: v, output: output, outputGradient: outputGradient,
+                                        dq: dq, dk: dk, dv: dv, scale: scale, threads: threadCount)
                                 }
                             }
                         }

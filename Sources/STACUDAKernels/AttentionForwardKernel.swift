@@ -15,7 +15,9 @@ import STATensors
 /// on the valid length, so one kernel serves every prompt length.
 ///
 /// NaN or ±inf in the q of a row, or in the k or v of a key the row attends, makes that row's output and
-/// lse NaN, as PyTorch does (never a silent 0).
+/// lse NaN, as PyTorch does (never a silent 0). So does an fp32 overflow of a row's scores or of its P·V
+/// sum (finite inputs of 1e20 and more): `STAExactRowsKernel.launchForward`, queued after the kernel (the
+/// engine does), recomputes exactly those rows in float64.
 public protocol AttentionForwardKernel: Sendable {
     var plan: AttentionPlan { get }
     var headDim: Int { get }

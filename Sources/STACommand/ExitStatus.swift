@@ -36,8 +36,8 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
     /// Reading or writing a file failed part-way.
     case ioError = 74
 
-    /// The status for `error`, and whether the usage text helps (only for command-line mistakes that
-    /// ArgumentParser itself reports).
+    /// The status for `error`, decided by the error's type and kind, never by its message (69 for
+    /// `AttentionError.Kind.unavailable`, `CUDAError.isUnavailable` and `STAKernelError.isUnavailable`).
     static func of(_ error: any Error) -> ExitStatus {
         switch error {
         case let code as ExitCode: return code == .success ? .success : (code == .validationFailure ? .usage : .checkFailed)
@@ -49,28 +49,19 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
         case let error as STAKernelError:
             switch error {
             case .unsupportedHeadDim, .unsupportedDType, .invalidParameter: return .usage
-            case .unsupportedDevice, .requiresHopper, .sharedMemoryTooSmall: return .unavailable
-            case let .driver(cuda): return of(cuda)
-            default: return .internalError
+            default: return error.isUnavailable ? .unavailable : .internalError
             }
         case let error as AttentionError:
             switch error.kind {
             case .invalidArgument: return .usage
-            case .cpu: return .internalError
-            case .cuda: return isUnavailable(error.description) ? .unavailable : .internalError
+            case .unavailable: return .unavailable
+            case .cpu, .cuda: return .internalError
             }
         default:
             // ArgumentParser's own parse errors are not public types; they are usage errors.
             let name = String(reflecting: type(of: error))
             return name.hasPrefix("ArgumentParser.") ? .usage : .internalError
         }
-    }
-
-    /// Whether a CUDA failure's message says that something is missing rather than that a call failed.
-    static func isUnavailable(_ message: String) -> Bool {
-        let lowered = message.lowercased()
-        return ["no cuda", "not found", "no device", "does not run", "requires", "no gpu", "cannot open shared object"]
-            .contains { lowered.contains($0) }
     }
 
     static func of(_ error: TensorError) -> ExitStatus {
@@ -101,11 +92,9 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
     }
 
     static func of(_ error: CUDAError) -> ExitStatus {
-        switch error {
-        case .driverNotFound, .noDevice, .nvrtcNotFound, .libraryNotFound, .missingSymbol: return .unavailable
-        case .invalidArgument: return .usage
-        default: return .internalError
-        }
+        if error.isUnavailable { return .unavailable }
+        if case .invalidArgument = error { return .usage }
+        return .internalError
     }
 }
 

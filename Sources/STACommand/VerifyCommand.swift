@@ -14,7 +14,9 @@ struct Verify: ParsableCommand {
             border and hole tiles, text and padding text — and every row that attends nothing must be 0 / −∞. \
             With --backward there, dq is referenced on the sampled rows as queries and dk, dv on them as keys \
             (every query that attends the key), gradients poisoned first: rows of holes and padding text must \
-            be exactly 0 in all three, every other row finite.
+            be exactly 0 in all three, every other row finite. \
+            The matrix ends with the cases of large finite inputs (scores and P·V sums past the fp32 range; \
+            "large finite inputs" rows) and, on a GPU, per-row text lengths and the NaN contract.
             """)
 
     @OptionGroup var problem: ProblemOptions
@@ -70,6 +72,20 @@ struct Verify: ParsableCommand {
             ]
             records.append(.object(fields))
         }
+        /// One row and record of a NaN-contract case (no errors, only rows that break the contract).
+        func reportNaN(_ outcome: Verification.Outcome, backend backendName: String) {
+            if !outcome.passed { failures += 1 }
+            progress("  \(backendName) \(outcome.name) \(outcome.dtype) D\(outcome.headDim): \(outcome.passed ? "pass" : "FAIL")")
+            table.append(
+                backendName, outcome.name, "\(outcome.dtype)", "\(outcome.headDim)", "\(outcome.sequenceLength)",
+                "-", "-", "-", outcome.badEmptyRows == 0 ? "ok" : "\(outcome.badEmptyRows) bad rows",
+                outcome.passed ? "PASS" : "FAIL")
+            records.append(.object([
+                ("backend", .string(backendName)), ("case", .string(outcome.name)),
+                ("dtype", .string("\(outcome.dtype)")), ("head_dim", .integer(outcome.headDim)),
+                ("bad_rows", .integer(outcome.badEmptyRows)), ("passed", .bool(outcome.passed)),
+            ]))
+        }
         for backend in backends {
             let backendName = backend.shortName
             for (index, testCase) in cases.enumerated() {
@@ -77,6 +93,23 @@ struct Verify: ParsableCommand {
                 let check: Verification.Check =
                     sampled ? (backward ? .sampledBackward : .sampledRows) : (backward ? .backward : .forward)
                 report(try Verification.run(testCase, check, on: backend, seed: seed), backend: backendName)
+            }
+            // Scores and P·V sums past the fp32 range: the float64 reference's numbers (the GPU backward
+            // marks the gradients of such rows NaN instead).
+            if !sampled {
+                for (index, testCase) in try Verification.largeInputCases().enumerated() {
+                    let outcome = try Verification.runLargeInputs(
+                        testCase, backward: backward, on: backend, seed: seed &+ UInt64(3000 + index))
+                    report(outcome, backend: backendName)
+                }
+            }
+            // NaN in q and dO reaches exactly the gradient rows it touches, as NaN (never zeros).
+            if !sampled && backward {
+                for (index, testCase) in try Verification.nanContractCases().enumerated() {
+                    let outcome = try Verification.runNaNContractBackward(
+                        testCase, on: backend, seed: seed &+ UInt64(4000 + index))
+                    reportNaN(outcome, backend: backendName)
+                }
             }
             // Batches whose rows have their own valid text lengths (a device array; CUDA kernels only).
             if case .cuda(let gpu) = backend, !sampled {
@@ -89,16 +122,7 @@ struct Verify: ParsableCommand {
                 if !backward {
                     for (index, testCase) in try Verification.nanContractCases().enumerated() {
                         let outcome = try Verification.runNaNContract(testCase, on: gpu, seed: seed &+ UInt64(2000 + index))
-                        if !outcome.passed { failures += 1 }
-                        table.append(
-                            backendName, outcome.name, "\(outcome.dtype)", "\(outcome.headDim)", "\(outcome.sequenceLength)",
-                            "-", "-", "-", outcome.badEmptyRows == 0 ? "ok" : "\(outcome.badEmptyRows) bad rows",
-                            outcome.passed ? "PASS" : "FAIL")
-                        records.append(.object([
-                            ("backend", .string(backendName)), ("case", .string(outcome.name)),
-                            ("dtype", .string("\(outcome.dtype)")), ("head_dim", .integer(outcome.headDim)),
-                            ("bad_rows", .integer(outcome.badEmptyRows)), ("passed", .bool(outcome.passed)),
-                        ]))
+                        reportNaN(outcome, backend: backendName)
                     }
                 }
             }

@@ -42,6 +42,36 @@ extension ReferenceAttention {
         return problem.run()
     }
 
+    /// The backward pass with L recomputed from q and k: as `backward(q:k:v:output:lse:…)`, but each row's
+    /// L = log Σ exp(scale · q·k) is computed (maximum first) from the very scores its P is then computed
+    /// from, so P = exp(s − L) is the row's softmax even where |s| is so large that an L computed elsewhere
+    /// and stored — in fp32, or even in Double — would not carry it (scores of 1e20 and beyond: a Double
+    /// score is only known to 1e4 there). A row whose scores are NaN, all −∞ or hold +∞ gets NaN in every
+    /// gradient it touches, as with a NaN lse. This is the judge for inputs of any magnitude.
+    public static func backward(
+        q: [Double], k: [Double], v: [Double], output: [Double], outputGradient: [Double],
+        batch: Int, headDim: Int, plan: AttentionPlan, keyValueHeads: Int? = nil, scale: Double? = nil,
+        textValid: [Int]? = nil
+    ) throws(ReferenceError) -> Gradients {
+        let problem = try BackwardProblem(
+            q: q, k: k, v: v, output: output, lse: nil, outputGradient: outputGradient, batch: batch,
+            headDim: headDim, plan: plan, keyValueHeads: keyValueHeads, scale: scale, textValid: textValid)
+        return problem.run()
+    }
+
+    /// The backward pass with L recomputed, for storage-type inputs (converted to `Double` exactly).
+    public static func backward<T: StorageScalar>(
+        q: [T], k: [T], v: [T], output: [T], outputGradient: [T],
+        batch: Int, headDim: Int, plan: AttentionPlan, keyValueHeads: Int? = nil, scale: Double? = nil,
+        textValid: [Int]? = nil
+    ) throws(ReferenceError) -> Gradients {
+        func wide(_ values: [T]) -> [Double] { values.map { Double($0.floatValue) } }
+        return try backward(
+            q: wide(q), k: wide(k), v: wide(v), output: wide(output), outputGradient: wide(outputGradient),
+            batch: batch, headDim: headDim, plan: plan, keyValueHeads: keyValueHeads, scale: scale,
+            textValid: textValid)
+    }
+
     /// The backward pass for storage-type inputs (converted to `Double` exactly); `lse` is taken as given.
     public static func backward<T: StorageScalar>(
         q: [T], k: [T], v: [T], output: [T], lse: [Float], outputGradient: [T],
@@ -60,14 +90,16 @@ extension ReferenceAttention {
 
 /// Validated inputs of one reference backward call.
 private struct BackwardProblem {
-    let q: [Double], k: [Double], v: [Double], output: [Double], lse: [Double], outputGradient: [Double]
+    let q: [Double], k: [Double], v: [Double], output: [Double], outputGradient: [Double]
+    /// The forward's log-sum-exp, or nil: recomputed per row from the scores P is computed from.
+    let lse: [Double]?
     let plan: AttentionPlan
     let batch: Int, heads: Int, keyValueHeads: Int, sequenceLength: Int, headDim: Int
     let scale: Double
     let textValid: [Int]
 
     init(
-        q: [Double], k: [Double], v: [Double], output: [Double], lse: [Double], outputGradient: [Double],
+        q: [Double], k: [Double], v: [Double], output: [Double], lse: [Double]?, outputGradient: [Double],
         batch: Int, headDim: Int, plan: AttentionPlan, keyValueHeads: Int?, scale: Double?, textValid: [Int]?
     ) throws(ReferenceError) {
         let heads = plan.heads
@@ -84,7 +116,7 @@ private struct BackwardProblem {
         let keyElements = batch * keyValueHeads * sequenceLength * headDim
         for (name, count, expected) in [
             ("q", q.count, rows * headDim), ("k", k.count, keyElements), ("v", v.count, keyElements),
-            ("output", output.count, rows * headDim), ("lse", lse.count, rows),
+            ("output", output.count, rows * headDim), ("lse", lse?.count ?? rows, rows),
             ("outputGradient", outputGradient.count, rows * headDim),
         ] where count != expected {
             throw .elementCountMismatch(input: name, expected: expected, actual: count)
@@ -144,7 +176,7 @@ private struct BackwardProblem {
             k.withUnsafeBufferPointer { k in
                 v.withUnsafeBufferPointer { v in
                     output.withUnsafeBufferPointer { o in
-                        lse.withUnsafeBufferPointer { lse in
+                        (lse ?? []).withUnsafeBufferPointer { lse in
                             outputGradient.withUnsafeBufferPointer { dO in
                                 dq.withUnsafeMutableBufferPointer { dq in
                                     dk.withUnsafeMutableBufferPointer { dk in
@@ -152,9 +184,11 @@ private struct BackwardProblem {
                                             // A worker owns whole (batch, key/value head) pairs: the dk, dv rows
                                             // of that head and the dq rows of its query heads.
                                             nonisolated(unsafe) let shared = (q, k, v, o, lse, dO, dq, dk, dv)
+                                            let givenLSE = self.lse != nil
                                             DispatchQueue.concurrentPerform(iterations: workers) { worker in
                                                 let (q, k, v, o, lse, dO, dq, dk, dv) = shared
                                                 var attended = [(key: Int, probability: Double)]()
+                                                var scores = [Double]()
                                                 for pair in stride(from: worker, to: pairs, by: workers) {
                                                     let (b, kvHead) = (pair / keyValueHeads, pair % keyValueHeads)
                                                     let kvBase = pair * s
@@ -164,17 +198,24 @@ private struct BackwardProblem {
                                                         let keyLists = keysByWindow[Int(plan.windowIndexByHead[h])]
                                                         for i in 0..<s where isReal[i] {
                                                             let row = (b * heads + h) * s + i
-                                                            let logSum = lse[row]
-                                                            if logSum == -.infinity { continue }
+                                                            if givenLSE && lse[row] == -.infinity { continue }
                                                             let keys = keyLists[i < video ? i / plan.layout.tileVolume : tileCount]
                                                             let qRow = row * d, dORow = row * d
-                                                            // P row and dV.
-                                                            attended.removeAll(keepingCapacity: true)
+                                                            // Scores once; L given, or recomputed from them.
+                                                            scores.removeAll(keepingCapacity: true)
                                                             for key in keys {
                                                                 let kRow = (kvBase + key) * d
                                                                 var dot = 0.0
                                                                 for c in 0..<d { dot += q[qRow + c] * k[kRow + c] }
-                                                                let p = Glibc.exp(scale * dot - logSum)
+                                                                scores.append(scale * dot)
+                                                            }
+                                                            let logSum = givenLSE ? lse[row] : Self.logSumExp(scores)
+                                                            if logSum == -.infinity { continue }
+                                                            // P row and dV.
+                                                            attended.removeAll(keepingCapacity: true)
+                                                            for (index, key) in keys.enumerated() {
+                                                                let kRow = (kvBase + key) * d
+                                                                let p = Glibc.exp(scores[index] - logSum)
                                                                 attended.append((key, p))
                                                                 for c in 0..<d { dv[kRow + c] += p * dO[dORow + c] }
                                                             }
@@ -205,5 +246,20 @@ private struct BackwardProblem {
             }
         }
         return (dq, dk, dv)
+    }
+
+    /// log Σ exp(s) over `scores`, maximum first: −∞ for no scores; NaN when a score is NaN, one is +∞ or
+    /// all are −∞ (softmax undefined, as in the forward reference).
+    static func logSumExp(_ scores: [Double]) -> Double {
+        guard !scores.isEmpty else { return -.infinity }
+        var maximum = -Double.infinity
+        for score in scores {
+            if score.isNaN { return .nan }
+            maximum = max(maximum, score)
+        }
+        guard maximum.isFinite else { return .nan }
+        var sum = 0.0
+        for score in scores { sum += Glibc.exp(score - maximum) }
+        return maximum + Glibc.log(sum)
     }
 }

@@ -22,6 +22,7 @@ public enum KernelCatalogue {
         problems += try Verification.gpuCases()
         problems += try Verification.textRowsCases().map(\.problem)
         problems += try Verification.nanContractCases()
+        problems += try Verification.largeInputCases()
         problems.append(try Demonstration.problem(dtype: .bfloat16))
         return problems
     }
@@ -36,6 +37,9 @@ public enum KernelCatalogue {
         variants.append(Variant(
             name: "backward", kernelSource: STABackwardKernel.kernelSource,
             options: { STABackwardKernel.compileOptions(plan: $0, headDim: $1, dtype: $2, architecture: $3) }))
+        variants.append(Variant(
+            name: "exact-rows", kernelSource: STAExactRowsKernel.kernelSource,
+            options: { STAExactRowsKernel.compileOptions(plan: $0, headDim: $1, dtype: $2, architecture: $3) }))
         if architecture == STAForwardHopperKernel.architecture {
             variants.append(Variant(
                 name: "hopper", kernelSource: STAForwardHopperKernel.kernelSource,

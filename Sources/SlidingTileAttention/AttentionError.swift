@@ -7,8 +7,12 @@ public struct AttentionError: Error, Sendable, CustomStringConvertible, Equatabl
         case invalidArgument
         /// The CPU kernel rejected the call.
         case cpu
-        /// No CUDA driver, device or compiler; a kernel that does not run on this device; a compile,
-        /// load or launch failure.
+        /// What the call needs is not on this machine: no CUDA driver, no device (or no such ordinal), no
+        /// NVRTC or another CUDA library, a driver or NVRTC too old for a call, or a device that no kernel
+        /// allowed runs the call on (architecture, shared memory). Nothing failed; installing or choosing
+        /// something else would make the call work.
+        case unavailable
+        /// A CUDA call, a kernel compile, load or launch failed.
         case cuda
     }
 
@@ -25,4 +29,5 @@ public struct AttentionError: Error, Sendable, CustomStringConvertible, Equatabl
 
     static func invalidArgument(_ description: String) -> AttentionError { AttentionError(.invalidArgument, description) }
     static func cuda(_ description: String) -> AttentionError { AttentionError(.cuda, description) }
+    static func unavailable(_ description: String) -> AttentionError { AttentionError(.unavailable, description) }
 }

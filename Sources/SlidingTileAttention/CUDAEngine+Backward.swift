@@ -16,9 +16,20 @@ extension CUDAEngine {
         let call = AttentionCall(plan: plan, batch: batch, headDim: headDim, dtype: dtype, direction: .backward)
         try KernelSelection.checkCall(preference, call, onCUDA: true)
         let kernel = try KernelSelection.choose(preference, call, on: .cuda(properties(device: device)))
-        return kernel == .hopper
+        return Self.backwardWorkspaceLayout(kernel: kernel, plan: plan, batch: batch, headDim: headDim).total
+    }
+
+    /// The backward workspace: the chosen backward kernel's part first (the portable kernel's LSE2 and Δ,
+    /// the Hopper kernel's also its float32 dq accumulator), then from the next 256-byte boundary the
+    /// exact-rows kernels' (`STAExactRowsKernel.backwardWorkspaceByteCount`).
+    static func backwardWorkspaceLayout(
+        kernel: AttentionKernel, plan: AttentionPlan, batch: Int, headDim: Int
+    ) -> (kernels: Int, exactOffset: Int, total: Int) {
+        let kernels = kernel == .hopper
             ? STABackwardHopperKernel.workspaceByteCount(plan: plan, batch: batch, headDim: headDim)
             : STABackwardKernel.workspaceByteCount(plan: plan, batch: batch)
+        let exactOffset = (kernels + 255) / 256 * 256
+        return (kernels, exactOffset, exactOffset + STAExactRowsKernel.backwardWorkspaceByteCount(plan: plan, batch: batch))
     }
 
     /// Queues the backward pass on `stream` (nil: the legacy default stream) over device buffers and
@@ -28,7 +39,10 @@ extension CUDAEngine {
     /// lse the forward's [batch, plan.heads, S] float32; dq, dk, dv receive the gradients in `dtype`
     /// (accumulated in fp32, rounded once); `textValid` as the forward's; `workspace` holds at least `backwardWorkspaceByteCount` bytes and is not
     /// touched by anything else until the stream has run the work. Allocates nothing. Throws like
-    /// `forward`.
+    /// `forward`. Rows whose lse is NaN, ±∞ or of magnitude at least `STAExactRowsKernel.backwardLSELimit`
+    /// (where fp32 cannot carry L) get their dq, and the keys they attend their dk and dv, redone in
+    /// float64 by `STAExactRowsKernel` on the same stream after the backward kernels (the workspace holds
+    /// both parts: `backwardWorkspaceByteCount`).
     @discardableResult
     public func backward(
         plan: AttentionPlan, batch: Int, headDim: Int, dtype: DType,
@@ -42,12 +56,34 @@ extension CUDAEngine {
         let (kernel, scale) = try prepare(call, scale: scale, textValid: textValid, context: context, preference: preference)
         let compiled = try backwardKernel(kernel, for: call, context: context)
         let lengths = try self.textValid(textValid, plan: plan, kernelPlan: compiled.plan, batch: batch, context: context)
+        let layout = Self.backwardWorkspaceLayout(kernel: kernel, plan: plan, batch: batch, headDim: headDim)
+        guard workspace.byteCount >= layout.total else {
+            throw .invalidArgument(
+                "the backward workspace holds \(workspace.byteCount) bytes; this call needs \(layout.total) "
+                    + "(backwardWorkspaceByteCount)")
+        }
+        let (kernelWorkspace, exactWorkspace) = try driver {
+            (try DeviceBuffer(borrowing: workspace.address, byteCount: layout.kernels, context: context),
+             try DeviceBuffer(
+                borrowing: workspace.address(byteOffset: layout.exactOffset), byteCount: layout.total - layout.exactOffset,
+                context: context))
+        }
         do throws(STAKernelError) {
             try compiled.launch(
                 q: q, k: k, v: v, output: output, lse: lse, outputGradient: outputGradient, dq: dq, dk: dk, dv: dv,
-                batch: batch, scale: scale, textValid: lengths, workspace: workspace, stream: stream)
+                batch: batch, scale: scale, textValid: lengths, workspace: kernelWorkspace, stream: stream)
         } catch {
-            throw .cuda("launch of the \(kernel) backward kernels: \(error)")
+            throw AttentionError(error, prefix: "launch of the \(kernel) backward kernels")
+        }
+        // Gradients that rows whose lse fp32 cannot carry reach, redone in float64 (docs/SEMANTICS.md).
+        let exact = try exactRowsKernel(for: call, context: context)
+        let exactLengths = try self.textValid(textValid, plan: plan, kernelPlan: exact.plan, batch: batch, context: context)
+        do throws(STAKernelError) {
+            try exact.launchBackward(
+                q: q, k: k, v: v, output: output, outputGradient: outputGradient, lse: lse, dq: dq, dk: dk, dv: dv,
+                batch: batch, scale: scale, textValid: exactLengths, workspace: exactWorkspace, stream: stream)
+        } catch {
+            throw AttentionError(error, prefix: "launch of the exact-rows backward kernel")
         }
         return kernel
     }

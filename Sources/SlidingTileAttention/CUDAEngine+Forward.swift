@@ -11,8 +11,11 @@ extension CUDAEngine {
     /// plan.heads, S] float32; all on one device (q's). `textValid` is nil (the plan's valid text length
     /// for every row) or `batch` Int32 lengths on that device. `scale` nil means 1/√headDim.
     /// Throws `invalidArgument` for a call no kernel takes (see `KernelSelection`), `cuda` for a device
-    /// that cannot run it or a compile, load or launch failure. Cost: the kernel's, queued; one NVRTC
-    /// compile (seconds) the first time a (plan, head dim, dtype, kernel) is seen on a machine.
+    /// that cannot run it or a compile, load or launch failure. Rows the fast kernel leaves non-finite
+    /// although they attend something (an fp32 overflow of the scores or of the P·V sum, or NaN inputs) are
+    /// then recomputed in float64 by `STAExactRowsKernel` on the same stream. Cost: the kernel's, queued,
+    /// plus one read of output and lse; one NVRTC compile (seconds) the first time a (plan, head dim, dtype,
+    /// kernel) is seen on a machine.
     @discardableResult
     public func forward(
         plan: AttentionPlan, batch: Int, headDim: Int, dtype: DType,
@@ -29,7 +32,17 @@ extension CUDAEngine {
             try compiled.launch(
                 q: q, k: k, v: v, output: output, lse: lse, batch: batch, scale: scale, textValid: lengths, stream: stream)
         } catch {
-            throw .cuda("launch of the \(kernel) forward kernel: \(error)")
+            throw AttentionError(error, prefix: "launch of the \(kernel) forward kernel")
+        }
+        // Rows an fp32 overflow left non-finite, recomputed in float64 (docs/SEMANTICS.md).
+        let exact = try exactRowsKernel(for: call, context: context)
+        let exactLengths = try self.textValid(textValid, plan: plan, kernelPlan: exact.plan, batch: batch, context: context)
+        do throws(STAKernelError) {
+            try exact.launchForward(
+                q: q, k: k, v: v, output: output, lse: lse, batch: batch, scale: scale, textValid: exactLengths,
+                stream: stream)
+        } catch {
+            throw AttentionError(error, prefix: "launch of the exact-rows forward kernel")
         }
         return kernel
     }
@@ -141,6 +154,10 @@ func driver<T>(_ body: () throws -> T) throws(AttentionError) -> T {
         return try body()
     } catch let error as AttentionError {
         throw error
+    } catch let error as CUDAError {
+        throw AttentionError(error)
+    } catch let error as STAKernelError {
+        throw AttentionError(error)
     } catch {
         throw .cuda("\(error)")
     }

@@ -74,6 +74,8 @@ public final class CUDAEngine: Sendable {
     struct KernelTable {
         var forward: [KernelKey: any AttentionForwardKernel] = [:]
         var backward: [KernelKey: any AttentionBackwardKernel] = [:]
+        /// The exact-rows kernels that follow both directions (keyed as `.portable`, `.forward`).
+        var exactRows: [KernelKey: STAExactRowsKernel] = [:]
     }
 
     /// An engine with its own contexts' kernels; `cache` defaults to the per-user disk cache.
@@ -103,7 +105,7 @@ public final class CUDAEngine: Sendable {
             try context.makeCurrent()
             return context
         } catch {
-            throw .cuda(error.description)
+            throw AttentionError(error)
         }
     }
 
@@ -151,11 +153,24 @@ public final class CUDAEngine: Sendable {
         }
     }
 
+    /// The exact-rows kernels (`STAExactRowsKernel`) for `call`'s plan, head dim and dtype on `context`,
+    /// compiled or loaded on first use: they follow every forward and backward launch.
+    func exactRowsKernel(for call: AttentionCall, context: CUDAContext) throws(AttentionError) -> STAExactRowsKernel {
+        let cache = self.cache
+        let forwardCall = AttentionCall(
+            plan: call.plan, batch: call.batch, headDim: call.headDim, dtype: call.dtype, direction: .forward)
+        return try loaded(.portable, forwardCall, context, \.exactRows, name: "the exact-rows kernels") { () throws(STAKernelError) in
+            try STAExactRowsKernel(
+                context: context, plan: call.plan, headDim: call.headDim, dtype: call.dtype, cache: cache)
+        }
+    }
+
     /// The kernel of `table` for (`kernel`, `call`, `context`'s device), made with `make` under the lock
     /// on first use. A failure is `cuda`, naming the kernel and what it was built for.
     private func loaded<Kernel: Sendable>(
         _ kernel: AttentionKernel, _ call: AttentionCall, _ context: CUDAContext,
-        _ table: WritableKeyPath<KernelTable, [KernelKey: Kernel]>, make: () throws(STAKernelError) -> Kernel
+        _ table: WritableKeyPath<KernelTable, [KernelKey: Kernel]>, name: String? = nil,
+        make: () throws(STAKernelError) -> Kernel
     ) throws(AttentionError) -> Kernel {
         let key = KernelKey(
             device: context.deviceOrdinal, plan: call.plan, headDim: call.headDim, dtype: call.dtype, kernel: kernel,
@@ -166,7 +181,8 @@ public final class CUDAEngine: Sendable {
         do throws(STAKernelError) {
             return try result.get()
         } catch {
-            throw .cuda("the \(kernel) \(call.direction) kernel for \(call.dtype), head dim \(call.headDim): \(error)")
+            let name = name ?? "the \(kernel) \(call.direction) kernel"
+            throw AttentionError(error, prefix: "\(name) for \(call.dtype), head dim \(call.headDim)")
         }
     }
 
@@ -188,7 +204,7 @@ public final class CUDAEngine: Sendable {
         do throws(CUDAError) {
             return try result.get()
         } catch {
-            throw .cuda("the valid text lengths of the plan on device \(context.deviceOrdinal): \(error)")
+            throw AttentionError(error, prefix: "the valid text lengths of the plan on device \(context.deviceOrdinal)")
         }
     }
 
@@ -206,6 +222,6 @@ public final class CUDAEngine: Sendable {
         }
     }
 
-    /// Kernels compiled or loaded so far, forward and backward (for tests and diagnostics).
-    public var loadedKernelCount: Int { kernels.withLock { $0.forward.count + $0.backward.count } }
+    /// Kernels compiled or loaded so far, forward, backward and exact-rows (for tests and diagnostics).
+    public var loadedKernelCount: Int { kernels.withLock { $0.forward.count + $0.backward.count + $0.exactRows.count } }
 }

@@ -149,7 +149,7 @@ public enum KernelSelection {
     /// of `AttentionKernel.cudaKernelsByPreference` that can run it (the CPU kernel on the CPU).
     ///
     /// Throws `invalidArgument` when the call itself rules every allowed kernel out (a dtype, head dim,
-    /// direction or shape), `cuda` when the device does (architecture, shared memory). The message names
+    /// direction or shape), `unavailable` when the device does (architecture, shared memory). The message names
     /// each kernel tried and why it cannot run the call. Cost: O(1).
     public static func choose(
         _ preference: KernelPreference, _ call: AttentionCall, on device: AttentionDevice
@@ -162,7 +162,7 @@ public enum KernelSelection {
             guard let problem = callProblem(kernel, call) ?? deviceProblem(kernel, call, on: device) else { return kernel }
             problems.append((kernel, problem))
         }
-        throw .cuda(refusal(problems, call: call, onCUDA: onCUDA) + " on \(device)")
+        throw .unavailable(refusal(problems, call: call, onCUDA: onCUDA) + " on \(device)")
     }
 
     /// One message for the kernels tried and why each cannot run the call.

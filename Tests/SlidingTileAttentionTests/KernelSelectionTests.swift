@@ -60,19 +60,20 @@ func call(
         #expect(early == dtype)
     }
 
-    @Test func deviceProblemsAreCUDAErrorsNamingTheDevice() throws {
+    @Test func deviceProblemsAreUnavailableErrorsNamingTheDevice() throws {
         let old = #expect(throws: AttentionError.self) { try KernelSelection.choose(.automatic, call(), on: .cuda(t4)) }
-        #expect(old?.kind == .cuda)
+        #expect(old?.kind == .unavailable)
         #expect(old?.description.contains("the hopper kernel: it needs compute capability 9.x") == true)
         #expect(old?.description.contains("the portable kernel: it needs compute capability 8.0 or newer; the device is sm_75") == true)
         let hopper = #expect(throws: AttentionError.self) { try KernelSelection.choose(.hopper, call(), on: .cuda(a100)) }
-        #expect(hopper?.kind == .cuda)
+        #expect(hopper?.kind == .unavailable)
         // Shared memory: the portable kernel at head dim 128 fits a 4090's 99 KiB, its backward does not.
         #expect(try KernelSelection.choose(.automatic, call(), on: .cuda(rtx4090)) == .portable)
         let shared = #expect(throws: AttentionError.self) {
             try KernelSelection.choose(.automatic, call(.bfloat16, .backward), on: .cuda(rtx4090))
         }
         #expect(shared?.description.contains("bytes of shared memory per block; the device allows 101376") == true)
+        #expect(shared?.kind == .unavailable)
     }
 
     @Test func kernelsAndDevicesMustMatch() throws {
