@@ -86,7 +86,8 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
         case .geometry, .badCandidates, .negativeFullSteps, .densityBudgetOutOfRange, .toleranceOutOfRange:
             return .usage
         case .densityBudgetInfeasible, .deviceCannotMeasure: return .usage
-        case let .backend(message): return isUnavailable(message) ? .unavailable : .internalError
+        case .unavailable: return .unavailable
+        case .backend: return .internalError
         default: return .dataError
         }
     }

@@ -67,22 +67,25 @@ public final class CUDAWindowMeasurer: WindowErrorMeasurer {
     }
 
     /// A measurer on `backend`'s device; compiles (or loads from the engine's kernel cache) the search
-    /// kernels. Throws `backend` naming the device and the reason (older than sm_80, NVRTC missing, …).
+    /// kernels. Throws `unavailable` when NVRTC or the driver is missing, else `backend`, naming the device and
+    /// the reason (older than sm_80, …).
     public init(backend: CUDABackend) throws(WindowSearchError) {
         self.backend = backend
         do throws(STAKernelError) {
             kernels = try WindowErrorKernels(context: backend.context, cache: backend.engine.cache)
         } catch {
-            throw .backend("the search kernels on \(backend.properties.name): \(error)")
+            let reason = "the search kernels on \(backend.properties.name): \(error)"
+            throw error.isUnavailable ? .unavailable(reason) : .backend(reason)
         }
     }
 
-    /// A measurer on CUDA device `ordinal` of the shared engine. Throws `backend` when there is no CUDA
+    /// A measurer on CUDA device `ordinal` of the shared engine. Throws `unavailable` when there is no CUDA
     /// driver or device, saying so.
     public convenience init(device ordinal: Int = 0) throws(WindowSearchError) {
         let backend: CUDABackend
         do throws(AttentionError) { backend = try CUDABackend(ordinal: ordinal) } catch {
-            throw .backend("the GPU search needs a CUDA device (\(ordinal)): \(error)")
+            let reason = "the GPU search needs a CUDA device (\(ordinal)): \(error)"
+            throw error.kind == .unavailable ? .unavailable(reason) : .backend(reason)
         }
         try self.init(backend: backend)
     }

@@ -46,6 +46,8 @@ public enum WindowSearchError: Error, Equatable, Sendable, CustomStringConvertib
     case attention(CPUAttentionError)
     /// A caller-supplied attention runner failed or returned the wrong number of elements.
     case backend(String)
+    /// The GPU search found no CUDA driver, NVRTC or device (the CPU search still works).
+    case unavailable(String)
     /// A layout or window was rejected.
     case geometry(GeometryError)
     /// A system call on a file or directory failed with `errno`.
@@ -102,6 +104,8 @@ public enum WindowSearchError: Error, Equatable, Sendable, CustomStringConvertib
             return error.description
         case let .backend(reason):
             return "attention backend: \(reason)"
+        case let .unavailable(reason):
+            return "attention backend unavailable: \(reason)"
         case let .geometry(error):
             return error.description
         case let .io(path, operation, errno):
