@@ -9,9 +9,10 @@
 // valid text query attends every real video key and every valid text key. Valid text lengths: text_valid[b]
 // or default_text_valid, clamped (row_text_valid).
 //
-//   sta_exact_rows_forward   after a fast forward. A row that attends something (LSE ≠ −inf) is redone when
-//                            its LSE is NaN or ±inf or an element of its O is not finite — what an fp32
-//                            overflow of |q·k|·scale or of the unnormalised P·V sum leaves. It is recomputed
+//   sta_exact_rows_forward   after a fast forward. A real row (not a hole, not padding text: it attends at
+//                            least itself) is redone when its LSE is NaN or ±inf or an element of its O is
+//                            not finite — what an fp32 overflow of |q·k|·scale (to +inf, or every score to
+//                            −inf) or of the unnormalised P·V sum leaves. It is recomputed
 //                            in double exactly as the float64 reference computes it (maximum first, then
 //                            Σ exp(s − max) and Σ exp(s − max)·v): O rounded to the storage type, LSE rounded
 //                            to float (so ±inf where it passes the fp32 range). NaN or ±inf in the row's q,
@@ -183,13 +184,16 @@ sta_exact_rows_forward(const uint16_t* q, const uint16_t* k, const uint16_t* v, 
     const long long row_index = static_cast<long long>(blockIdx.x) * WARPS + warp;
     if (row_index >= row_count) return;   // warp-uniform
     const float stored_lse = lse[row_index];
-    if (stored_lse == neg_inf()) return;   // attends nothing
 
-    // Flagged: LSE not finite, or an element of O not finite.
+    // Flagged: LSE not finite, or an element of O not finite. LSE = −inf is right for the rows that attend
+    // nothing (holes, padding text); every real row attends at least itself, so for a real row it means
+    // that every score overflowed to −inf in fp32 (and O was written as 0).
     uint16_t* o_row = o + row_index * HEAD_DIM;
     bool finite = finite_float(stored_lse);
+    if (finite) {
 #pragma unroll
-    for (int i = 0; i < PER_LANE; ++i) finite = finite && finite_storage(o_row[lane + 32 * i]);
+        for (int i = 0; i < PER_LANE; ++i) finite = finite && finite_storage(o_row[lane + 32 * i]);
+    }
     if (__all_sync(FULL_MASK, finite)) return;
 
     const Row row(row_index, heads, text_valid, default_text_valid);
