@@ -5,9 +5,9 @@ import STATensors
 /// The rows a fast kernel cannot represent in fp32, found after it on the same stream and redone in float64
 /// (`Kernels/sta_exact_rows.cu`, plain CUDA, sm_80 and newer, after any forward or backward kernel).
 ///
-/// - `launchForward`, after a forward kernel: every row that attends something and whose log-sum-exp is
-///   NaN or ±∞, or whose output holds a non-finite element — what an fp32 overflow of |q·k| · scale or of
-///   the unnormalised P·V sum leaves — is recomputed in float64 as the reference computes it, its output
+/// - `launchForward`, after a forward kernel: every real row (it attends at least itself) whose
+///   log-sum-exp is NaN or ±∞, or whose output holds a non-finite element — what an fp32 overflow of
+///   |q·k| · scale (to +∞, or of every score to −∞) or of the unnormalised P·V sum leaves — is recomputed in float64 as the reference computes it, its output
 ///   rounded to the storage type and its log-sum-exp to Float (±∞ where it passes the fp32 range). Rows
 ///   whose inputs hold NaN or ±∞ come out NaN exactly as the reference's do (the NaN contract is
 ///   unchanged). Other rows are read, never written.

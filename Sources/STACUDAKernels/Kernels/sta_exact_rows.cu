@@ -1,5 +1,5 @@
 // Sliding Tile Attention: the rows the fast kernels cannot represent in fp32, found after them and redone in
-// float64 (forward) or marked (backward). Compiled at run time by NVRTC with sta_common.cuh, for the same
+// float64. Compiled at run time by NVRTC with sta_common.cuh, for the same
 // problem constants as the fast kernels; any architecture from sm_80 (plain CUDA, no tensor cores).
 //
 // Semantics (docs/SEMANTICS.md, "NaN, infinities and scores past the fp32 range"). Tensors as in the fast
@@ -9,24 +9,30 @@
 // valid text query attends every real video key and every valid text key. Valid text lengths: text_valid[b]
 // or default_text_valid, clamped (row_text_valid).
 //
-//   sta_exact_rows_forward   after a fast forward. A row that attends something (LSE ≠ −inf) is redone when
-//                            its LSE is NaN or ±inf or an element of its O is not finite — what an fp32
-//                            overflow of |q·k|·scale or of the unnormalised P·V sum leaves. It is recomputed
+//   sta_exact_rows_forward   after a fast forward. A real row (not a hole, not padding text: it attends at
+//                            least itself) is redone when its LSE is NaN or ±inf or an element of its O is
+//                            not finite — what an fp32 overflow of |q·k|·scale (to +inf, or every score to
+//                            −inf) or of the unnormalised P·V sum leaves. It is recomputed
 //                            in double exactly as the float64 reference computes it (maximum first, then
 //                            Σ exp(s − max) and Σ exp(s − max)·v): O rounded to the storage type, LSE rounded
 //                            to float (so ±inf where it passes the fp32 range). NaN or ±inf in the row's q,
 //                            NaN in an attended k, ±inf in an attended v, or ±inf in an attended k whose score
 //                            is not exactly −inf make the row NaN in O and LSE, as the reference does — the
 //                            NaN contract of the fast kernels is unchanged. Other rows are read, not written.
-//   sta_exact_rows_backward  after a fast backward. A row that attends something whose LSE is NaN, ±inf or of
-//                            magnitude ≥ EXACT_LSE_LIMIT (where fp32 cannot carry L, so exp(s − L) cannot be
-//                            recomputed from it) gets NaN in its dQ row and in the dK and dV rows of every key
-//                            it attends: these gradients are not computed on the GPU, and they are never left
-//                            as silent zeros or as sums of fp32 garbage.
+//   sta_exact_rows_backward_clear, _queries, _keys, in this order after a fast backward. A row that attends
+//                            something and whose LSE is NaN, ±inf or of magnitude ≥ EXACT_LSE_LIMIT — where
+//                            fp32 cannot carry L, so P = exp(s − L) cannot be recomputed from it — gets its L
+//                            recomputed in double from its scores (kept in exact_lse), its dQ row redone in
+//                            double, and a mark on every key it attends; each marked key gets its dK and dV
+//                            rows redone in double over every query that attends it (L of the redone rows from
+//                            exact_lse, the stored LSE for the others). The results are the reference's; NaN
+//                            inputs give NaN in every gradient row they reach. Unmarked rows are not written.
 //
-// Launch: block = STA_EXACT_THREADS threads (one warp per row), grid = ⌈B·H·S / warps per block⌉, no dynamic
-// shared memory. Cost: one read of LSE and (forward) of O, about B·H·S·(4 + 2·D) bytes, when no row is
-// flagged; a flagged row costs 2 passes over its keys (4·D double flops per key each) in one warp.
+// Launch: block = STA_EXACT_THREADS threads (one warp per row; _clear one thread per row), grid = ⌈B·H·S /
+// rows per block⌉, no dynamic shared memory. Cost when no row is flagged: one read of LSE and (forward) of O,
+// about B·H·S·(4 + 2·D) bytes, or (backward) of LSE and the marks plus clearing them, B·H·S·6 bytes. A
+// flagged forward row costs 2 passes over its keys (4·D double flops per key each) in one warp; a flagged
+// backward row 3 passes over its keys, and a marked key one pass over its queries (about 8·D per query).
 
 #include "sta_common.cuh"
 
@@ -178,13 +184,16 @@ sta_exact_rows_forward(const uint16_t* q, const uint16_t* k, const uint16_t* v, 
     const long long row_index = static_cast<long long>(blockIdx.x) * WARPS + warp;
     if (row_index >= row_count) return;   // warp-uniform
     const float stored_lse = lse[row_index];
-    if (stored_lse == neg_inf()) return;   // attends nothing
 
-    // Flagged: LSE not finite, or an element of O not finite.
+    // Flagged: LSE not finite, or an element of O not finite. LSE = −inf is right for the rows that attend
+    // nothing (holes, padding text); every real row attends at least itself, so for a real row it means
+    // that every score overflowed to −inf in fp32 (and O was written as 0).
     uint16_t* o_row = o + row_index * HEAD_DIM;
     bool finite = finite_float(stored_lse);
+    if (finite) {
 #pragma unroll
-    for (int i = 0; i < PER_LANE; ++i) finite = finite && finite_storage(o_row[lane + 32 * i]);
+        for (int i = 0; i < PER_LANE; ++i) finite = finite && finite_storage(o_row[lane + 32 * i]);
+    }
     if (__all_sync(FULL_MASK, finite)) return;
 
     const Row row(row_index, heads, text_valid, default_text_valid);
