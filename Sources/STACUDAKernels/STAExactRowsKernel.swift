@@ -6,8 +6,9 @@ import STATensors
 /// (`Kernels/sta_exact_rows.cu`, plain CUDA, sm_80 and newer, after any forward or backward kernel).
 ///
 /// - `launchForward`, after a forward kernel: every real row (it attends at least itself) whose
-///   log-sum-exp is NaN or ±∞, or whose output holds a non-finite element — what an fp32 overflow of
-///   |q·k| · scale (to +∞, or of every score to −∞) or of the unnormalised P·V sum leaves — is recomputed in float64 as the reference computes it, its output
+///   log-sum-exp is NaN or ±∞ — what an fp32 overflow of |q·k| · scale (to +∞, or of every score to −∞)
+///   leaves, and what the fast kernels write for a row whose output holds a non-finite element (the
+///   unnormalised P·V sum overflowed) — is recomputed in float64 as the reference computes it, its output
 ///   rounded to the storage type and its log-sum-exp to Float (±∞ where it passes the fp32 range). Rows
 ///   whose inputs hold NaN or ±∞ come out NaN exactly as the reference's do (the NaN contract is
 ///   unchanged). Other rows are read, never written.
@@ -23,14 +24,14 @@ import STATensors
 /// constants as the fast kernels), compiled by NVRTC through `KernelCache`, with the plan's tables and
 /// their inverse uploaded.
 ///
-/// Cost on inputs without such rows: one read of the log-sum-exp and (forward) of the output, about
-/// B · H · S · (4 + 2 · headDim) bytes, plus (backward) clearing B · H · S bytes of marks. A redone forward
+/// Cost on inputs without such rows: one read of the log-sum-exp, B · H · S · 4 bytes (each warp of the
+/// forward scans 32 rows), plus (backward) clearing B · H · S bytes of marks. A redone forward
 /// row costs two passes over its keys (4 · headDim double-precision flops per key each) in one warp; a
 /// redone backward row three passes over its keys, and each marked key one pass over its queries (about
 /// 8 · headDim double-precision flops per query) — a marked text row marks every key of its (batch, head),
 /// whose backward then runs in float64.
 public struct STAExactRowsKernel: Sendable {
-    /// Threads per block: one warp per row.
+    /// Threads per block: one warp per row (the forward: one warp per 32 rows, scanned a row per lane).
     public static let threadsPerBlock = 256
     /// Entry points: the forward's, then the backward's three in launch order.
     public static let forwardFunctionName = "sta_exact_rows_forward"
@@ -63,6 +64,12 @@ public struct STAExactRowsKernel: Sendable {
     public static func backwardWorkspaceByteCount(plan: AttentionPlan, batch: Int) -> Int {
         let rows = batch * plan.heads * plan.layout.sequenceLength
         return (rows * 8 + 255) / 256 * 256 + rows
+    }
+
+    /// Blocks of the forward's launch over `rowCount` rows (one warp per 32 rows).
+    public static func forwardBlocks(rowCount: Int) -> Int {
+        let rows = threadsPerBlock
+        return (rowCount + rows - 1) / rows
     }
 
     /// Blocks of a launch over `rowCount` rows (one warp per row).
@@ -126,6 +133,7 @@ public struct STAExactRowsKernel: Sendable {
         scale: Float, textValid: DeviceBuffer?, stream: CUDAStream?
     ) throws(STAKernelError) {
         let rowCount = batch * plan.heads * plan.layout.sequenceLength
+        guard rowCount > 0 else { return }
         var arguments = KernelArguments()
         arguments.append(q)
         arguments.append(k)
@@ -137,7 +145,14 @@ public struct STAExactRowsKernel: Sendable {
         arguments.append(Int64(rowCount))
         arguments.append(scale)
         appendTextValid(textValid, plan: plan, to: &arguments)
-        try launch(forwardFunction, rowCount: rowCount, arguments: arguments, stream: stream)
+        do throws(CUDAError) {
+            try forwardFunction.launch(
+                grid: (x: Self.forwardBlocks(rowCount: rowCount), y: 1, z: 1),
+                block: (x: Self.threadsPerBlock, y: 1, z: 1), sharedMemoryBytes: 0, stream: stream,
+                arguments: arguments)
+        } catch {
+            throw .driver(error)
+        }
     }
 
     /// Queues the backward pass's float64 rows on `stream`, after the backward kernels that wrote `dq`, `dk`
@@ -198,17 +213,6 @@ public struct STAExactRowsKernel: Sendable {
             keys.append(scale)
             appendTextValid(textValid, plan: plan, to: &keys)
             try launchRows(backwardKeysFunction, rowCount: rowCount, arguments: keys, stream: stream)
-        } catch {
-            throw .driver(error)
-        }
-    }
-
-    private func launch(
-        _ function: CUDAFunction, rowCount: Int, arguments: KernelArguments, stream: CUDAStream?
-    ) throws(STAKernelError) {
-        guard rowCount > 0 else { return }
-        do throws(CUDAError) {
-            try launchRows(function, rowCount: rowCount, arguments: arguments, stream: stream)
         } catch {
             throw .driver(error)
         }

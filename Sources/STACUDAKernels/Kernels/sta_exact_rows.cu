@@ -172,36 +172,23 @@ __device__ __forceinline__ void for_each_key(const Row& row, const int* window_o
 // Forward: redo the rows an fp32 overflow left non-finite
 // ---------------------------------------------------------------------------------------------------------
 
-extern "C" __global__ void
-sta_exact_rows_forward(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16_t* o, float* lse,
-                       const int* window_of_head, const int* key_tile_start, const int* key_tiles, int heads,
-                       long long row_count, float scale, const int* text_valid, int default_text_valid) {
-    using namespace sta;
-    using namespace sta::exact;
-    __shared__ double query_rows[WARPS][HEAD_DIM];
+namespace sta {
+namespace exact {
 
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const long long row_index = static_cast<long long>(blockIdx.x) * WARPS + warp;
-    if (row_index >= row_count) return;   // warp-uniform
-    const float stored_lse = lse[row_index];
-
-    // Flagged: LSE not finite, or an element of O not finite. LSE = −inf is right for the rows that attend
-    // nothing (holes, padding text); every real row attends at least itself, so for a real row it means
-    // that every score overflowed to −inf in fp32 (and O was written as 0).
+// Recomputes row `row_index` of the forward in float64 (one warp; `query` is the warp's shared row) and
+// writes its O and LSE, unless it is not a real query. NaN or ±inf in what the row reads makes it NaN.
+__device__ __noinline__ void redo_forward_row(const uint16_t* q, const uint16_t* k, const uint16_t* v,
+                                              uint16_t* o, float* lse, const int* window_of_head,
+                                              const int* key_tile_start, const int* key_tiles, int heads,
+                                              float scale, const int* text_valid, int default_text_valid,
+                                              long long row_index, int lane, double* query) {
     uint16_t* o_row = o + row_index * HEAD_DIM;
-    bool finite = finite_float(stored_lse);
-    if (finite) {
-#pragma unroll
-        for (int i = 0; i < PER_LANE; ++i) finite = finite && finite_storage(o_row[lane + 32 * i]);
-    }
-    if (__all_sync(FULL_MASK, finite)) return;
-
     const Row row(row_index, heads, text_valid, default_text_valid);
     if (!row.real) return;
     const long long head_base = row.head_base();
 
     // The query row in double, in this warp's shared row; NaN or ±inf in it poisons the row.
-    double* query = query_rows[warp];
+    __syncwarp();   // the previous row's reads of `query` are done
     bool poisoned = false;
 #pragma unroll
     for (int i = 0; i < PER_LANE; ++i) {
@@ -269,6 +256,35 @@ sta_exact_rows_forward(const uint16_t* q, const uint16_t* k, const uint16_t* v, 
     if (lane == 0) {
         // Rounded to float: ±inf where the log-sum-exp passes the fp32 range.
         lse[row_index] = bad ? __uint_as_float(0x7fc00000u) : __double2float_rn(maximum + log(sum));
+    }
+}
+
+}  // namespace exact
+}  // namespace sta
+
+extern "C" __global__ void
+sta_exact_rows_forward(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16_t* o, float* lse,
+                       const int* window_of_head, const int* key_tile_start, const int* key_tiles, int heads,
+                       long long row_count, float scale, const int* text_valid, int default_text_valid) {
+    using namespace sta;
+    using namespace sta::exact;
+    __shared__ double query_rows[WARPS][HEAD_DIM];
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    // Each warp scans 32 rows, one per lane, by their LSE alone; then redoes its flagged rows one by one.
+    // Flagged: LSE not finite. The fast kernels write NaN as the LSE of a row whose output has a non-finite
+    // element (the unnormalised P·V sum overflowed), so O is not read here. LSE = −inf is right for the rows
+    // that attend nothing (holes, padding text); every real row attends at least itself, so for a real row
+    // it means that every score overflowed to −inf in fp32 (and O was written as 0).
+    const long long first_row = (static_cast<long long>(blockIdx.x) * WARPS + warp) * 32;
+    const long long my_row = first_row + lane;
+    const bool flagged = my_row < row_count && !finite_float(lse[my_row]);
+    unsigned pending = __ballot_sync(FULL_MASK, flagged);
+    while (pending != 0) {   // warp-uniform
+        const long long row_index = first_row + (__ffs(pending) - 1);
+        pending &= pending - 1;
+        redo_forward_row(q, k, v, o, lse, window_of_head, key_tile_start, key_tiles, heads, scale, text_valid,
+                         default_text_valid, row_index, lane, query_rows[warp]);
     }
 }
 

@@ -428,15 +428,22 @@ sta_forward_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16
         // of a key it attends, makes it NaN, and that NaN must reach O and LSE (as in PyTorch), not a 0.
         const bool attended = query_is_real(row, row_text_shared) && !(total <= 0.0f);
         const float inverse = attended ? 1.0f / total : 0.0f;
+        bool overflowed = false;   // a non-finite output element: the unnormalised P·V sum overflowed
 #pragma unroll
         for (int d = 0; d < HEAD_DIM / 8; ++d) {
-            const uint32_t packed =
-                attended ? ptx::pack2(acc[m][d][2 * r] * inverse, acc[m][d][2 * r + 1] * inverse) : 0u;
+            const float x = acc[m][d][2 * r] * inverse, y = acc[m][d][2 * r + 1] * inverse;
+            overflowed = overflowed || !(x - x == 0.0f) || !(y - y == 0.0f);
+            const uint32_t packed = attended ? ptx::pack2(x, y) : 0u;
             // Element (row, 8d + 2c): unit d of the row, byte 4c inside the unit.
             *reinterpret_cast<uint32_t*>(shared + swizzled(row, d) + 4 * c) = packed;
         }
+        // Such a row gets LSE = NaN, which the exact-rows pass after this kernel looks for (docs/SEMANTICS.md).
+        overflowed = __shfl_xor_sync(0xffffffffu, overflowed, 1) || overflowed;
+        overflowed = __shfl_xor_sync(0xffffffffu, overflowed, 2) || overflowed;
         if (c == 0 && row < q_rows) {
-            lse_head[q_first + row] = attended ? (state[m].max[r] + ptx::log2_approx(total)) * LN2 : neg_inf();
+            lse_head[q_first + row] = !attended ? neg_inf()
+                                    : overflowed ? __int_as_float(0x7fc00000)
+                                                 : (state[m].max[r] + ptx::log2_approx(total)) * LN2;
         }
     }
     __syncthreads();

@@ -40,9 +40,26 @@ __device__ __forceinline__ void epilogue(const Work& work, int cw, uint32_t q_ro
     const float inv0 = valid0 ? 1.f / l0 : 0.f;
     const float inv1 = valid1 ? 1.f / l1 : 0.f;
     const long long slice = static_cast<long long>(work.bh) * SEQ;
+    // A row with a non-finite output element (the unnormalised P·V sum overflowed) gets LSE = NaN, which
+    // the exact-rows pass after this kernel looks for (docs/SEMANTICS.md).
+    bool over0 = false, over1 = false;
+#pragma unroll
+    for (int j = 0; j < HEAD_DIM / 8; ++j) {
+        const float a = acc[4 * j] * inv0, b = acc[4 * j + 1] * inv0;
+        const float c = acc[4 * j + 2] * inv1, d = acc[4 * j + 3] * inv1;
+        over0 = over0 || !(a - a == 0.f) || !(b - b == 0.f);
+        over1 = over1 || !(c - c == 0.f) || !(d - d == 0.f);
+    }
+    over0 = __shfl_xor_sync(0xffffffffu, over0, 1) || over0;
+    over0 = __shfl_xor_sync(0xffffffffu, over0, 2) || over0;
+    over1 = __shfl_xor_sync(0xffffffffu, over1, 1) || over1;
+    over1 = __shfl_xor_sync(0xffffffffu, over1, 2) || over1;
+    const float nan = __int_as_float(0x7fc00000);
     if (quad == 0) {
-        if (local0 < work.rows) lse[slice + row_of(local0)] = valid0 ? (m0 + ptx::log2_approx(l0)) * LN2 : neg_inf();
-        if (local1 < work.rows) lse[slice + row_of(local1)] = valid1 ? (m1 + ptx::log2_approx(l1)) * LN2 : neg_inf();
+        if (local0 < work.rows)
+            lse[slice + row_of(local0)] = !valid0 ? neg_inf() : over0 ? nan : (m0 + ptx::log2_approx(l0)) * LN2;
+        if (local1 < work.rows)
+            lse[slice + row_of(local1)] = !valid1 ? neg_inf() : over1 ? nan : (m1 + ptx::log2_approx(l1)) * LN2;
     }
     // Q smem of these rows is free: every wgmma that read it has completed. Same 128-byte swizzle.
     const int r0 = warp * 16 + group;  // row inside this warpgroup's 64
