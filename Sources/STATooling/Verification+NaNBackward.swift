@@ -9,7 +9,9 @@ extension Verification {
     /// the forward makes that row NaN, lse included) and NaN in one element of a dO row (batch 1, head 1:
     /// its lse is ordinary). Expected: the dq row of each poisoned row and the dk, dv rows of every key it
     /// attends are NaN in every element — except dv = Σ P dO for the dO row, NaN in that column only, as
-    /// the reference gives it; every other gradient element is bit for bit the clean run's.
+    /// the reference gives it; every other gradient element is bit for bit the clean run's — or, for a
+    /// backward whose dq is not bit-reproducible (two clean runs differ: the Hopper kernel's float32
+    /// atomics), finite and within the dtype's tolerance of the clean run's row scale.
     /// `badEmptyRows` counts the rows that break this; the errors are 0. Problems: `nanContractCases()`.
     public static func runNaNContractBackward(_ c: AttentionProblem, on backend: AttentionBackend, seed: UInt64) throws -> Outcome {
         switch c.dtype {
@@ -33,6 +35,20 @@ extension Verification {
             return [result.dq, result.dk, result.dv]
         }
         let clean = try gradients(inputs[0], inputs[3])
+        let reproducible = try gradients(inputs[0], inputs[3]).elementsEqual(clean) { a, b in
+            a.elementsEqual(b) { $0.floatValue.bitPattern == $1.floatValue.bitPattern }
+        }
+        let bound = tolerance(c.dtype)
+        // Whether a gradient row that no poisoned value reaches is the clean run's (`skip`: a column left out).
+        func unchanged(_ values: ArraySlice<T>, _ before: ArraySlice<T>, skip: Int? = nil) -> Bool {
+            let scale = before.reduce(Float(0)) { max($0, abs($1.floatValue)) }
+            return zip(values, before).enumerated().allSatisfy { column, pair in
+                if column == skip { return true }
+                let (a, b) = (pair.0.floatValue, pair.1.floatValue)
+                if a.bitPattern == b.bitPattern { return true }
+                return !reproducible && a.isFinite && abs(a - b) <= Float(bound) * max(scale, Float.leastNormalMagnitude)
+            }
+        }
         var q = inputs[0], outputGradient = inputs[3]
         let poisonedQuery = row(0, 0, layout.tileVolume)   // tile 1's first token: a real row
         let poisonedGradient = row(1, 1, layout.paddedVideoTokenCount + 1)   // a valid text row
@@ -58,17 +74,13 @@ extension Verification {
             for r in 0..<(after.count / d) {
                 let expectNaN = index == 0 ? (r == poisonedQuery || r == poisonedGradient) : nanKeys.contains(r)
                 let values = after[(r * d)..<((r + 1) * d)]
+                let original = before[(r * d)..<((r + 1) * d)]
                 if partialNaN.contains(r) && index == 2 {
                     // dv = Σ P dO: the NaN column of dO reaches its column only.
-                    let same = zip(values, before[(r * d)..<((r + 1) * d)]).enumerated().allSatisfy { column, pair in
-                        column == 3 ? pair.0.floatValue.isNaN : pair.0.floatValue.bitPattern == pair.1.floatValue.bitPattern
-                    }
-                    if !same { bad += 1 }
+                    if !(values[values.startIndex + 3].floatValue.isNaN && unchanged(values, original, skip: 3)) { bad += 1 }
                 } else if expectNaN {
                     if values.contains(where: { !$0.floatValue.isNaN }) { bad += 1 }
-                } else if !zip(values, before[(r * d)..<((r + 1) * d)]).allSatisfy({
-                    $0.floatValue.bitPattern == $1.floatValue.bitPattern
-                }) {
+                } else if !unchanged(values, original) {
                     bad += 1
                 }
             }

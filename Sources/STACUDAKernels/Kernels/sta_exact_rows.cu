@@ -272,13 +272,16 @@ sta_exact_rows_forward(const uint16_t* q, const uint16_t* k, const uint16_t* v, 
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     // Each warp scans 32 rows, one per lane, by their LSE alone; then redoes its flagged rows one by one.
-    // Flagged: LSE not finite. The fast kernels write NaN as the LSE of a row whose output has a non-finite
-    // element (the unnormalised P·V sum overflowed), so O is not read here. LSE = −inf is right for the rows
-    // that attend nothing (holes, padding text); every real row attends at least itself, so for a real row
-    // it means that every score overflowed to −inf in fp32 (and O was written as 0).
+    // Flagged: LSE not finite, or of magnitude at least EXACT_LSE_LIMIT (scores that large hold fp32's
+    // 2⁻²⁴ relative precision only to more than 2⁻⁹ absolute, so exp(s − max) is off; the backward redoes
+    // the same rows). The fast kernels write NaN as the LSE of a row whose output has a non-finite element
+    // (the unnormalised P·V sum overflowed), so O is not read here. LSE = −inf is right for the rows that
+    // attend nothing (holes, padding text); every real row attends at least itself, so for a real row it
+    // means that every score overflowed to −inf in fp32 (and O was written as 0).
     const long long first_row = (static_cast<long long>(blockIdx.x) * WARPS + warp) * 32;
     const long long my_row = first_row + lane;
-    const bool flagged = my_row < row_count && !finite_float(lse[my_row]);
+    const float stored = my_row < row_count ? lse[my_row] : 0.0f;
+    const bool flagged = !(finite_float(stored) && fabsf(stored) < EXACT_LSE_LIMIT);
     unsigned pending = __ballot_sync(FULL_MASK, flagged);
     while (pending != 0) {   // warp-uniform
         const long long row_index = first_row + (__ffs(pending) - 1);
