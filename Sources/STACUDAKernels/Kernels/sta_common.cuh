@@ -160,4 +160,11 @@ __host__ __device__ constexpr bool hole_under(int offset, int axes) {
            (PAD_W && (axes & 4) && offset % TILE_W >= REAL_W);
 }
 
+// Whether the tile offsets [first, first + count) are all holes under `axes` (compile-time hole tables).
+__host__ __device__ constexpr bool all_holes(int first, int count, int axes) {
+    for (int offset = first; offset < first + count && offset < TILE_VOL; ++offset)
+        if (!hole_under(offset, axes)) return false;
+    return true;
+}
+
 }  // namespace sta

@@ -310,27 +310,9 @@ __device__ __forceinline__ bool needs_exact_backward(float l) {
 template <typename Body>
 __device__ __forceinline__ void for_each_query(const Row& row, const int* window_of_head, const int* query_tile_start,
                                                const int* query_tiles, int lane, Body&& body) {
-    int tile_count = NUM_TILES;
-    const int* tiles = nullptr;   // null: every tile, in order
-    if (row.position < VIDEO_TOKENS) {
-        const int list = __ldg(window_of_head + row.head) * NUM_TILES + row.position / TILE_VOL;
-        const int begin = __ldg(query_tile_start + list);
-        tile_count = __ldg(query_tile_start + list + 1) - begin;
-        tiles = query_tiles + begin;
-    }
-    for (int slot = 0; slot < tile_count; ++slot) {
-        const int tile = tiles != nullptr ? __ldg(tiles + slot) : slot;
-        const bool holes = tile_may_hold_holes(tile);
-        for (int base = 0; base < TILE_VOL; base += 32) {
-            const int offset = base + lane;
-            const bool valid = offset < TILE_VOL && !(holes && is_hole(tile, offset));
-            body(tile * TILE_VOL + offset, valid);
-        }
-    }
-    for (int base = 0; base < row.text; base += 32) {
-        const int offset = base + lane;
-        body(VIDEO_TOKENS + offset, offset < row.text);
-    }
+    // The inverse lists have the forward lists' form (CSR by window and tile), and text rows pair with
+    // every tile and the valid text either way: the same walk.
+    for_each_key(row, window_of_head, query_tile_start, query_tiles, lane, body);
 }
 
 // Σ_c a[c]·b[c] over the head dimension by one lane: `a` a double row in shared memory, `b` a storage row.

@@ -12,13 +12,6 @@ namespace sta {
 
 // ---- Holes (tables evaluated at compile time) --------------------------------------------------------
 
-/// Whether the tile offsets [first, first + count) are all holes under `axes`.
-__host__ __device__ constexpr bool all_holes(int first, int count, int axes) {
-    for (int offset = first; offset < first + count && offset < TILE_VOL; ++offset)
-        if (!hole_under(offset, axes)) return false;
-    return true;
-}
-
 /// Key chunks of a tile with padded axes `axes` that hold a real key: trailing all-hole chunks are
 /// skipped (with holes along the outermost padded axis they form a suffix of the tile).
 __host__ __device__ constexpr int live_chunks_ct(int axes) {
