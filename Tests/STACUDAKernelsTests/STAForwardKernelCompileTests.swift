@@ -76,8 +76,8 @@ struct STAForwardKernelCompileTests {
         if test.headDim == 64 && !layout.hasHoles { #expect(usage.registers <= 128) }
         // The static shared memory is only the two chunks' key-validity flags and the row's valid text
         // length when there is text (ptxas rounds the total up to its allocation granule).
-        #expect(usage.sharedBytes >= 2 * STAForwardKernel.blockKeys + (layout.text.count > 0 ? 4 : 0))
-        #expect(usage.sharedBytes <= 2 * STAForwardKernel.blockKeys + 128)
+        #expect(usage.sharedBytes >= 2 * STAForwardKernel.blockKeys(headDim: test.headDim) + (layout.text.count > 0 ? 4 : 0))
+        #expect(usage.sharedBytes <= 2 * STAForwardKernel.blockKeys(headDim: test.headDim) + 128)
     }
 
     @Test func missingConstantIsACompileErrorNamingIt() throws {
