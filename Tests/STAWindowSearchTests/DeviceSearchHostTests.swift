@@ -148,12 +148,12 @@ import Testing
         guard let failure = Result(catching: { () throws(WindowSearchError) in try CUDAWindowMeasurer(device: 0) })
             .failure
         else { return }
-        guard case let .backend(message) = failure else {
-            Issue.record("expected a backend error, got \(failure)")
+        guard case let .unavailable(message) = failure else {
+            Issue.record("expected an unavailable error, got \(failure)")
             return
         }
         #expect(message.contains("CUDA"))
-        #expect(failure.description.hasPrefix("attention backend: the GPU search needs a CUDA device"))
+        #expect(failure.description.hasPrefix("attention backend unavailable: the GPU search needs a CUDA device"))
     }
 }
 
