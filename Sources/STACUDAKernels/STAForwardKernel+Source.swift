@@ -14,24 +14,24 @@ extension STAForwardKernel {
         /// Keys per chunk of the inner loop.
         public var blockKeys: Int
         /// Blocks per SM `__launch_bounds__` asks for: 2 at head dim 64 without holes (at most 128
-        /// registers) and at head dim 128 (4 warps, at most 255 registers), else 1 (a padded canvas at D 64
-        /// needs the hole arithmetic on top and spilled under the 128-register cap).
+        /// registers), else 1 (a padded canvas at D 64 needs the hole arithmetic on top and spilled under the
+        /// 128-register cap).
         public var minBlocksPerSM: Int
-        /// Q fragments held in registers, or re-read from shared memory (D 64, to fit 128 registers; D 128
+        /// Q fragments held in registers (D 128), or re-read from shared memory (D 64, to fit 128 registers;
         /// with two row blocks per warp, to fit 255).
         public var queriesInRegisters: Bool
         /// Dynamic shared memory per block: the Q tile plus double-buffered K and V chunks.
         public var sharedMemoryBytes: Int
 
-        /// The shape for `headDim` on `layout`: at D 64, 8 warps of 16 rows and chunks of 64 keys; at D 128,
-        /// 4 warps of 32 rows and chunks of 32 keys (255 registers, no spills). Both give 128 query rows
-        /// per block.
+        /// The shape for `headDim` on `layout`: 8 warps of 16 rows, 128 query rows per block, chunks of 64 keys;
+        /// Q fragments in registers at D 128. (Two row blocks per warp at D 128 — 4 warps of 32 rows, 32-key
+        /// chunks — measured 4–8 % faster on the hunyuan suite but spills on the image layouts; the kernel
+        /// keeps the option, `rowsPerWarp` 32.)
         public static func choose(headDim: Int, layout: STALayout) -> Shape {
-            let wide = headDim == 128
-            return Shape(
-                threads: wide ? 128 : 256, rowsPerWarp: wide ? 32 : 16,
+            Shape(
+                threads: 256, rowsPerWarp: 16,
                 blockQueries: STAForwardKernel.blockQueries, blockKeys: STAForwardKernel.blockKeys(headDim: headDim),
-                minBlocksPerSM: wide || !layout.hasHoles ? 2 : 1, queriesInRegisters: false,
+                minBlocksPerSM: headDim == 64 && !layout.hasHoles ? 2 : 1, queriesInRegisters: headDim == 128,
                 sharedMemoryBytes: STAForwardKernel.sharedMemoryBytes(headDim: headDim))
         }
 

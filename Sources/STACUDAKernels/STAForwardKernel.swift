@@ -20,9 +20,8 @@ import STATensors
 public struct STAForwardKernel: AttentionForwardKernel {
     /// Query rows per block (16 or 32 per warp: `Shape`).
     public static let blockQueries = 128
-    /// Keys per chunk of the inner loop: 32 at head dim 128 (two row blocks per warp leave registers for
-    /// 32 keys of scores without spilling), 64 at head dim 64.
-    public static func blockKeys(headDim: Int) -> Int { headDim == 128 ? 32 : 64 }
+    /// Keys per chunk of the inner loop (64 at both head dims).
+    public static func blockKeys(headDim: Int) -> Int { 64 }
     /// The kernel's entry point.
     public static let functionName = "sta_forward_sm80"
     /// Head dimensions the kernel is written for.
@@ -31,7 +30,7 @@ public struct STAForwardKernel: AttentionForwardKernel {
     public static let supportedDTypes: [DType] = [.bfloat16, .float16]
 
     /// Dynamic shared memory per block: the Q tile plus double-buffered K and V chunks, 16-bit values.
-    /// 49,152 bytes for head dim 64, 65,536 for 128.
+    /// 49,152 bytes for head dim 64, 98,304 for 128.
     public static func sharedMemoryBytes(headDim: Int) -> Int {
         (blockQueries + 4 * blockKeys(headDim: headDim)) * headDim * 2
     }

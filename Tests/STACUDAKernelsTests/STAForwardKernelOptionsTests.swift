@@ -91,7 +91,7 @@ func define(_ name: String, in options: [String]) -> String? {
         // 35-token tiles: one block each (a block never straddles tiles); 129 text tokens: 2 blocks.
         #expect(STAForwardKernel.queryBlocks(layout: odd) == 2 + odd.tileCount)
         #expect(STAForwardKernel.sharedMemoryBytes(headDim: 64) == 49_152)
-        #expect(STAForwardKernel.sharedMemoryBytes(headDim: 128) == 65_536)
+        #expect(STAForwardKernel.sharedMemoryBytes(headDim: 128) == 98_304)
     }
 
     @Test func validationNamesWhatIsAllowed() {

@@ -24,17 +24,18 @@
 // blocks (they do the most work, so they start first); the rest are video query blocks, QBLOCKS_PER_TILE per
 // tile, in tile order. A query block never straddles two tiles; a key chunk never straddles two tiles.
 //
-// Structure: each warp owns ROWS_PER_WARP query rows: 16 at D 64 (8 warps), 32 at D 128 (4 warps, two m16
-// row blocks sharing every K and V fragment a warp loads, which halves the shared-memory reads of P·V). Q
-// stays in shared memory and is re-read per head-dim step (registers are for the two row blocks' scores and
-// outputs); the key chunks (BLOCK_N keys of one key tile, or of the text) are streamed through a double-
-// buffered shared-memory ring with cp.async, the next chunk in flight while the current one is computed:
-// S = Q·Kᵀ, mask, online softmax (fp32, exp2 with log2(e) folded into the scale), O += P·V. The epilogue
-// normalises O, stages it through shared memory for 16-byte stores, and writes LSE. Loads of hole keys,
-// padding text keys and positions past a tile or the text are zero-filled without reading global memory,
-// so garbage (even NaN) in those rows never reaches a sum; chunks made only of holes are skipped.
-// Registers (ptxas, NVRTC 13, sm_90a): 127-145 at D 64, 254-255 at D 128 (32-key chunks; 64-key chunks
-// spill there); no spills, no stack frame.
+// Structure: each warp owns ROWS_PER_WARP query rows, one m16 row block (16) or two (32) that share every K
+// and V fragment the warp loads (half the shared-memory reads of P·V; the Swift launcher chooses 16 today:
+// 32 rows with 32-key chunks measured 4–8 % faster at D 128 on the hunyuan suite but spills on the image
+// layouts). Q is loaded once into registers (D 128, 16 rows) or re-read from shared memory per head-dim
+// step (D 64, so that two blocks fit per SM within 128 registers; 32 rows); the key chunks (BLOCK_N keys of
+// one key tile, or of the text) are streamed through a double-buffered shared-memory ring with cp.async,
+// the next chunk in flight while the current one is computed: S = Q·Kᵀ, mask, online softmax (fp32, exp2
+// with log2(e) folded into the scale), O += P·V. The epilogue normalises O, stages it through shared memory
+// for 16-byte stores, and writes LSE (NaN for a row whose output overflowed, for the exact-rows pass).
+// Loads of hole keys, padding text keys and positions past a tile or the text are zero-filled without
+// reading global memory, so garbage (even NaN) in those rows never reaches a sum; chunks made only of holes
+// are skipped. Registers (ptxas, NVRTC 13, sm_90a): 127-145 at D 64, about 216 at D 128; no spills.
 
 #include "sta_common.cuh"
 #include "sta_sm80.cuh"
