@@ -216,3 +216,31 @@ public enum ForwardKernelChoice: String, CaseIterable, Sendable {
         }
     }
 }
+
+/// Throws `invalidParameter` unless `batch` is in 1...65535 and a grid of batch · heads · `blocksPerHead`
+/// blocks (`blocks` names them in the message) fits in 2³¹ − 1: the Hopper kernels' one-dimensional grids.
+func validateGrid(batch: Int, heads: Int, blocksPerHead: Int, blocks: String) throws(STAKernelError) {
+    guard (1...65535).contains(batch) else {
+        throw .invalidParameter(what: "batch", value: "\(batch)", allowed: "1...65535")
+    }
+    let total = batch.multipliedReportingOverflow(by: heads * blocksPerHead)
+    guard !total.overflow, total.partialValue <= Int(Int32.max) else {
+        throw .invalidParameter(
+            what: "batch · heads · \(blocks)", value: "\(batch) · \(heads) · \(blocksPerHead)",
+            allowed: "at most \(Int32.max) blocks")
+    }
+}
+
+/// The TMA descriptor a Hopper kernel reads a [batch, heads, S, headDim] tensor through: the 3D view
+/// [batch · heads][S][headDim], boxes of 64 columns × `boxRows` rows × 1 slice, 128-byte swizzle; rows past
+/// S read as zeros.
+func headTensorMap(
+    _ buffer: DeviceBuffer, plan: AttentionPlan, headDim: Int, dtype: DType, batch: Int, boxRows: Int
+) throws(CUDAError) -> TensorMap {
+    let rows = plan.layout.sequenceLength
+    return try TensorMap.tiled(
+        buffer: buffer, elementType: dtype == .bfloat16 ? .bfloat16 : .float16,
+        dimensions: [headDim, rows, batch * plan.heads],
+        strideBytes: [headDim * 2, rows * headDim * 2], boxDimensions: [64, boxRows, 1],
+        swizzle: .bytes128, l2Promotion: .bytes128)
+}

@@ -160,26 +160,13 @@ public struct STABackwardHopperKernel: AttentionBackwardKernel {
     /// Throws `invalidParameter` unless `batch` is in 1...65535 and the main kernel's grid
     /// (batch · heads · `keyBlocks(layout:)` blocks) fits in 2³¹ − 1.
     public static func validate(batch: Int, heads: Int, layout: STALayout) throws(STAKernelError) {
-        guard (1...65535).contains(batch) else {
-            throw .invalidParameter(what: "batch", value: "\(batch)", allowed: "1...65535")
-        }
-        let blocks = batch.multipliedReportingOverflow(by: heads * keyBlocks(layout: layout))
-        guard !blocks.overflow, blocks.partialValue <= Int(Int32.max) else {
-            throw .invalidParameter(
-                what: "batch · heads · key blocks", value: "\(batch) · \(heads) · \(keyBlocks(layout: layout))",
-                allowed: "at most \(Int32.max) blocks")
-        }
+        try validateGrid(batch: batch, heads: heads, blocksPerHead: keyBlocks(layout: layout), blocks: "key blocks")
     }
 
     /// The TMA descriptor the main kernel reads `buffer` through: the 3D view [batch · heads][S][headDim],
     /// boxes of 64 columns × 64 rows × 1 slice, 128-byte swizzle; rows past S read as zeros.
     func tensorMap(_ buffer: DeviceBuffer, batch: Int) throws(CUDAError) -> TensorMap {
-        let rows = plan.layout.sequenceLength
-        return try TensorMap.tiled(
-            buffer: buffer, elementType: dtype == .bfloat16 ? .bfloat16 : .float16,
-            dimensions: [headDim, rows, batch * plan.heads],
-            strideBytes: [headDim * 2, rows * headDim * 2], boxDimensions: [64, 64, 1],
-            swizzle: .bytes128, l2Promotion: .bytes128)
+        try headTensorMap(buffer, plan: plan, headDim: headDim, dtype: dtype, batch: batch, boxRows: 64)
     }
 
     /// Queues the backward pass on `stream` (nil: the default stream) and returns; allocates nothing.

@@ -115,26 +115,13 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
     /// Throws `invalidParameter` unless `batch` is in 1...65535 and the grid
     /// (batch · heads · `queryBlocks(layout:)` blocks) fits in 2³¹ − 1.
     public static func validate(batch: Int, heads: Int, layout: STALayout) throws(STAKernelError) {
-        guard (1...65535).contains(batch) else {
-            throw .invalidParameter(what: "batch", value: "\(batch)", allowed: "1...65535")
-        }
-        let blocks = batch.multipliedReportingOverflow(by: heads * queryBlocks(layout: layout))
-        guard !blocks.overflow, blocks.partialValue <= Int(Int32.max) else {
-            throw .invalidParameter(
-                what: "batch · heads · query blocks", value: "\(batch) · \(heads) · \(queryBlocks(layout: layout))",
-                allowed: "at most \(Int32.max) blocks")
-        }
+        try validateGrid(batch: batch, heads: heads, blocksPerHead: queryBlocks(layout: layout), blocks: "query blocks")
     }
 
     /// The TMA descriptor the kernel reads `buffer` through: the 3D view [batch · heads][S][headDim],
     /// boxes of 64 columns × `boxRows` rows × 1 slice, 128-byte swizzle; rows past S read as zeros.
     func tensorMap(_ buffer: DeviceBuffer, batch: Int) throws(CUDAError) -> TensorMap {
-        let rows = plan.layout.sequenceLength
-        return try TensorMap.tiled(
-            buffer: buffer, elementType: dtype == .bfloat16 ? .bfloat16 : .float16,
-            dimensions: [headDim, rows, batch * plan.heads],
-            strideBytes: [headDim * 2, rows * headDim * 2], boxDimensions: [64, Self.boxRows, 1],
-            swizzle: .bytes128, l2Promotion: .bytes128)
+        try headTensorMap(buffer, plan: plan, headDim: headDim, dtype: dtype, batch: batch, boxRows: Self.boxRows)
     }
 
     /// Queues O = softmax(scale · Q Kᵀ + M) V and its log-sum-exp on `stream` (nil: the default stream).
