@@ -36,34 +36,37 @@ public struct KernelSource: Sendable {
 
 extension KernelSource.Header {
     /// Types, problem constants, holes, text and the PTX wrappers of every architecture.
-    static var common: Self { .init(name: "sta_common.cuh", text: decoded(PackageResources.sta_common_cuh)) }
+    static var common: Self { .init(name: "sta_common.cuh", text: embedded("sta_common.cuh", PackageResources.sta_common_cuh)) }
     /// The portable kernels' PTX wrappers and swizzled shared-memory tiles.
-    static var sm80: Self { .init(name: "sta_sm80.cuh", text: decoded(PackageResources.sta_sm80_cuh)) }
+    static var sm80: Self { .init(name: "sta_sm80.cuh", text: embedded("sta_sm80.cuh", PackageResources.sta_sm80_cuh)) }
     /// The Hopper kernel's pieces: PTX wrappers, shape, work decoding, consumer math, the producer and
     /// consumer main loops, the epilogue.
     static var sm90: [Self] {
         [
-            .init(name: "sta_sm90_ptx.cuh", text: decoded(PackageResources.sta_sm90_ptx_cuh)),
-            .init(name: "sta_sm90_shape.cuh", text: decoded(PackageResources.sta_sm90_shape_cuh)),
-            .init(name: "sta_sm90_work.cuh", text: decoded(PackageResources.sta_sm90_work_cuh)),
-            .init(name: "sta_sm90_consumer.cuh", text: decoded(PackageResources.sta_sm90_consumer_cuh)),
-            .init(name: "sta_sm90_mainloop.cuh", text: decoded(PackageResources.sta_sm90_mainloop_cuh)),
-            .init(name: "sta_sm90_epilogue.cuh", text: decoded(PackageResources.sta_sm90_epilogue_cuh)),
+            .init(name: "sta_sm90_ptx.cuh", text: embedded("sta_sm90_ptx.cuh", PackageResources.sta_sm90_ptx_cuh)),
+            .init(name: "sta_sm90_shape.cuh", text: embedded("sta_sm90_shape.cuh", PackageResources.sta_sm90_shape_cuh)),
+            .init(name: "sta_sm90_work.cuh", text: embedded("sta_sm90_work.cuh", PackageResources.sta_sm90_work_cuh)),
+            .init(name: "sta_sm90_consumer.cuh", text: embedded("sta_sm90_consumer.cuh", PackageResources.sta_sm90_consumer_cuh)),
+            .init(name: "sta_sm90_mainloop.cuh", text: embedded("sta_sm90_mainloop.cuh", PackageResources.sta_sm90_mainloop_cuh)),
+            .init(name: "sta_sm90_epilogue.cuh", text: embedded("sta_sm90_epilogue.cuh", PackageResources.sta_sm90_epilogue_cuh)),
         ]
     }
     /// The Hopper backward kernel's pieces: the PTX wrappers it shares with the forward, shape, work
     /// decoding, consumer products and recomputation, the main loops, the epilogue.
     static var sm90Backward: [Self] {
         [
-            .init(name: "sta_sm90_ptx.cuh", text: decoded(PackageResources.sta_sm90_ptx_cuh)),
-            .init(name: "sta_sm90_bwd_shape.cuh", text: decoded(PackageResources.sta_sm90_bwd_shape_cuh)),
-            .init(name: "sta_sm90_bwd_work.cuh", text: decoded(PackageResources.sta_sm90_bwd_work_cuh)),
-            .init(name: "sta_sm90_bwd_consumer.cuh", text: decoded(PackageResources.sta_sm90_bwd_consumer_cuh)),
-            .init(name: "sta_sm90_bwd_mainloop.cuh", text: decoded(PackageResources.sta_sm90_bwd_mainloop_cuh)),
-            .init(name: "sta_sm90_bwd_epilogue.cuh", text: decoded(PackageResources.sta_sm90_bwd_epilogue_cuh)),
+            .init(name: "sta_sm90_ptx.cuh", text: embedded("sta_sm90_ptx.cuh", PackageResources.sta_sm90_ptx_cuh)),
+            .init(name: "sta_sm90_bwd_shape.cuh", text: embedded("sta_sm90_bwd_shape.cuh", PackageResources.sta_sm90_bwd_shape_cuh)),
+            .init(name: "sta_sm90_bwd_work.cuh", text: embedded("sta_sm90_bwd_work.cuh", PackageResources.sta_sm90_bwd_work_cuh)),
+            .init(name: "sta_sm90_bwd_consumer.cuh", text: embedded("sta_sm90_bwd_consumer.cuh", PackageResources.sta_sm90_bwd_consumer_cuh)),
+            .init(name: "sta_sm90_bwd_mainloop.cuh", text: embedded("sta_sm90_bwd_mainloop.cuh", PackageResources.sta_sm90_bwd_mainloop_cuh)),
+            .init(name: "sta_sm90_bwd_epilogue.cuh", text: embedded("sta_sm90_bwd_epilogue.cuh", PackageResources.sta_sm90_bwd_epilogue_cuh)),
         ]
     }
 }
 
-/// UTF-8 bytes of an embedded file as a String.
-func decoded(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
+/// The text of the embedded kernel file `name` (its UTF-8 `bytes`), or the file of that name in
+/// `$STA_KERNEL_SOURCES` when there is one (`KernelSourceOverride`, for kernel development).
+func embedded(_ name: String, _ bytes: [UInt8]) -> String {
+    KernelSourceOverride.text(named: name) ?? String(decoding: bytes, as: UTF8.self)
+}

@@ -37,7 +37,7 @@ extension STABackwardHopperKernel {
     public static var sourceName: String { "sta_backward_sm90.cu" }
 
     /// The main file's CUDA C++ text (`Kernels/sta_backward_sm90.cu`); it includes `kernelSource.headers`.
-    public static var source: String { decoded(PackageResources.sta_backward_sm90_cu) }
+    public static var source: String { embedded("sta_backward_sm90.cu", PackageResources.sta_backward_sm90_cu) }
 
     /// The translation unit NVRTC compiles: `sta_backward_sm90.cu` with `sta_common.cuh`, the PTX wrappers
     /// it shares with the forward kernel and the `sta_sm90_bwd_*.cuh` headers.

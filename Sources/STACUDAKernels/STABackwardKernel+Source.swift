@@ -43,7 +43,7 @@ extension STABackwardKernel {
     public static var sourceName: String { "sta_backward_sm80.cu" }
 
     /// The main file's CUDA C++ text (`Kernels/sta_backward_sm80.cu`); it includes `kernelSource.headers`.
-    public static var source: String { decoded(PackageResources.sta_backward_sm80_cu) }
+    public static var source: String { embedded("sta_backward_sm80.cu", PackageResources.sta_backward_sm80_cu) }
 
     /// The translation unit NVRTC compiles: `sta_backward_sm80.cu` with `sta_common.cuh` and `sta_sm80.cuh`
     /// (shared with the portable forward kernel).

@@ -49,7 +49,7 @@ public struct STAExactRowsKernel: Sendable {
 
     /// The translation unit NVRTC compiles: `sta_exact_rows.cu` with `sta_common.cuh`.
     public static var kernelSource: KernelSource {
-        KernelSource(name: sourceName, text: decoded(PackageResources.sta_exact_rows_cu), headers: [.common])
+        KernelSource(name: sourceName, text: embedded("sta_exact_rows.cu", PackageResources.sta_exact_rows_cu), headers: [.common])
     }
 
     /// The NVRTC options for `plan`, `headDim` and `dtype` on `architecture`: the problem constants every

@@ -37,7 +37,7 @@ extension STAForwardHopperKernel {
     public static var sourceName: String { "sta_forward_sm90.cu" }
 
     /// The main file's CUDA C++ text (`Kernels/sta_forward_sm90.cu`); it includes `kernelSource.headers`.
-    public static var source: String { decoded(PackageResources.sta_forward_sm90_cu) }
+    public static var source: String { embedded("sta_forward_sm90.cu", PackageResources.sta_forward_sm90_cu) }
 
     /// The translation unit NVRTC compiles: `sta_forward_sm90.cu` with `sta_common.cuh` and the
     /// `sta_sm90_*.cuh` headers.

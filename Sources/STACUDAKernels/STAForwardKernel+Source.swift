@@ -49,7 +49,7 @@ extension STAForwardKernel {
     public static var sourceName: String { "sta_forward_sm80.cu" }
 
     /// The main file's CUDA C++ text (`Kernels/sta_forward_sm80.cu`); it includes `kernelSource.headers`.
-    public static var source: String { decoded(PackageResources.sta_forward_sm80_cu) }
+    public static var source: String { embedded("sta_forward_sm80.cu", PackageResources.sta_forward_sm80_cu) }
 
     /// The translation unit NVRTC compiles: `sta_forward_sm80.cu` with `sta_common.cuh` and `sta_sm80.cuh`.
     public static var kernelSource: KernelSource {

@@ -42,7 +42,7 @@ public struct WindowErrorKernels: Sendable {
 
     /// The translation unit: one file, no headers.
     public static var kernelSource: KernelSource {
-        KernelSource(name: sourceName, text: decoded(PackageResources.sta_window_error_cu), headers: [])
+        KernelSource(name: sourceName, text: embedded("sta_window_error.cu", PackageResources.sta_window_error_cu), headers: [])
     }
 
     /// The NVRTC options for `architecture` (e.g. "sm_90a"): C++17 and the target only.

@@ -1,0 +1,17 @@
+import Testing
+
+@testable import CUDADriver
+
+@Suite struct KernelSourceOverrideTests {
+    @Test func aFileInTheDirectoryReplacesTheEmbeddedTextAndNothingElseDoes() {
+        let directory = makeTemporaryDirectory()
+        defer { removeDirectory(directory) }
+        writeFile(directory + "/k.cu", Array("__global__ void k() {}\n".utf8))
+        let set: (String) -> String? = { $0 == "STA_KERNEL_SOURCES" ? directory : nil }
+        #expect(KernelSourceOverride.text(named: "k.cu", environment: set) == "__global__ void k() {}\n")
+        // A name the directory lacks, a path instead of a name, and an unset variable: no override.
+        #expect(KernelSourceOverride.text(named: "other.cuh", environment: set) == nil)
+        #expect(KernelSourceOverride.text(named: "../k.cu", environment: set) == nil)
+        #expect(KernelSourceOverride.text(named: "k.cu", environment: { _ in nil }) == nil)
+    }
+}
