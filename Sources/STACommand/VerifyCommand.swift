@@ -33,6 +33,9 @@ struct Verify: ParsableCommand {
     @Flag(help: "Print the results as JSON on standard output instead of the table.")
     var json = false
 
+    @Option(help: "Only cases whose name contains this text (e.g. \"large finite\").")
+    var filter: String?
+
     @Option(help: "GPU kernels to check: all (every kernel this GPU runs), automatic, portable or hopper. Default all.")
     var kernel: String?
 
@@ -57,6 +60,7 @@ struct Verify: ParsableCommand {
         func report(_ outcome: Verification.Outcome, backend backendName: String, textValid: [Int]? = nil) {
             if !outcome.passed { failures += 1 }
             progress("  \(backendName) \(outcome.name) \(outcome.dtype) D\(outcome.headDim): \(outcome.passed ? "pass" : "FAIL")")
+            if !outcome.passed, let detail = outcome.detail { progress("    \(detail)") }
             table.append(
                 backendName, outcome.name, "\(outcome.dtype)", "\(outcome.headDim)", "\(outcome.sequenceLength)",
                 scientific(outcome.outputError), scientific(outcome.tolerance), scientific(outcome.lseError),
@@ -86,9 +90,11 @@ struct Verify: ParsableCommand {
                 ("bad_rows", .integer(outcome.badEmptyRows)), ("passed", .bool(outcome.passed)),
             ]))
         }
+        /// Whether a case runs (--filter); the seeds stay those of the whole matrix.
+        func keep(_ name: String) -> Bool { filter.map { name.contains($0) } ?? true }
         for backend in backends {
             let backendName = backend.shortName
-            for (index, testCase) in cases.enumerated() {
+            for (index, testCase) in cases.enumerated() where keep(testCase.name) {
                 let seed = seed &+ UInt64(index)
                 let check: Verification.Check =
                     sampled ? (backward ? .sampledBackward : .sampledRows) : (backward ? .backward : .forward)
@@ -97,7 +103,7 @@ struct Verify: ParsableCommand {
             // Scores and P·V sums past the fp32 range: the float64 reference's numbers (the GPU backward
             // marks the gradients of such rows NaN instead).
             if !sampled {
-                for (index, testCase) in try Verification.largeInputCases().enumerated() {
+                for (index, testCase) in try Verification.largeInputCases().enumerated() where keep(testCase.name) {
                     let outcome = try Verification.runLargeInputs(
                         testCase, backward: backward, on: backend, seed: seed &+ UInt64(3000 + index))
                     report(outcome, backend: backendName)
@@ -105,7 +111,7 @@ struct Verify: ParsableCommand {
             }
             // NaN in q and dO reaches exactly the gradient rows it touches, as NaN (never zeros).
             if !sampled && backward {
-                for (index, testCase) in try Verification.nanContractCases().enumerated() {
+                for (index, testCase) in try Verification.nanContractCases().enumerated() where keep(testCase.name) {
                     let outcome = try Verification.runNaNContractBackward(
                         testCase, on: backend, seed: seed &+ UInt64(4000 + index))
                     reportNaN(outcome, backend: backendName)
@@ -113,20 +119,21 @@ struct Verify: ParsableCommand {
             }
             // Batches whose rows have their own valid text lengths (a device array; CUDA kernels only).
             if case .cuda(let gpu) = backend, !sampled {
-                for (index, testCase) in try Verification.textRowsCases().enumerated() {
+                for (index, testCase) in try Verification.textRowsCases().enumerated() where keep(testCase.name) {
                     let outcome = try Verification.runTextRows(
                         testCase, backward: backward, on: gpu, seed: seed &+ UInt64(1000 + index))
                     report(outcome, backend: backendName, textValid: testCase.textValid)
                 }
                 // NaN and ±inf in q, k reach exactly the rows that read them, as NaN (forward kernels).
                 if !backward {
-                    for (index, testCase) in try Verification.nanContractCases().enumerated() {
+                    for (index, testCase) in try Verification.nanContractCases().enumerated() where keep(testCase.name) {
                         let outcome = try Verification.runNaNContract(testCase, on: gpu, seed: seed &+ UInt64(2000 + index))
                         reportNaN(outcome, backend: backendName)
                     }
                 }
             }
         }
+        if records.isEmpty, let filter { throw ValidationError("no case of this verify run has a name containing '\(filter)'") }
         let total = records.count
         if json {
             print(JSONValue.object([

@@ -125,18 +125,29 @@ extension Verification {
             outputGradient: doubles(outputGradient), batch: c.batch, headDim: c.headDim, plan: plan)
         var bad = 0
         var errors = [Double]()
-        for (gradient, expected) in [(gradients.dq, reference.dq), (gradients.dk, reference.dk), (gradients.dv, reference.dv)] {
+        var nonFinite = [String]()   // the first few non-finite gradient rows, named
+        for (name, gradient, expected) in [
+            ("dq", gradients.dq, reference.dq), ("dk", gradients.dk, reference.dk), ("dv", gradients.dv, reference.dv),
+        ] {
             let values = doubles(gradient)
-            for row in 0..<(values.count / c.headDim)
-            where values[(row * c.headDim)..<((row + 1) * c.headDim)].contains(where: \.isNaN) {
-                bad += 1
+            for row in 0..<(values.count / c.headDim) {
+                let elements = values[(row * c.headDim)..<((row + 1) * c.headDim)]
+                if elements.contains(where: \.isNaN) { bad += 1 }
+                if nonFinite.count < 8, elements.contains(where: { !$0.isFinite }) {
+                    let (batchHead, position) = row.quotientAndRemainder(dividingBy: s)
+                    nonFinite.append(
+                        "\(name) b\(batchHead / plan.heads) h\(batchHead % plan.heads) pos \(position) "
+                            + "(lse \(forward.lse[row]), reference \(expected[row * c.headDim]))")
+                }
             }
             errors.append(largestHeadError(values, reference: expected, headDim: c.headDim, sequenceLength: s) { _ in false })
         }
-        return Outcome(
+        var outcome = Outcome(
             name: c.name, dtype: c.dtype, headDim: c.headDim, sequenceLength: s,
             outputError: errors.contains { $0.isNaN } ? .infinity : errors.max() ?? .infinity, lseError: 0,
             badEmptyRows: bad, tolerance: tolerance(c.dtype))
+        if !nonFinite.isEmpty { outcome.detail = "non-finite gradient rows: " + nonFinite.joined(separator: "; ") }
+        return outcome
     }
 
     /// The largest, over (batch, head) pairs, of ‖values − reference‖ / ‖reference‖ over the rows of the

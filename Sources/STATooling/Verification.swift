@@ -18,6 +18,8 @@ public enum Verification {
         /// Rows that attend nothing but were not written as 0 / −∞.
         public let badEmptyRows: Int
         public let tolerance: Double
+        /// What failed, where a check can name it (e.g. the first non-finite gradient rows), else nil.
+        public var detail: String? = nil
 
         public var passed: Bool { outputError < tolerance && lseError < 1e-3 && badEmptyRows == 0 }
     }

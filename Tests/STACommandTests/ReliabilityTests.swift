@@ -76,6 +76,14 @@ import Testing
         #expect(outcome.message?.contains(named) == true, "\(arguments): \(outcome.message ?? "")")
     }
 
+    /// `verify --filter` runs the cases whose name holds the text, and a text no case holds is a usage error.
+    @Test func verifyFilterRunsOnlyTheNamedCases() {
+        let none = STA.outcome(["verify", "--cpu", "--filter", "no such case"])
+        #expect(none.status == .usage)
+        #expect(none.message?.contains("'no such case'") == true, "\(none.message ?? "")")
+        #expect(STA.outcome(["verify", "--cpu", "--filter", "1D 1000", "--json"]).status == .success)
+    }
+
     @Test func fileSystemErrorsHaveTheirOwnStatusAndNoUsageText() throws {
         let missingDirectory = STA.outcome(["render", "--canvas", "8x8", "--tile", "4x4", "--window", "1x1", "--output", "/no/such/dir/a.png"])
         #expect(missingDirectory.status == .cannotCreate)

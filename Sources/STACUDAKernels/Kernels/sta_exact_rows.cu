@@ -114,6 +114,32 @@ __device__ __forceinline__ double warp_sum(double value) {
     return value;
 }
 
+// Σ_c a[c]·b[c] over the head dimension by one lane, in column order, one fused multiply-add per column:
+// every pass computes a given product bit for bit the same way (fma is symmetric in its factors, so
+// dot_row(q, k) with q in shared memory equals dot_row(k, q) with k there). That matters: scores of 1e41
+// rounded two ways differ by about 1e25, so exp(s − L) is only 1 for the key that made L when s and L come
+// from the same rounding — and dP − Δ only 0 for a row whose output is one value row when both sums are
+// taken alike. `a` is a double row in shared memory, `b` a storage row.
+__device__ __forceinline__ double dot_row(const double* a, const uint16_t* b) {
+    double dot = 0.0;
+    for (int c = 0; c < HEAD_DIM; ++c) dot = fma(a[c], to_double(b[c]), dot);
+    return dot;
+}
+
+// A score, scale · dot_row(a, b), rounded once as a product (never fused into a later subtraction: that
+// would subtract L from the unrounded product, off by the product's rounding error).
+template <typename Storage>
+__device__ __forceinline__ double score_row(double scale, const double* a, const Storage* b) {
+    return __dmul_rn(scale, dot_row(a, b));
+}
+
+// dot_row for two storage rows.
+__device__ __forceinline__ double dot_row(const uint16_t* a, const uint16_t* b) {
+    double dot = 0.0;
+    for (int c = 0; c < HEAD_DIM; ++c) dot = fma(to_double(a[c]), to_double(b[c]), dot);
+    return dot;
+}
+
 // One row of [B·H·S]: where it sits, and whether it is a real query (not a hole, not padding text).
 struct Row {
     long long index;
@@ -199,12 +225,7 @@ __device__ __noinline__ void redo_forward_row(const uint16_t* q, const uint16_t*
     __syncwarp();
     const double scale_d = static_cast<double>(scale);
     // score(key): scale · q·k in double, by one lane over the whole head dimension.
-    auto score = [&](int key) {
-        const uint16_t* k_row = k + (head_base + key) * HEAD_DIM;
-        double dot = 0.0;
-        for (int c = 0; c < HEAD_DIM; ++c) dot += query[c] * to_double(k_row[c]);
-        return scale_d * dot;
-    };
+    auto score = [&](int key) { return score_row(scale_d, query, k + (head_base + key) * HEAD_DIM); };
 
     // Pass 1: the maximum score (a NaN score poisons the row).
     double maximum = neg_inf_double();
@@ -315,13 +336,6 @@ __device__ __forceinline__ void for_each_query(const Row& row, const int* window
     for_each_key(row, window_of_head, query_tile_start, query_tiles, lane, body);
 }
 
-// Σ_c a[c]·b[c] over the head dimension by one lane: `a` a double row in shared memory, `b` a storage row.
-__device__ __forceinline__ double dot_row(const double* a, const uint16_t* b) {
-    double dot = 0.0;
-    for (int c = 0; c < HEAD_DIM; ++c) dot += a[c] * to_double(b[c]);
-    return dot;
-}
-
 }  // namespace exact
 }  // namespace sta
 
@@ -361,7 +375,6 @@ sta_exact_rows_backward_queries(const uint16_t* q, const uint16_t* k, const uint
     double* query = query_rows[warp];
     double* gradient = gradient_rows[warp];
     bool poisoned = false;
-    double delta = 0.0;
 #pragma unroll
     for (int i = 0; i < PER_LANE; ++i) {
         const long long element = row_index * HEAD_DIM + lane + 32 * i;
@@ -369,10 +382,10 @@ sta_exact_rows_backward_queries(const uint16_t* q, const uint16_t* k, const uint
         query[lane + 32 * i] = value;
         poisoned = poisoned || !(value - value == 0.0);
         gradient[lane + 32 * i] = to_double(dout[element]);
-        delta += gradient[lane + 32 * i] * to_double(o[element]);
     }
-    delta = warp_sum(delta);
     __syncwarp();
+    // Δ = dO·O summed as dP = dO·v_j is below, so that a row whose output is one value row gets dP − Δ = 0.
+    const double delta = dot_row(gradient, o + row_index * HEAD_DIM);
     const double scale_d = static_cast<double>(scale);
 
     // Pass 1: the maximum score. Pass 2: L.
@@ -380,7 +393,7 @@ sta_exact_rows_backward_queries(const uint16_t* q, const uint16_t* k, const uint
     if (!__any_sync(FULL_MASK, poisoned)) {
         for_each_key(row, window_of_head, key_tile_start, key_tiles, lane, [&](int key, bool valid) {
             if (!valid) return;
-            const double s = scale_d * dot_row(query, k + (head_base + key) * HEAD_DIM);
+            const double s = score_row(scale_d, query, k + (head_base + key) * HEAD_DIM);
             if (is_nan_double(s)) poisoned = true;
             else maximum = fmax(maximum, s);
         });
@@ -392,7 +405,7 @@ sta_exact_rows_backward_queries(const uint16_t* q, const uint16_t* k, const uint
     if (!poisoned) {
         double sum = 0.0;
         for_each_key(row, window_of_head, key_tile_start, key_tiles, lane, [&](int key, bool valid) {
-            if (valid) sum += exp(scale_d * dot_row(query, k + (head_base + key) * HEAD_DIM) - maximum);
+            if (valid) sum += exp(score_row(scale_d, query, k + (head_base + key) * HEAD_DIM) - maximum);
         });
         log_sum = maximum + log(warp_sum(sum));
     }
@@ -408,7 +421,7 @@ sta_exact_rows_backward_queries(const uint16_t* q, const uint16_t* k, const uint
             key_marks[head_base + key] = 1;
             if (!poisoned) {
                 const long long key_row = (head_base + key) * HEAD_DIM;
-                const double p = exp(scale_d * dot_row(query, k + key_row) - log_sum);
+                const double p = exp(score_row(scale_d, query, k + key_row) - log_sum);
                 score_gradient = p * (dot_row(gradient, v + key_row) - delta);
             }
         }
@@ -473,15 +486,9 @@ sta_exact_rows_backward_keys(const uint16_t* q, const uint16_t* k, const uint16_
             const long long query_row = (head_base + query) * HEAD_DIM;
             const float stored = lse[head_base + query];
             const double l = needs_exact_backward(stored) ? exact_lse[head_base + query] : static_cast<double>(stored);
-            double delta = 0.0, dp = 0.0, dot = 0.0;
-            for (int c = 0; c < HEAD_DIM; ++c) {
-                const double g = to_double(dout[query_row + c]);
-                delta += g * to_double(o[query_row + c]);
-                dp += g * value[c];
-                dot += to_double(q[query_row + c]) * key[c];
-            }
-            p = exp(scale_d * dot - l);
-            score_gradient = p * (dp - delta);
+            // The score, Δ and dP summed as sta_exact_rows_backward_queries sums them (dot_row).
+            p = exp(score_row(scale_d, key, q + query_row) - l);
+            score_gradient = p * (dot_row(value, dout + query_row) - dot_row(dout + query_row, o + query_row));
         }
         for (int j = 0; j < 32; ++j) {
             const int query_valid = __shfl_sync(FULL_MASK, static_cast<int>(valid), j);
