@@ -60,7 +60,7 @@ struct Verify: ParsableCommand {
         func report(_ outcome: Verification.Outcome, backend backendName: String, textValid: [Int]? = nil) {
             if !outcome.passed { failures += 1 }
             progress("  \(backendName) \(outcome.name) \(outcome.dtype) D\(outcome.headDim): \(outcome.passed ? "pass" : "FAIL")")
-            if !outcome.passed, let detail = outcome.detail { progress("    \(detail)") }
+            if let detail = outcome.detail { progress("    \(detail)") }
             table.append(
                 backendName, outcome.name, "\(outcome.dtype)", "\(outcome.headDim)", "\(outcome.sequenceLength)",
                 scientific(outcome.outputError), scientific(outcome.tolerance), scientific(outcome.lseError),

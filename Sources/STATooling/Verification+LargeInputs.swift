@@ -97,10 +97,11 @@ extension Verification {
             let empty = compare(
                 c, output: doubles(forward.output), lse: forward.lse, reference: reference.output,
                 referenceLSE: reference.lse)
-            let outputError = largestHeadError(
-                doubles(forward.output), reference: reference.output, headDim: c.headDim, sequenceLength: s) {
+            let outputs = doubles(forward.output)
+            let headErrors = headErrors(outputs, reference: reference.output, headDim: c.headDim, sequenceLength: s) {
                 reference.lse[$0] == -.infinity
             }
+            let outputError = headErrors.max() ?? 0
             var lseError = 0.0
             for (row, expected) in reference.lse.enumerated() where expected != -.infinity {
                 let rounded = Float(expected)   // ±∞ where the reference passes the fp32 range
@@ -112,9 +113,13 @@ extension Verification {
                 }
                 lseError = max(lseError, error.isNaN ? .infinity : error)
             }
-            return Outcome(
+            var outcome = Outcome(
                 name: c.name, dtype: c.dtype, headDim: c.headDim, sequenceLength: s, outputError: outputError,
                 lseError: lseError, badEmptyRows: empty.badEmptyRows, tolerance: tolerance(c.dtype))
+            outcome.detail = "output error per (batch, head): "
+                + headErrors.enumerated().map { "b\($0.offset / plan.heads) h\($0.offset % plan.heads) \(Float($0.element))" }
+                .joined(separator: ", ")
+            return outcome
         }
 
         let outputGradient = inputs[3]
@@ -156,7 +161,14 @@ extension Verification {
     static func largestHeadError(
         _ values: [Double], reference: [Double], headDim: Int, sequenceLength: Int, skip: (Int) -> Bool
     ) -> Double {
-        var worst = 0.0
+        headErrors(values, reference: reference, headDim: headDim, sequenceLength: sequenceLength, skip: skip).max() ?? 0
+    }
+
+    /// ‖values − reference‖ / ‖reference‖ of each (batch, head) pair, as `largestHeadError` measures them.
+    static func headErrors(
+        _ values: [Double], reference: [Double], headDim: Int, sequenceLength: Int, skip: (Int) -> Bool
+    ) -> [Double] {
+        var errors = [Double]()
         for batchHead in 0..<(values.count / (headDim * sequenceLength)) {
             var difference = 0.0, norm = 0.0
             for row in (batchHead * sequenceLength)..<((batchHead + 1) * sequenceLength) where !skip(row) {
@@ -167,8 +179,8 @@ extension Verification {
                 }
             }
             let error = norm == 0 ? (difference == 0 ? 0 : .infinity) : (difference / norm).squareRoot()
-            worst = max(worst, error.isNaN ? .infinity : error)
+            errors.append(error.isNaN ? .infinity : error)
         }
-        return worst
+        return errors
     }
 }

@@ -18,7 +18,8 @@ public enum Verification {
         /// Rows that attend nothing but were not written as 0 / −∞.
         public let badEmptyRows: Int
         public let tolerance: Double
-        /// What failed, where a check can name it (e.g. the first non-finite gradient rows), else nil.
+        /// More than the table row holds, where a check has it (the large-input checks: the error of each
+        /// (batch, head) pair, or the first non-finite gradient rows); `sta verify` prints it under the case.
         public var detail: String? = nil
 
         public var passed: Bool { outputError < tolerance && lseError < 1e-3 && badEmptyRows == 0 }
