@@ -27,8 +27,12 @@ extension Verification {
     ///   `large` (bf16: the text row's score reaches 1e50, its lse passes the fp32 range);
     /// - batch 1, head 1 (forward only): every v row × `valueScale` (bf16: about 3e38, so the unnormalised
     ///   P·V sum passes fp32 although every output is finite);
-    /// - batch 0, head 1 (forward only): component 0 of every k row set to `large` and the q row of tile 2's
-    ///   first token to (−large, 0, …): bf16 scores of −1e40, every one −∞ in fp32.
+    /// - batch 0, head 1 (forward only): component 0 of every k row set to `large`, component 0 of every q
+    ///   row to 0, and the q row of tile 2's first token to (−large, 0, …): that row's bf16 scores are all
+    ///   −1e40, every one −∞ in fp32, and its output is the mean of its values. (Component 0 of the other q
+    ///   rows is 0 so that their scores stay well conditioned: a term of ±1e19 common to every score of a
+    ///   row would leave float64 too, at a spacing of 1024, only rounding noise of the rest, and no
+    ///   reference could judge it.)
     static func scaleLargeRows<T: StorageScalar>(
         q: inout [T], k: inout [T], v: inout [T], plan: AttentionPlan, headDim: Int, values: Bool
     ) {
@@ -52,10 +56,13 @@ extension Verification {
         scale(&q, row(1, 0, layout.paddedVideoTokenCount + 2), by: huge)
         if values {
             for position in 0..<s { scale(&v, row(1, 1, position), by: valueScale) }
-            // Batch 0, head 1: component 0 of every k row × `large`... and one q row (−large, 0, …, 0):
+            // Batch 0, head 1: component 0 of every k row `large` (and of every q row 0), one q row (−large, 0, …, 0):
             // every score of that row is −large² · scale (bf16: −1e40, −∞ in fp32; its lse saturates to
             // −∞ too, but its output is the mean of its values, not 0).
-            for position in 0..<s { k[row(0, 1, position) * headDim] = T(large) }
+            for position in 0..<s {
+                k[row(0, 1, position) * headDim] = T(large)
+                q[row(0, 1, position) * headDim] = T(0)
+            }
             let query = row(0, 1, 2 * layout.tileVolume)
             for c in 0..<headDim { q[query * headDim + c] = T(c == 0 ? -large : 0) }
         }
