@@ -98,30 +98,54 @@ __host__ __device__ constexpr MaskTable make_mask_table() {
 
 __constant__ MaskTable mask_table = make_mask_table();
 
-/// Sets masked scores of a chunk to −∞: columns at or past `valid`, and holes.
-/// Column of s[4j + e] and s[4j + 2 + e] (e = 0, 1): 8j + 2·quad + e.
-__device__ __forceinline__ void mask_chunk(float (&s)[BLOCK_N / 2], const Chunk& c, int quad) {
-    if constexpr (!VIDEO_MASKS) {
-        if (c.tile >= 0) return;  // whole tiles of real keys: only text chunks can need a mask
-    }
+/// The mask of one chunk for this thread's columns, found before the chunk's scores exist (off the
+/// softmax's critical path): `word` (bit 2j + e: column 8j + 2·quad + e is masked) and `any`, whether some
+/// thread of the warp has a masked column. Video chunks of tiles without holes that fill a whole chunk
+/// need no table read (a warp-uniform test).
+struct ChunkMask {
+    uint64_t word;
+    bool any;
+};
+
+__device__ __forceinline__ ChunkMask chunk_mask(const Chunk& c, int quad) {
+    ChunkMask mask{0, false};
     if constexpr (USE_MASK_TABLE) {
+        if (c.tile >= 0) {
+            if constexpr (!VIDEO_MASKS) return mask;
+            if ((HAS_HOLES ? boundary_axes(c.tile) : 0) == 0 && c.valid == BLOCK_N) return mask;
+        } else if (c.valid == BLOCK_N) {
+            return mask;
+        }
         // Text rows are indexed by the chunk's length (no text: the part, a row never read).
         const int text_row = TEXT_MASKS ? BLOCK_N - c.valid : c.part;
         const int row = c.tile >= 0 ? (HAS_HOLES ? boundary_axes(c.tile) : 0) * CHUNKS_PER_TILE + c.part
                                     : 8 * CHUNKS_PER_TILE + text_row;
-        const uint64_t word = mask_table.words[row * 4 + quad];
-        if (!__any_sync(0xffffffffu, word != 0)) return;
+        mask.word = mask_table.words[row * 4 + quad];
+        mask.any = __any_sync(0xffffffffu, mask.word != 0);
+    }
+    return mask;
+}
+
+/// Sets masked scores of a chunk to −∞: columns at or past `valid`, and holes (`mask` from chunk_mask
+/// where the table is used, else computed here per element).
+/// Column of s[4j + e] and s[4j + 2 + e] (e = 0, 1): 8j + 2·quad + e.
+__device__ __forceinline__ void mask_chunk(float (&s)[BLOCK_N / 2], const Chunk& c, const ChunkMask& mask, int quad) {
+    if constexpr (USE_MASK_TABLE) {
+        if (!mask.any) return;
 #pragma unroll
         for (int j = 0; j < BLOCK_N / 8; ++j) {
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
-                if ((word >> (2 * j + e)) & 1) {
+                if ((mask.word >> (2 * j + e)) & 1) {
                     s[4 * j + e] = neg_inf();
                     s[4 * j + 2 + e] = neg_inf();
                 }
             }
         }
         return;
+    }
+    if constexpr (!VIDEO_MASKS) {
+        if (c.tile >= 0) return;  // whole tiles of real keys: only text chunks can need a mask
     }
     int axes = 0;
     if constexpr (HAS_HOLES) {
@@ -145,17 +169,46 @@ __device__ __forceinline__ void mask_chunk(float (&s)[BLOCK_N / 2], const Chunk&
     }
 }
 
+/// 2^x on the FMA and integer pipes instead of the MUFU unit, for x ≤ 0, −∞ or NaN: 2^round(x) put into
+/// the exponent of a degree-4 polynomial of 2^f, f = x − round(x) in [−½, ½] (relative error below 4e-6,
+/// against 2.4e-3 for the rounding of P to bf16 and 2.4e-4 to fp16). x < −126 gives 0 (−∞ included),
+/// NaN gives NaN. Used for some columns of each chunk so that the exponentials of the softmax do not all
+/// queue on the MUFU unit (16 per clock per SM).
+__device__ __forceinline__ float exp2_poly(float x) {
+    const float big = 12582912.f;                      // 1.5 · 2²³: x + big rounds x to an integer
+    const float clamped = x < -127.f ? -127.f : x;     // NaN passes through
+    const float t = clamped + big;
+    const float r = t - big;                           // round(x)
+    const float f = clamped - r;                       // [−½, ½]
+    float p = fmaf(f, 9.5700539284e-3f, 5.5917788013e-2f);  // fitted for relative error on [−½, ½]
+    p = fmaf(p, f, 2.4024762739e-1f);
+    p = fmaf(p, f, 6.9312234077e-1f);
+    p = fmaf(p, f, 1.f);
+    const float y = __int_as_float(__float_as_int(p) + (__float_as_int(t) << 23));
+    // A NaN's bits would shift into a finite exponent: pass it through by itself.
+    return x < -126.f ? 0.f : (x == x ? y : x);
+}
+
 /// Online softmax of one chunk for the thread's two rows. Turns s into unnormalised probabilities,
 /// updates the running max (log2 domain, scaled) and the thread's partial row sums, and returns the
 /// factors by which the accumulated output must be rescaled.
 __device__ __forceinline__ void softmax_chunk(float (&s)[BLOCK_N / 2], float scale_log2, float& m0, float& m1, float& l0,
                                               float& l1, float& corr0, float& corr1) {
-    float x0 = neg_inf(), x1 = neg_inf();
+    // Row maxima as four independent chains per row (the scores arrive all at once: the chain's latency,
+    // not the instruction count, is what the softmax waits for).
+    float a0[4], a1[4];
 #pragma unroll
-    for (int j = 0; j < BLOCK_N / 8; ++j) {
-        x0 = fmaxf(x0, fmaxf(s[4 * j], s[4 * j + 1]));
-        x1 = fmaxf(x1, fmaxf(s[4 * j + 2], s[4 * j + 3]));
+    for (int k = 0; k < 4; ++k) {
+        a0[k] = fmaxf(s[4 * k], s[4 * k + 1]);
+        a1[k] = fmaxf(s[4 * k + 2], s[4 * k + 3]);
     }
+#pragma unroll
+    for (int j = 4; j < BLOCK_N / 8; ++j) {
+        a0[j % 4] = fmaxf(a0[j % 4], fmaxf(s[4 * j], s[4 * j + 1]));
+        a1[j % 4] = fmaxf(a1[j % 4], fmaxf(s[4 * j + 2], s[4 * j + 3]));
+    }
+    float x0 = fmaxf(fmaxf(a0[0], a0[1]), fmaxf(a0[2], a0[3]));
+    float x1 = fmaxf(fmaxf(a1[0], a1[1]), fmaxf(a1[2], a1[3]));
     x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 1));
     x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 1));
     x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 2));
@@ -172,10 +225,17 @@ __device__ __forceinline__ void softmax_chunk(float (&s)[BLOCK_N / 2], float sca
     float r0 = 0.f, r1 = 0.f;
 #pragma unroll
     for (int j = 0; j < BLOCK_N / 8; ++j) {
-        s[4 * j] = ptx::exp2_approx(fmaf(s[4 * j], scale_log2, -b0));
-        s[4 * j + 1] = ptx::exp2_approx(fmaf(s[4 * j + 1], scale_log2, -b0));
-        s[4 * j + 2] = ptx::exp2_approx(fmaf(s[4 * j + 2], scale_log2, -b1));
-        s[4 * j + 3] = ptx::exp2_approx(fmaf(s[4 * j + 3], scale_log2, -b1));
+        if (STA_EXP2_POLY_EVERY > 0 && j % (STA_EXP2_POLY_EVERY > 0 ? STA_EXP2_POLY_EVERY : 1) == 0) {
+            s[4 * j] = exp2_poly(fmaf(s[4 * j], scale_log2, -b0));
+            s[4 * j + 1] = exp2_poly(fmaf(s[4 * j + 1], scale_log2, -b0));
+            s[4 * j + 2] = exp2_poly(fmaf(s[4 * j + 2], scale_log2, -b1));
+            s[4 * j + 3] = exp2_poly(fmaf(s[4 * j + 3], scale_log2, -b1));
+        } else {
+            s[4 * j] = ptx::exp2_approx(fmaf(s[4 * j], scale_log2, -b0));
+            s[4 * j + 1] = ptx::exp2_approx(fmaf(s[4 * j + 1], scale_log2, -b0));
+            s[4 * j + 2] = ptx::exp2_approx(fmaf(s[4 * j + 2], scale_log2, -b1));
+            s[4 * j + 3] = ptx::exp2_approx(fmaf(s[4 * j + 3], scale_log2, -b1));
+        }
         r0 += s[4 * j] + s[4 * j + 1];
         r1 += s[4 * j + 2] + s[4 * j + 3];
     }

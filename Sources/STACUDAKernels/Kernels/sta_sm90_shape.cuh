@@ -16,6 +16,15 @@
 #error "define STA_THREADS, STA_BLOCK_M, STA_BLOCK_N, STA_STAGES and STA_SHARED_BYTES (the Swift launcher chooses them)"
 #endif
 
+// Kernel-development switches. The defaults are the shipped choice; a copy of this file under
+// STA_KERNEL_SOURCES may change them to time a variant against the shipped kernel.
+#ifndef STA_SPLIT_SMALL_BLOCKS
+#define STA_SPLIT_SMALL_BLOCKS 1  // blocks of at most 64 rows: both consumer warpgroups, alternate chunks
+#endif
+#ifndef STA_EXP2_POLY_EVERY
+#define STA_EXP2_POLY_EVERY 0     // every n-th group of 8 score columns: exponentials by polynomial (0: none)
+#endif
+
 namespace sta {
 
 // ---- Blocking ---------------------------------------------------------------------------------------
@@ -54,6 +63,8 @@ constexpr int EMPTY_ARRIVALS = 8;                    // one per consumer warp
 constexpr uint32_t CONSUMER_BARRIER = 1;
 constexpr uint32_t TURN_BARRIER = 3;
 constexpr uint32_t CONSUMER_THREADS = 2 * WARPGROUP_THREADS;
+// Both consumer warpgroups (256 threads): the merge of a split block.
+constexpr uint32_t SPLIT_BARRIER = 5;
 // Registers per thread after setmaxnreg: the producer gives most of its share to the consumers
 // (24 · 128 + 2 · 240 · 128 = 64,512 of the SM's 65,536).
 constexpr uint32_t PRODUCER_REGISTERS = 24;

@@ -166,6 +166,13 @@ __device__ __forceinline__ Work decode_work(int unit, int heads, int batch, cons
     return w;
 }
 
+/// Whether a block is split: a block of at most 64 rows (the last packed block of a tile padded along T,
+/// tiles of 64 tokens, short text) has both consumer warpgroups work on the same 64 rows, each on every
+/// other key chunk, and merges their softmax states at the end (instead of one warpgroup computing rows
+/// that do not exist).
+constexpr bool SPLIT_SMALL_BLOCKS = STA_SPLIT_SMALL_BLOCKS != 0;
+__device__ __forceinline__ bool split_block(const Work& w) { return SPLIT_SMALL_BLOCKS && w.rows <= 64; }
+
 /// One chunk of at most BLOCK_N keys: never straddles a tile or the text.
 struct Chunk {
     int key_row;  // first key (sequence index)
@@ -222,5 +229,16 @@ struct ChunkCursor {
         return c;
     }
 };
+
+/// Key chunks of a query block: every live chunk of its key tiles, then its text chunks.
+__device__ __forceinline__ int count_chunks(const Work& w) {
+    ChunkCursor cursor;
+    int count = 0;
+    for (cursor.listed = 0; cursor.listed <= w.tile_count; ++cursor.listed) {
+        cursor.enter(w);
+        count += cursor.parts;
+    }
+    return count;
+}
 
 }  // namespace sta
