@@ -12,7 +12,8 @@
 //     chunk i is in flight while P·V of chunk i − 1 runs and while the softmax of chunk i waits. The two
 //     consumers take turns issuing their wgmmas (the turn barriers, ping-pong), so that one's
 //     softmax overlaps the other's products. O is rescaled only when a row's maximum changed (a warp
-//     decides for its rows together).
+//     decides for its rows together). A block of at most 64 rows is split: both consumers work on its
+//     rows, each on every other key chunk, and warpgroup 0 merges the two softmax states at the end.
 // Holes: query blocks made only of holes write O = 0 and LSE = −∞ without loading anything; trailing key
 // chunks of a padded tile that hold only holes are not loaded; partial chunks take their mask from a
 // compile-time table in constant memory (one 64-bit word per padded-axis combination, chunk and lane

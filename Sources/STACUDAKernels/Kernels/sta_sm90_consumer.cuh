@@ -169,26 +169,6 @@ __device__ __forceinline__ void mask_chunk(float (&s)[BLOCK_N / 2], const Chunk&
     }
 }
 
-/// 2^x on the FMA and integer pipes instead of the MUFU unit, for x ≤ 0, −∞ or NaN: 2^round(x) put into
-/// the exponent of a degree-4 polynomial of 2^f, f = x − round(x) in [−½, ½] (relative error below 4e-6,
-/// against 2.4e-3 for the rounding of P to bf16 and 2.4e-4 to fp16). x < −126 gives 0 (−∞ included),
-/// NaN gives NaN. Used for some columns of each chunk so that the exponentials of the softmax do not all
-/// queue on the MUFU unit (16 per clock per SM).
-__device__ __forceinline__ float exp2_poly(float x) {
-    const float big = 12582912.f;                      // 1.5 · 2²³: x + big rounds x to an integer
-    const float clamped = x < -127.f ? -127.f : x;     // NaN passes through
-    const float t = clamped + big;
-    const float r = t - big;                           // round(x)
-    const float f = clamped - r;                       // [−½, ½]
-    float p = fmaf(f, 9.5700539284e-3f, 5.5917788013e-2f);  // fitted for relative error on [−½, ½]
-    p = fmaf(p, f, 2.4024762739e-1f);
-    p = fmaf(p, f, 6.9312234077e-1f);
-    p = fmaf(p, f, 1.f);
-    const float y = __int_as_float(__float_as_int(p) + (__float_as_int(t) << 23));
-    // A NaN's bits would shift into a finite exponent: pass it through by itself.
-    return x < -126.f ? 0.f : (x == x ? y : x);
-}
-
 /// Online softmax of one chunk for the thread's two rows. Turns s into unnormalised probabilities,
 /// updates the running max (log2 domain, scaled) and the thread's partial row sums, and returns the
 /// factors by which the accumulated output must be rescaled.
@@ -225,17 +205,10 @@ __device__ __forceinline__ void softmax_chunk(float (&s)[BLOCK_N / 2], float sca
     float r0 = 0.f, r1 = 0.f;
 #pragma unroll
     for (int j = 0; j < BLOCK_N / 8; ++j) {
-        if (STA_EXP2_POLY_EVERY > 0 && j % (STA_EXP2_POLY_EVERY > 0 ? STA_EXP2_POLY_EVERY : 1) == 0) {
-            s[4 * j] = exp2_poly(fmaf(s[4 * j], scale_log2, -b0));
-            s[4 * j + 1] = exp2_poly(fmaf(s[4 * j + 1], scale_log2, -b0));
-            s[4 * j + 2] = exp2_poly(fmaf(s[4 * j + 2], scale_log2, -b1));
-            s[4 * j + 3] = exp2_poly(fmaf(s[4 * j + 3], scale_log2, -b1));
-        } else {
-            s[4 * j] = ptx::exp2_approx(fmaf(s[4 * j], scale_log2, -b0));
-            s[4 * j + 1] = ptx::exp2_approx(fmaf(s[4 * j + 1], scale_log2, -b0));
-            s[4 * j + 2] = ptx::exp2_approx(fmaf(s[4 * j + 2], scale_log2, -b1));
-            s[4 * j + 3] = ptx::exp2_approx(fmaf(s[4 * j + 3], scale_log2, -b1));
-        }
+        s[4 * j] = ptx::exp2_approx(fmaf(s[4 * j], scale_log2, -b0));
+        s[4 * j + 1] = ptx::exp2_approx(fmaf(s[4 * j + 1], scale_log2, -b0));
+        s[4 * j + 2] = ptx::exp2_approx(fmaf(s[4 * j + 2], scale_log2, -b1));
+        s[4 * j + 3] = ptx::exp2_approx(fmaf(s[4 * j + 3], scale_log2, -b1));
         r0 += s[4 * j] + s[4 * j + 1];
         r1 += s[4 * j + 2] + s[4 * j + 3];
     }

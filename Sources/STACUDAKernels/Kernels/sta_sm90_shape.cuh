@@ -16,15 +16,6 @@
 #error "define STA_THREADS, STA_BLOCK_M, STA_BLOCK_N, STA_STAGES and STA_SHARED_BYTES (the Swift launcher chooses them)"
 #endif
 
-// Kernel-development switches. The defaults are the shipped choice; a copy of this file under
-// STA_KERNEL_SOURCES may change them to time a variant against the shipped kernel.
-#ifndef STA_SPLIT_SMALL_BLOCKS
-#define STA_SPLIT_SMALL_BLOCKS 1  // blocks of at most 64 rows: both consumer warpgroups, alternate chunks
-#endif
-#ifndef STA_EXP2_POLY_EVERY
-#define STA_EXP2_POLY_EVERY 0     // every n-th group of 8 score columns: exponentials by polynomial (0: none)
-#endif
-
 namespace sta {
 
 // ---- Blocking ---------------------------------------------------------------------------------------

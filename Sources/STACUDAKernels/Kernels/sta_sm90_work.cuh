@@ -169,8 +169,10 @@ __device__ __forceinline__ Work decode_work(int unit, int heads, int batch, cons
 /// Whether a block is split: a block of at most 64 rows (the last packed block of a tile padded along T,
 /// tiles of 64 tokens, short text) has both consumer warpgroups work on the same 64 rows, each on every
 /// other key chunk, and merges their softmax states at the end (instead of one warpgroup computing rows
-/// that do not exist).
-constexpr bool SPLIT_SMALL_BLOCKS = STA_SPLIT_SMALL_BLOCKS != 0;
+/// /// that do not exist). Each warpgroup then needs keys twice as fast per product through a ring of the same
+/// depth, so such a block takes about 0.85 of an unsplit block's time on wan, not the 0.5 of its products.
+/// false: the unsplit kernel (for timing one against the other).
+constexpr bool SPLIT_SMALL_BLOCKS = true;
 __device__ __forceinline__ bool split_block(const Work& w) { return SPLIT_SMALL_BLOCKS && w.rows <= 64; }
 
 /// One chunk of at most BLOCK_N keys: never straddles a tile or the text.
