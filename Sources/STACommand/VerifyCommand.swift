@@ -33,8 +33,8 @@ struct Verify: ParsableCommand {
     @Flag(help: "Print the results as JSON on standard output instead of the table.")
     var json = false
 
-    @Option(help: "Only cases whose name contains this text (e.g. \"large finite\").")
-    var filter: String?
+    @Option(help: "Only cases whose name contains this text (e.g. \"large finite\"), like bench's --only.")
+    var only: String?
 
     @Option(help: "GPU kernels to check: all (every kernel this GPU runs), automatic, portable or hopper. Default all.")
     var kernel: String?
@@ -90,8 +90,8 @@ struct Verify: ParsableCommand {
                 ("bad_rows", .integer(outcome.badEmptyRows)), ("passed", .bool(outcome.passed)),
             ]))
         }
-        /// Whether a case runs (--filter); the seeds stay those of the whole matrix.
-        func keep(_ name: String) -> Bool { filter.map { name.contains($0) } ?? true }
+        /// Whether a case runs (--only); the seeds stay those of the whole matrix.
+        func keep(_ name: String) -> Bool { only.map { name.contains($0) } ?? true }
         for backend in backends {
             let backendName = backend.shortName
             for (index, testCase) in cases.enumerated() where keep(testCase.name) {
@@ -133,7 +133,7 @@ struct Verify: ParsableCommand {
                 }
             }
         }
-        if records.isEmpty, let filter { throw ValidationError("no case of this verify run has a name containing '\(filter)'") }
+        if records.isEmpty, let only { throw ValidationError("no case of this verify run has a name containing '\(only)'") }
         let total = records.count
         if json {
             print(JSONValue.object([

@@ -76,12 +76,12 @@ import Testing
         #expect(outcome.message?.contains(named) == true, "\(arguments): \(outcome.message ?? "")")
     }
 
-    /// `verify --filter` runs the cases whose name holds the text, and a text no case holds is a usage error.
-    @Test func verifyFilterRunsOnlyTheNamedCases() {
-        let none = STA.outcome(["verify", "--cpu", "--filter", "no such case"])
+    /// `verify --only` runs the cases whose name holds the text, and a text no case holds is a usage error.
+    @Test func verifyOnlyRunsTheNamedCases() {
+        let none = STA.outcome(["verify", "--cpu", "--only", "no such case"])
         #expect(none.status == .usage)
         #expect(none.message?.contains("'no such case'") == true, "\(none.message ?? "")")
-        #expect(STA.outcome(["verify", "--cpu", "--filter", "1D 1000", "--json"]).status == .success)
+        #expect(STA.outcome(["verify", "--cpu", "--only", "1D 1000", "--json"]).status == .success)
     }
 
     @Test func fileSystemErrorsHaveTheirOwnStatusAndNoUsageText() throws {
