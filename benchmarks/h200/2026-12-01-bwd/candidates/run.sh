@@ -9,12 +9,13 @@
 #   v5: as v8 with two dSᵀ buffers instead of the wait; shared memory allows only 2 stages at D 128.
 #   v9: v8 + a consumer warpgroup whose 64 keys are all holes or padding text skips its products.
 # Run from the repository root, on one H200 (about 100 s):  bash benchmarks/h200/2026-12-01-bwd/candidates/run.sh
-# (device tool: carry [".device"]; it needs .device/sta). Phase 1 times hunyuan 3x3x3 and wan 3x3x3 per
+# (device tool: carry [".device"]; it needs .device/sta), or copy this directory to .stage-NAME/ and run
+# bash .stage-NAME/run.sh with carry [".device", ".stage-NAME"]. Phase 1 times hunyuan 3x3x3 and wan 3x3x3 per
 # configuration alone on the GPU; phase 2 verifies every configuration in parallel (sampled float64 rows
 # on the hunyuan and wan layouts, two small cases with holes, text, per-head windows, f16, D 64).
-cd "$(dirname "$0")/../../../.."
+# Run from the repository root (.device/sta there); the candidates are the directories beside this script.
+C=$(cd "$(dirname "$0")" && pwd)
 S=$PWD/.device/sta
-C=$PWD/benchmarks/h200/2026-12-01-bwd/candidates
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv > $OUT/gpu.txt
 run() { # cfg cache command...
   local cfg=$1 cache=$2; shift 2
