@@ -15,9 +15,11 @@
 //
 // Compile-time constants (NVRTC -D options): the problem's (sta_common.cuh) and the kernel shape, which the
 // Swift launcher (STAForwardKernel.Shape) chooses and nothing here defaults: STA_THREADS, STA_ROWS_PER_WARP
-// (query rows per warp: 16 or 32, one or two m16 row blocks), STA_BLOCK_M (query rows per block), STA_BLOCK_N (keys per chunk), STA_MIN_BLOCKS_PER_SM (the
-// occupancy __launch_bounds__ asks for), STA_Q_IN_REGISTERS (1: Q fragments held in registers, 0: re-read
-// from shared memory), STA_SHARED_BYTES (the dynamic shared memory the launch provides).
+// (query rows per warp: 16 or 32, one or two m16 row blocks), STA_BLOCK_M (query rows per block),
+// STA_BLOCK_N (keys per chunk: one shared-memory buffer and one barrier), STA_STEP_N (keys per register step
+// inside a chunk), STA_MIN_BLOCKS_PER_SM (the occupancy __launch_bounds__ asks for), STA_Q_IN_REGISTERS (1: Q
+// fragments held in registers, 0: re-read from shared memory), STA_SHARED_BYTES (the dynamic shared memory
+// the launch provides).
 //
 // Launch: block = STA_THREADS, grid = (TEXT_Q_BLOCKS + VIDEO_Q_BLOCKS, heads, batch), dynamic shared memory
 // STA_SHARED_BYTES ≥ (BLOCK_M + 4·BLOCK_N)·HEAD_DIM·2 bytes. blockIdx.x < TEXT_Q_BLOCKS are the text query
@@ -25,17 +27,19 @@
 // tile, in tile order. A query block never straddles two tiles; a key chunk never straddles two tiles.
 //
 // Structure: each warp owns ROWS_PER_WARP query rows, one m16 row block (16) or two (32) that share every K
-// and V fragment the warp loads (half the shared-memory reads of P·V; the Swift launcher chooses 16 today:
-// 32 rows with 32-key chunks measured 4–8 % faster at D 128 on the hunyuan suite but spills on the image
-// layouts). Q is loaded once into registers (D 128, 16 rows) or re-read from shared memory per head-dim
-// step (D 64, so that two blocks fit per SM within 128 registers; 32 rows); the key chunks (BLOCK_N keys of
-// one key tile, or of the text) are streamed through a double-buffered shared-memory ring with cp.async,
-// the next chunk in flight while the current one is computed: S = Q·Kᵀ, mask, online softmax (fp32, exp2
-// with log2(e) folded into the scale), O += P·V. The epilogue normalises O, stages it through shared memory
-// for 16-byte stores, and writes LSE (NaN for a row whose output overflowed, for the exact-rows pass).
-// Loads of hole keys, padding text keys and positions past a tile or the text are zero-filled without
-// reading global memory, so garbage (even NaN) in those rows never reaches a sum; chunks made only of holes
-// are skipped. Registers (ptxas, NVRTC 13, sm_90a): 127-145 at D 64, about 216 at D 128; no spills.
+// and V fragment the warp loads (half the shared-memory reads of P·V, a quarter fewer for Q·Kᵀ). Q is held
+// in registers (16 rows at D 128) or re-read from shared memory per head-dim step (32 rows; D 64). The key
+// chunks (BLOCK_N keys of one key tile, or of the text) stream through a double-buffered shared-memory ring
+// with cp.async, the next chunk in flight while the current one is computed, STEP_N keys at a time:
+// S = Q·Kᵀ, mask (only chunks with holes or past the end of a tile or the text), online softmax in fp32 —
+// exp2 of one FFMA (score · scale · log2 e − base), the base (a running maximum) moved and O rescaled only
+// when a row's maximum rises more than RESCALE_SLACK above it — and O += P·V. The epilogue normalises O,
+// stages it through shared memory for 16-byte stores, and writes LSE (NaN for a row whose output overflowed,
+// for the exact-rows pass). Loads of hole keys, padding text keys and positions past a tile or the text are
+// zero-filled without reading global memory, so garbage (even NaN) in those rows never reaches a sum;
+// chunks made only of holes are skipped. Registers (ptxas, NVRTC 13, sm_90a): 123-128 at D 64 (two blocks
+// of 256 threads per SM), about 210-225 for 16 rows and 232-255 for 32 rows at D 128; the launcher takes
+// the first candidate shape without spills (`sta kernels` lists each specialisation's).
 
 #include "sta_common.cuh"
 #include "sta_sm80.cuh"
@@ -102,11 +106,6 @@ __device__ __forceinline__ KeyChunk key_chunk(int index, int tile_count, const i
         chunk.length = min(BLOCK_N, text_valid - in_text);
     }
     return chunk;
-}
-
-// Whether some key of `chunk` must be masked: a short chunk, or one in a tile that may hold holes.
-__device__ __forceinline__ bool chunk_needs_mask(const KeyChunk& chunk) {
-    return chunk.length < BLOCK_N || (chunk.tile >= 0 && tile_may_hold_holes(chunk.tile));
 }
 
 // ---------------------------------------------------------------------------------------------------------
