@@ -99,25 +99,34 @@ public struct STAForwardKernel: AttentionForwardKernel {
             throw .sharedMemoryTooSmall(
                 needed: candidates.map(\.shape.sharedMemoryBytes).min() ?? shared, available: context.maxSharedMemoryPerBlockOptin)
         }
-        var chosen: (shape: Shape, loaded: LoadedPlanKernel)?
+        let chosen: (index: Int, loaded: LoadedPlanKernel)
         do throws(CUDAError) {
-            for (index, candidate) in eligible.enumerated() {
+            chosen = try Self.firstWithoutLocalMemory(count: eligible.count) { (index) throws(CUDAError) in
                 let attempt = try LoadedPlanKernel(
                     context: context, plan: plan, source: Self.kernelSource, functionName: Self.functionName,
-                    options: candidate.options, architecture: context.architecture,
-                    sharedMemoryBytes: candidate.shape.sharedMemoryBytes, cache: cache)
-                let localBytes = try attempt.function.localBytes
-                if index == eligible.count - 1 || localBytes == 0 {
-                    chosen = (candidate.shape, attempt)
-                    break
-                }
+                    options: eligible[index].options, architecture: context.architecture,
+                    sharedMemoryBytes: eligible[index].shape.sharedMemoryBytes, cache: cache)
+                return (attempt, try attempt.function.localBytes)
             }
         } catch {
             throw .driver(error)
         }
-        guard let chosen else { preconditionFailure("the last eligible shape is always taken") }
-        self.shape = chosen.shape
+        self.shape = eligible[chosen.index].shape
         self.loaded = chosen.loaded
+    }
+
+    /// Loads candidates 0, 1, … through `load` (the loaded kernel and its local memory per thread, i.e. stack
+    /// and spills) and returns the first without local memory, else the last; asks nothing past the one it
+    /// returns. `count` must be at least 1. Cost: one `load` per candidate tried.
+    static func firstWithoutLocalMemory<Loaded>(
+        count: Int, load: (Int) throws(CUDAError) -> (loaded: Loaded, localBytes: Int)
+    ) throws(CUDAError) -> (index: Int, loaded: Loaded) {
+        precondition(count >= 1, "at least one candidate")
+        for index in 0..<count {
+            let (loaded, localBytes) = try load(index)
+            if localBytes == 0 || index == count - 1 { return (index, loaded) }
+        }
+        preconditionFailure("unreachable: the last candidate is always returned")
     }
 
     /// Throws `unsupportedHeadDim` unless `headDim` is in `supportedHeadDims`, `unsupportedDType` unless

@@ -52,6 +52,31 @@ import Testing
             .contains("-DSTA_BLOCK_N=32"))
     }
 
+    /// The launcher's choice among candidates, with the loads faked: the first without local memory, else
+    /// the last; nothing is loaded past the one taken, and a load error is passed on.
+    @Test func theFirstCandidateWithoutLocalMemoryIsTaken() throws {
+        func choose(_ local: [Int]) throws(CUDAError) -> (index: Int, loaded: [Int]) {
+            var asked = [Int]()
+            let chosen = try STAForwardKernel.firstWithoutLocalMemory(count: local.count) { (index) throws(CUDAError) in
+                asked.append(index)
+                return ("kernel \(index)", local[index])
+            }
+            #expect(chosen.loaded == "kernel \(chosen.index)")
+            return (chosen.index, asked)
+        }
+        #expect(try choose([0, 0, 0]) == (0, [0]))
+        #expect(try choose([16, 0, 0]) == (1, [0, 1]))
+        #expect(try choose([16, 8, 0]) == (2, [0, 1, 2]))
+        #expect(try choose([16, 8, 4]) == (2, [0, 1, 2]))   // every one spills: the last serves
+        #expect(try choose([24]) == (0, [0]))
+        #expect(throws: CUDAError.self) {
+            _ = try STAForwardKernel.firstWithoutLocalMemory(count: 2) { (index) throws(CUDAError) -> (loaded: Int, localBytes: Int) in
+                if index == 1 { throw .invalidArgument(function: "load", message: "no module") }
+                return (index, 8)
+            }
+        }
+    }
+
     @Test func theDevelopmentShapeParsesOrSaysNo() {
         let wide = STAForwardKernel.Shape(development: "32x64x32", headDim: 128)
         #expect(wide == .rowPairs(headDim: 128, blockKeys: 64, stepKeys: 32))
