@@ -23,6 +23,10 @@ public enum KernelSourceOverride {
         text(named: name, environment: environmentValue)
     }
 
+    /// The value of the environment variable `name`, for the other kernel-development variables the
+    /// launchers read (e.g. `STA_PORTABLE_SHAPE`); nil when unset.
+    public static func environment(_ name: String) -> String? { environmentValue(name) }
+
     /// `text(named:)` with the environment given as a function (tests pass their own).
     static func text(named name: String, environment: (String) -> String?) -> String? {
         guard let directory = environment("STA_KERNEL_SOURCES"), !name.contains("/"),

@@ -14,14 +14,13 @@ import STATensors
 /// tokens in tile order, holes included, then text); LSE is [batch, heads, S] float32 (natural log). Rows
 /// that attend no key (holes, padding text) get O = 0 and LSE = -inf.
 ///
-/// Launch shape: `Shape.choose(headDim:layout:).threads` threads; grid (`queryBlocks`, heads, batch) with `blockQueries` query
+/// Launch shape: `shape.threads` threads; grid (`queryBlocks`, heads, batch) with `blockQueries` query
 /// rows per block (text query blocks first, then `queryBlocksPerTile` blocks per video tile); keys
-/// streamed in chunks of `blockKeys`; `sharedMemoryBytes(headDim:)` of dynamic shared memory.
+/// streamed in chunks of `shape.blockKeys`; `shape.sharedMemoryBytes` of dynamic shared memory. The shape
+/// is the first of `Shape.candidates` whose compiled kernel uses no local memory (no spills).
 public struct STAForwardKernel: AttentionForwardKernel {
     /// Query rows per block (16 or 32 per warp: `Shape`).
     public static let blockQueries = 128
-    /// Keys per chunk of the inner loop (64 at both head dims).
-    public static func blockKeys(headDim: Int) -> Int { 64 }
     /// The kernel's entry point.
     public static let functionName = "sta_forward_sm80"
     /// Head dimensions the kernel is written for.
@@ -29,10 +28,11 @@ public struct STAForwardKernel: AttentionForwardKernel {
     /// Storage dtypes the kernel reads and writes.
     public static let supportedDTypes: [DType] = [.bfloat16, .float16]
 
-    /// Dynamic shared memory per block: the Q tile plus double-buffered K and V chunks, 16-bit values.
+    /// The dynamic shared memory a device must allow a block for the kernel to run at `headDim`: the most
+    /// any candidate shape takes (the Q tile plus double-buffered 64-key K and V chunks, 16-bit values):
     /// 49,152 bytes for head dim 64, 98,304 for 128.
     public static func sharedMemoryBytes(headDim: Int) -> Int {
-        (blockQueries + 4 * blockKeys(headDim: headDim)) * headDim * 2
+        (blockQueries + 4 * 64) * headDim * 2
     }
 
     /// Query blocks per video tile: ⌈tileVolume / blockQueries⌉ (a block never straddles two tiles).
@@ -50,6 +50,8 @@ public struct STAForwardKernel: AttentionForwardKernel {
     public let plan: AttentionPlan
     public let headDim: Int
     public let dtype: DType
+    /// The block shape the kernel was compiled for (`Shape.candidates`: the first that does not spill).
+    public let shape: Shape
     /// The loaded kernel (registers, local bytes and so on can be queried from it).
     public var function: CUDAFunction { loaded.function }
     let loaded: LoadedPlanKernel
@@ -57,10 +59,16 @@ public struct STAForwardKernel: AttentionForwardKernel {
     /// Validates the parameters, compiles the kernel for `context.architecture` (or takes it from `cache`),
     /// loads it, allows its shared memory, and uploads the plan's tables as Int32.
     ///
+    /// The shape: the first of `Shape.candidates` for the device whose loaded kernel has no local memory
+    /// (ptxas spilled nothing), else the last candidate; `$STA_PORTABLE_SHAPE` (`ROWSxKEYSxSTEP`, kernel
+    /// development) names one shape instead. Every compile goes through `cache`, so a specialisation whose
+    /// first choice spills costs one extra compile once per machine, then one extra module load.
+    ///
     /// Throws `unsupportedHeadDim` unless `headDim` is 64 or 128, `unsupportedDType` unless `dtype` is
     /// bf16 or f16, `unsupportedDevice` below compute capability 8.0, `sharedMemoryTooSmall` when the device's
-    /// opt-in limit is below `sharedMemoryBytes(headDim:)`, and `driver` when NVRTC or the driver fail.
-    /// Cost: one NVRTC compile (seconds) on a cache miss, a module load, three small uploads.
+    /// opt-in limit is below `sharedMemoryBytes(headDim:)`, and `driver` when NVRTC or the driver fail or
+    /// `$STA_PORTABLE_SHAPE` is malformed. Cost: one NVRTC compile (seconds) per shape tried on a cache miss,
+    /// a module load per shape tried, three small uploads.
     public init(
         context: CUDAContext, plan: AttentionPlan, headDim: Int, dtype: DType, cache: KernelCache = KernelCache()
     ) throws(STAKernelError) {
@@ -74,15 +82,51 @@ public struct STAForwardKernel: AttentionForwardKernel {
         self.plan = plan
         self.headDim = headDim
         self.dtype = dtype
+        var candidates = Self.candidateOptions(
+            plan: plan, headDim: headDim, dtype: dtype, architecture: context.architecture,
+            sharedMemoryPerBlock: context.maxSharedMemoryPerBlockOptin)
+        if let text = KernelSourceOverride.environment("STA_PORTABLE_SHAPE") {
+            guard let shape = Shape(development: text, headDim: headDim) else {
+                throw .invalidParameter(
+                    what: "STA_PORTABLE_SHAPE", value: text,
+                    allowed: "ROWSxKEYSxSTEP with ROWS 16 or 32, KEYS a multiple of 32 up to 128, STEP a multiple of 16 dividing KEYS (e.g. 32x64x32)")
+            }
+            let problem = specialisationOptions(plan: plan, headDim: headDim, dtype: dtype, architecture: context.architecture)
+            candidates = [(shape, problem + shape.definitions)]
+        }
+        let eligible = candidates.filter { $0.shape.sharedMemoryBytes <= context.maxSharedMemoryPerBlockOptin }
+        guard !eligible.isEmpty else {
+            throw .sharedMemoryTooSmall(
+                needed: candidates.map(\.shape.sharedMemoryBytes).min() ?? shared, available: context.maxSharedMemoryPerBlockOptin)
+        }
+        let chosen: (index: Int, loaded: LoadedPlanKernel)
         do throws(CUDAError) {
-            loaded = try LoadedPlanKernel(
-                context: context, plan: plan, source: Self.kernelSource,
-                functionName: Self.functionName,
-                options: Self.compileOptions(plan: plan, headDim: headDim, dtype: dtype, architecture: context.architecture),
-                architecture: context.architecture, sharedMemoryBytes: shared, cache: cache)
+            chosen = try Self.firstWithoutLocalMemory(count: eligible.count) { (index) throws(CUDAError) in
+                let attempt = try LoadedPlanKernel(
+                    context: context, plan: plan, source: Self.kernelSource, functionName: Self.functionName,
+                    options: eligible[index].options, architecture: context.architecture,
+                    sharedMemoryBytes: eligible[index].shape.sharedMemoryBytes, cache: cache)
+                return (attempt, try attempt.function.localBytes)
+            }
         } catch {
             throw .driver(error)
         }
+        self.shape = eligible[chosen.index].shape
+        self.loaded = chosen.loaded
+    }
+
+    /// Loads candidates 0, 1, … through `load` (the loaded kernel and its local memory per thread, i.e. stack
+    /// and spills) and returns the first without local memory, else the last; asks nothing past the one it
+    /// returns. `count` must be at least 1. Cost: one `load` per candidate tried.
+    static func firstWithoutLocalMemory<Loaded>(
+        count: Int, load: (Int) throws(CUDAError) -> (loaded: Loaded, localBytes: Int)
+    ) throws(CUDAError) -> (index: Int, loaded: Loaded) {
+        precondition(count >= 1, "at least one candidate")
+        for index in 0..<count {
+            let (loaded, localBytes) = try load(index)
+            if localBytes == 0 || index == count - 1 { return (index, loaded) }
+        }
+        preconditionFailure("unreachable: the last candidate is always returned")
     }
 
     /// Throws `unsupportedHeadDim` unless `headDim` is in `supportedHeadDims`, `unsupportedDType` unless
@@ -119,7 +163,7 @@ public struct STAForwardKernel: AttentionForwardKernel {
         do throws(CUDAError) {
             try function.launch(
                 grid: (x: Self.queryBlocks(layout: plan.layout), y: plan.heads, z: batch),
-                block: (x: Shape.choose(headDim: headDim, layout: plan.layout).threads, y: 1, z: 1), sharedMemoryBytes: Self.sharedMemoryBytes(headDim: headDim),
+                block: (x: shape.threads, y: 1, z: 1), sharedMemoryBytes: shape.sharedMemoryBytes,
                 stream: stream, arguments: arguments)
         } catch {
             throw .driver(error)

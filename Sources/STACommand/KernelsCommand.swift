@@ -19,46 +19,66 @@ struct Kernels: ParsableCommand {
     func run() throws {
         let compiler = try NVRTCCompiler.load()
         print("NVRTC \(compiler.version.major).\(compiler.version.minor) at \(compiler.libraryPath)")
-        var specialisations = [(name: String, options: [String], source: KernelSource)]()
+        // Each specialisation with the option sets its launcher may try, best first.
+        var specialisations = [(name: String, candidates: [[String]], source: KernelSource)]()
         var seen = Set<[String]>()
         for architecture in architectures {
             for problem in try KernelCatalogue.problems() {
                 let plan = try problem.plan()
                 for variant in KernelCatalogue.variants(for: architecture) {
-                    let options = variant.options(plan, problem.headDim, problem.dtype, architecture)
-                    guard seen.insert([variant.sourceName] + options).inserted else { continue }
-                    specialisations.append(("\(variant.name) \(problem.name) \(problem.dtype) D\(problem.headDim)", options, variant.kernelSource))
+                    let candidates = variant.candidates(plan, problem.headDim, problem.dtype, architecture)
+                    guard seen.insert([variant.sourceName] + candidates.joined()).inserted else { continue }
+                    specialisations.append(("\(variant.name) \(problem.name) \(problem.dtype) D\(problem.headDim)", candidates, variant.kernelSource))
                 }
             }
         }
         if let ptxDirectory {
-            try writePTX(of: specialisations, compiler: compiler, to: ptxDirectory)
+            try writePTX(of: specialisations.map { ($0.name, $0.candidates[0], $0.source) }, compiler: compiler, to: ptxDirectory)
             return
         }
-        var table = TextTable("kernel", "arch", "registers", "shared B", "stack B", "spill B", "result")
+        var table = TextTable("kernel", "arch", "shape", "registers", "shared B", "stack B", "spill B", "result")
         var failures = 0
         for (index, specialisation) in specialisations.enumerated() {
-            let architecture = specialisation.options.first { $0.hasPrefix("--gpu-architecture=") }?.split(separator: "=").last.map(String.init) ?? "?"
+            let architecture = specialisation.candidates[0].first { $0.hasPrefix("--gpu-architecture=") }?.split(separator: "=").last.map(String.init) ?? "?"
             progress("[\(index + 1)/\(specialisations.count)] compiling \(specialisation.name) for \(architecture)")
-            do {
-                let compiled = try specialisation.source.compile(
-                    with: compiler, options: specialisation.options + ["--ptxas-options=-v"])
-                for usage in compiled.resourceUsage {
-                    let bad = usage.spills || usage.stackFrameBytes > 0
-                    if bad { failures += 1 }
-                    table.append(
-                        specialisation.name, usage.architecture, "\(usage.registers)", "\(usage.sharedBytes)",
-                        "\(usage.stackFrameBytes)", "\(usage.spillStoreBytes + usage.spillLoadBytes)", bad ? "FAIL" : "ok")
+            // Like the launcher: the first candidate whose compile neither spills nor has a stack frame,
+            // else the last one (which then fails the check).
+            for (choice, options) in specialisation.candidates.enumerated() {
+                do {
+                    let compiled = try specialisation.source.compile(with: compiler, options: options + ["--ptxas-options=-v"])
+                    let bad = compiled.resourceUsage.contains { $0.spills || $0.stackFrameBytes > 0 }
+                    if bad && choice < specialisation.candidates.count - 1 { continue }
+                    for usage in compiled.resourceUsage {
+                        let bad = usage.spills || usage.stackFrameBytes > 0
+                        if bad { failures += 1 }
+                        table.append(
+                            specialisation.name, usage.architecture, Self.shapeLabel(options, choice: choice),
+                            "\(usage.registers)", "\(usage.sharedBytes)", "\(usage.stackFrameBytes)",
+                            "\(usage.spillStoreBytes + usage.spillLoadBytes)", bad ? "FAIL" : "ok")
+                    }
+                } catch {
+                    failures += 1
+                    table.append(specialisation.name, architecture, Self.shapeLabel(options, choice: choice), "-", "-", "-", "-", "FAIL")
+                    progress("\(specialisation.name): \(error)")
                 }
-            } catch {
-                failures += 1
-                table.append(specialisation.name, architecture, "-", "-", "-", "-", "FAIL")
-                progress("\(specialisation.name): \(error)")
+                break
             }
         }
         print(table.rendered)
         print("\(specialisations.count - failures) passed, \(failures) failed")
         if failures > 0 { throw ExitCode.failure }
+    }
+
+    /// "rows×keys/step" of a portable forward shape (from its -D options), with "#n" when it is the n-th
+    /// candidate (a fallback); "-" for kernels with one shape.
+    static func shapeLabel(_ options: [String], choice: Int) -> String {
+        func value(_ name: String) -> String? {
+            options.first { $0.hasPrefix("-D\(name)=") }.map { String($0.dropFirst(name.count + 3)) }
+        }
+        guard let rows = value("STA_ROWS_PER_WARP"), let keys = value("STA_BLOCK_N"), let step = value("STA_STEP_N") else {
+            return "-"
+        }
+        return "\(rows)×\(keys)/\(step)" + (choice > 0 ? " #\(choice + 1)" : "")
     }
 
     /// Compiles every specialisation to PTX for the virtual architecture of its target (sm_90a →

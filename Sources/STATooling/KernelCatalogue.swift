@@ -14,6 +14,20 @@ public enum KernelCatalogue {
         public var source: String { kernelSource.text }
         public var sourceName: String { kernelSource.name }
         public let options: @Sendable (_ plan: AttentionPlan, _ headDim: Int, _ dtype: DType, _ architecture: String) -> [String]
+        /// The option sets the launcher may try for a problem, best first (it takes the first whose compile
+        /// does not spill, else the last): `[options]` for a kernel with one shape.
+        public let candidates: @Sendable (_ plan: AttentionPlan, _ headDim: Int, _ dtype: DType, _ architecture: String) -> [[String]]
+
+        public init(
+            name: String, kernelSource: KernelSource,
+            options: @escaping @Sendable (_ plan: AttentionPlan, _ headDim: Int, _ dtype: DType, _ architecture: String) -> [String],
+            candidates: (@Sendable (_ plan: AttentionPlan, _ headDim: Int, _ dtype: DType, _ architecture: String) -> [[String]])? = nil
+        ) {
+            self.name = name
+            self.kernelSource = kernelSource
+            self.options = options
+            self.candidates = candidates ?? { [options($0, $1, $2, $3)] }
+        }
     }
 
     /// The suites' problems and the verification cases, as problems.
@@ -32,7 +46,10 @@ public enum KernelCatalogue {
         var variants = [
             Variant(
                 name: "portable", kernelSource: STAForwardKernel.kernelSource,
-                options: { STAForwardKernel.compileOptions(plan: $0, headDim: $1, dtype: $2, architecture: $3) })
+                options: { STAForwardKernel.compileOptions(plan: $0, headDim: $1, dtype: $2, architecture: $3) },
+                candidates: {
+                    STAForwardKernel.candidateOptions(plan: $0, headDim: $1, dtype: $2, architecture: $3).map(\.options)
+                })
         ]
         variants.append(Variant(
             name: "backward", kernelSource: STABackwardKernel.kernelSource,

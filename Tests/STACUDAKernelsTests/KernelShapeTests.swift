@@ -13,16 +13,78 @@ import Testing
     private let padded = try! AttentionPlan(
         layout: STALayout(canvas: [21, 45, 80], tile: [6, 8, 8]), window: Window(tiles: [3, 3, 3]), heads: 2)
 
-    @Test func thePortableShapeFollowsHeadDimAndHoles() {
-        let d64 = STAForwardKernel.Shape.choose(headDim: 64, layout: hunyuan.layout)
-        #expect(d64.minBlocksPerSM == 2 && !d64.queriesInRegisters && d64.sharedMemoryBytes == 49_152)
-        #expect(STAForwardKernel.Shape.choose(headDim: 64, layout: padded.layout).minBlocksPerSM == 1)
-        let d128 = STAForwardKernel.Shape.choose(headDim: 128, layout: hunyuan.layout)
-        #expect(d128.minBlocksPerSM == 1 && d128.queriesInRegisters && d128.sharedMemoryBytes == 98_304)
-        #expect(d128.threads == 256 && d128.rowsPerWarp == 16 && d128.blockQueries == 128 && d128.blockKeys == 64)
-        #expect(d64.threads == 256 && d64.rowsPerWarp == 16)
-        let options = STAForwardKernel.compileOptions(plan: hunyuan, headDim: 128, dtype: .bfloat16, architecture: "sm_80")
-        for definition in d128.definitions { #expect(options.contains(definition)) }
+    @Test func thePortableShapesFollowHeadDimAndSharedMemory() {
+        let h200 = STAForwardKernel.Shape.typicalSharedMemoryPerBlock(architecture: "sm_90a")
+        let a100 = STAForwardKernel.Shape.typicalSharedMemoryPerBlock(architecture: "sm_80")
+        let rtx = STAForwardKernel.Shape.typicalSharedMemoryPerBlock(architecture: "sm_89")
+        #expect(h200 == 232_448 && a100 == 166_912 && rtx == 101_376)
+        // D 128 on an H200: row pairs with 64-key chunks in one step, then in two 32-key steps, then row blocks.
+        let d128 = STAForwardKernel.Shape.candidates(headDim: 128, layout: hunyuan.layout, sharedMemoryPerBlock: h200)
+        #expect(d128.map(\.rowsPerWarp) == [32, 32, 16] && d128.map(\.blockKeys) == [64, 64, 64])
+        #expect(d128.map(\.stepKeys) == [64, 32, 64] && d128.map(\.threads) == [128, 128, 256])
+        #expect(d128[0].minBlocksPerSM == 2 && !d128[0].queriesInRegisters && d128[0].sharedMemoryBytes == 98_304)
+        #expect(d128[2].minBlocksPerSM == 1 && d128[2].queriesInRegisters && d128[2].sharedMemoryBytes == 98_304)
+        // Every shape has 128 query rows per block (the grid does not depend on the shape) and needs at most
+        // what `sharedMemoryBytes(headDim:)` asks of a device.
+        for shape in d128 {
+            #expect(shape.blockQueries == 128 && shape.rowsPerWarp * shape.threads / 32 == 128)
+            #expect(shape.sharedMemoryBytes <= STAForwardKernel.sharedMemoryBytes(headDim: 128))
+            #expect(shape.blockKeys % shape.stepKeys == 0)
+        }
+        // On an A100 two 96 KiB blocks do not fit an SM: row pairs with 32-key chunks (64 KiB), then row blocks.
+        let onA100 = STAForwardKernel.Shape.candidates(headDim: 128, layout: hunyuan.layout, sharedMemoryPerBlock: a100)
+        #expect(onA100.map(\.blockKeys) == [32, 64] && onA100[0].sharedMemoryBytes == 65_536 && onA100[0].rowsPerWarp == 32)
+        // On 100 KiB parts only one block fits either way: row blocks (8 warps) alone.
+        #expect(STAForwardKernel.Shape.candidates(headDim: 128, layout: hunyuan.layout, sharedMemoryPerBlock: rtx).map(\.rowsPerWarp) == [16])
+        // D 64: row blocks, two per SM, then one, with and without holes.
+        for layout in [hunyuan.layout, padded.layout] {
+            let d64 = STAForwardKernel.Shape.candidates(headDim: 64, layout: layout, sharedMemoryPerBlock: h200)
+            #expect(d64.map(\.minBlocksPerSM) == [2, 1] && d64.allSatisfy { $0.threads == 256 && !$0.queriesInRegisters })
+            #expect(d64[0].sharedMemoryBytes == 49_152)
+        }
+        // compileOptions is the first candidate's; candidateOptions carries every shape's definitions.
+        let options = STAForwardKernel.compileOptions(plan: hunyuan, headDim: 128, dtype: .bfloat16, architecture: "sm_90a")
+        for definition in d128[0].definitions { #expect(options.contains(definition)) }
+        let all = STAForwardKernel.candidateOptions(plan: hunyuan, headDim: 128, dtype: .bfloat16, architecture: "sm_90a")
+        #expect(all.map(\.shape) == d128)
+        for (shape, options) in all { for definition in shape.definitions { #expect(options.contains(definition)) } }
+        #expect(STAForwardKernel.compileOptions(plan: hunyuan, headDim: 128, dtype: .bfloat16, architecture: "sm_80")
+            .contains("-DSTA_BLOCK_N=32"))
+    }
+
+    /// The launcher's choice among candidates, with the loads faked: the first without local memory, else
+    /// the last; nothing is loaded past the one taken, and a load error is passed on.
+    @Test func theFirstCandidateWithoutLocalMemoryIsTaken() throws {
+        func choose(_ local: [Int]) throws(CUDAError) -> (index: Int, loaded: [Int]) {
+            var asked = [Int]()
+            let chosen = try STAForwardKernel.firstWithoutLocalMemory(count: local.count) { (index) throws(CUDAError) in
+                asked.append(index)
+                return ("kernel \(index)", local[index])
+            }
+            #expect(chosen.loaded == "kernel \(chosen.index)")
+            return (chosen.index, asked)
+        }
+        #expect(try choose([0, 0, 0]) == (0, [0]))
+        #expect(try choose([16, 0, 0]) == (1, [0, 1]))
+        #expect(try choose([16, 8, 0]) == (2, [0, 1, 2]))
+        #expect(try choose([16, 8, 4]) == (2, [0, 1, 2]))   // every one spills: the last serves
+        #expect(try choose([24]) == (0, [0]))
+        #expect(throws: CUDAError.self) {
+            _ = try STAForwardKernel.firstWithoutLocalMemory(count: 2) { (index) throws(CUDAError) -> (loaded: Int, localBytes: Int) in
+                if index == 1 { throw .invalidArgument(function: "load", message: "no module") }
+                return (index, 8)
+            }
+        }
+    }
+
+    @Test func theDevelopmentShapeParsesOrSaysNo() {
+        let wide = STAForwardKernel.Shape(development: "32x64x32", headDim: 128)
+        #expect(wide == .rowPairs(headDim: 128, blockKeys: 64, stepKeys: 32))
+        let rows16 = STAForwardKernel.Shape(development: "16x32x32", headDim: 128)
+        #expect(rows16?.threads == 256 && rows16?.blockKeys == 32 && rows16?.sharedMemoryBytes == (128 + 128) * 256)
+        for bad in ["", "32x64", "24x64x32", "32x48x16", "32x64x48", "32x64x8", "32x256x64", "axbxc", "32x64x32x1"] {
+            #expect(STAForwardKernel.Shape(development: bad, headDim: 128) == nil, "\(bad)")
+        }
     }
 
     @Test func theHopperAndBackwardShapesAreInTheirOptions() {

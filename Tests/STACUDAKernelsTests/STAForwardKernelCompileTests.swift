@@ -55,29 +55,37 @@ let compileCases: [CompileCase] = {
 
 @Suite(.enabled(if: nvrtcAvailable, "NVRTC is not installed"))
 struct STAForwardKernelCompileTests {
+    /// Like the launcher: the candidate shapes in order, the first that compiles without spills is taken.
+    /// Some candidate must be spill-free (the last, row blocks, always is in these cases).
     @Test(arguments: compileCases)
-    func compilesWithoutSpills(_ test: CompileCase) throws {
+    func someCandidateCompilesWithoutSpills(_ test: CompileCase) throws {
         let layout = try STALayout(
             canvas: test.canvas, tile: test.tile, textCount: test.textCount, textValid: test.textValid)
         let plan = try AttentionPlan(layout: layout, window: Window(tiles: test.canvas.map { _ in 3 }), heads: 2)
-        let options =
-            STAForwardKernel.compileOptions(
-                plan: plan, headDim: test.headDim, dtype: test.dtype, architecture: test.architecture)
-            + ["--ptxas-options=-v"]
-        let compiled = try STAForwardKernel.kernelSource.compile(
-                with: NVRTCCompiler.load(), options: options)
-        #expect(compiled.format == .cubin)
-        let usage = try #require(compiled.resourceUsage.first { $0.functionName == STAForwardKernel.functionName })
-        #expect(usage.architecture == test.architecture)
-        #expect(!usage.spills, "\(compiled.log)")
-        #expect(usage.stackFrameBytes == 0, "\(compiled.log)")
+        let candidates = STAForwardKernel.candidateOptions(
+            plan: plan, headDim: test.headDim, dtype: test.dtype, architecture: test.architecture)
+        var taken: (shape: STAForwardKernel.Shape, usage: KernelResourceUsage)?
+        var logs = [String]()
+        for candidate in candidates {
+            let compiled = try STAForwardKernel.kernelSource.compile(
+                with: NVRTCCompiler.load(), options: candidate.options + ["--ptxas-options=-v"])
+            #expect(compiled.format == .cubin)
+            let usage = try #require(compiled.resourceUsage.first { $0.functionName == STAForwardKernel.functionName })
+            #expect(usage.architecture == test.architecture)
+            logs.append(compiled.log)
+            if !usage.spills && usage.stackFrameBytes == 0 {
+                taken = (candidate.shape, usage)
+                break
+            }
+        }
+        let (shape, usage) = try #require(taken, "every candidate spills: \(logs.joined(separator: "\n"))")
         #expect(usage.registers > 0 && usage.registers <= 255)
-        // Head dim 64 without holes is built for two blocks of 256 threads per SM: at most 128 registers.
-        if test.headDim == 64 && !layout.hasHoles { #expect(usage.registers <= 128) }
-        // The static shared memory is only the two chunks' key-validity flags and the row's valid text
-        // length when there is text (ptxas rounds the total up to its allocation granule).
-        #expect(usage.sharedBytes >= 2 * STAForwardKernel.blockKeys(headDim: test.headDim) + (layout.text.count > 0 ? 4 : 0))
-        #expect(usage.sharedBytes <= 2 * STAForwardKernel.blockKeys(headDim: test.headDim) + 128)
+        // Two blocks of 256 threads per SM: at most 128 registers.
+        if shape.minBlocksPerSM == 2 && shape.threads == 256 { #expect(usage.registers <= 128) }
+        // The static shared memory is only the two chunks' key-validity masks (a bit per key) and the row's
+        // valid text length when there is text (ptxas rounds the total up to its allocation granule).
+        #expect(usage.sharedBytes >= 2 * shape.blockKeys / 8 + (layout.text.count > 0 ? 4 : 0))
+        #expect(usage.sharedBytes <= 2 * shape.blockKeys / 8 + 128)
     }
 
     @Test func missingConstantIsACompileErrorNamingIt() throws {

@@ -65,7 +65,7 @@ func define(_ name: String, in options: [String]) -> String? {
         #expect(define("STA_GRID_W", in: options) == "8")
         // Every compile-time constant is defined exactly once: head dim, dtype, 3 × 3 axes, the text count,
         // then the block shape.
-        let shape = STAForwardKernel.Shape.choose(headDim: 128, layout: layout).definitions
+        let shape = STAForwardKernel.Shape.choose(headDim: 128, layout: layout, sharedMemoryPerBlock: 232_448).definitions
         #expect(options.filter { $0.hasPrefix("-D") }.count == 12 + shape.count)
         #expect(Set(options.filter { $0.hasPrefix("-D") }.map { $0.split(separator: "=")[0] }).count == 12 + shape.count)
     }

@@ -15,9 +15,11 @@
 //
 // Compile-time constants (NVRTC -D options): the problem's (sta_common.cuh) and the kernel shape, which the
 // Swift launcher (STAForwardKernel.Shape) chooses and nothing here defaults: STA_THREADS, STA_ROWS_PER_WARP
-// (query rows per warp: 16 or 32, one or two m16 row blocks), STA_BLOCK_M (query rows per block), STA_BLOCK_N (keys per chunk), STA_MIN_BLOCKS_PER_SM (the
-// occupancy __launch_bounds__ asks for), STA_Q_IN_REGISTERS (1: Q fragments held in registers, 0: re-read
-// from shared memory), STA_SHARED_BYTES (the dynamic shared memory the launch provides).
+// (query rows per warp: 16 or 32, one or two m16 row blocks), STA_BLOCK_M (query rows per block),
+// STA_BLOCK_N (keys per chunk: one shared-memory buffer and one barrier), STA_STEP_N (keys per register step
+// inside a chunk), STA_MIN_BLOCKS_PER_SM (the occupancy __launch_bounds__ asks for), STA_Q_IN_REGISTERS (1: Q
+// fragments held in registers, 0: re-read from shared memory), STA_SHARED_BYTES (the dynamic shared memory
+// the launch provides).
 //
 // Launch: block = STA_THREADS, grid = (TEXT_Q_BLOCKS + VIDEO_Q_BLOCKS, heads, batch), dynamic shared memory
 // STA_SHARED_BYTES ≥ (BLOCK_M + 4·BLOCK_N)·HEAD_DIM·2 bytes. blockIdx.x < TEXT_Q_BLOCKS are the text query
@@ -25,24 +27,26 @@
 // tile, in tile order. A query block never straddles two tiles; a key chunk never straddles two tiles.
 //
 // Structure: each warp owns ROWS_PER_WARP query rows, one m16 row block (16) or two (32) that share every K
-// and V fragment the warp loads (half the shared-memory reads of P·V; the Swift launcher chooses 16 today:
-// 32 rows with 32-key chunks measured 4–8 % faster at D 128 on the hunyuan suite but spills on the image
-// layouts). Q is loaded once into registers (D 128, 16 rows) or re-read from shared memory per head-dim
-// step (D 64, so that two blocks fit per SM within 128 registers; 32 rows); the key chunks (BLOCK_N keys of
-// one key tile, or of the text) are streamed through a double-buffered shared-memory ring with cp.async,
-// the next chunk in flight while the current one is computed: S = Q·Kᵀ, mask, online softmax (fp32, exp2
-// with log2(e) folded into the scale), O += P·V. The epilogue normalises O, stages it through shared memory
-// for 16-byte stores, and writes LSE (NaN for a row whose output overflowed, for the exact-rows pass).
-// Loads of hole keys, padding text keys and positions past a tile or the text are zero-filled without
-// reading global memory, so garbage (even NaN) in those rows never reaches a sum; chunks made only of holes
-// are skipped. Registers (ptxas, NVRTC 13, sm_90a): 127-145 at D 64, about 216 at D 128; no spills.
+// and V fragment the warp loads (half the shared-memory reads of P·V, a quarter fewer for Q·Kᵀ). Q is held
+// in registers (16 rows at D 128) or re-read from shared memory per head-dim step (32 rows; D 64). The key
+// chunks (BLOCK_N keys of one key tile, or of the text) stream through a double-buffered shared-memory ring
+// with cp.async, the next chunk in flight while the current one is computed, STEP_N keys at a time:
+// S = Q·Kᵀ, mask (only chunks with holes or past the end of a tile or the text), online softmax in fp32 —
+// exp2 of one FFMA (score · scale · log2 e − base), the base (a running maximum) moved and O rescaled only
+// when a row's maximum rises more than RESCALE_SLACK above it — and O += P·V. The epilogue normalises O,
+// stages it through shared memory for 16-byte stores, and writes LSE (NaN for a row whose output overflowed,
+// for the exact-rows pass). Loads of hole keys, padding text keys and positions past a tile or the text are
+// zero-filled without reading global memory, so garbage (even NaN) in those rows never reaches a sum;
+// chunks made only of holes are skipped. Registers (ptxas, NVRTC 13, sm_90a): 123-128 at D 64 (two blocks
+// of 256 threads per SM), about 210-225 for 16 rows and 232-255 for 32 rows at D 128; the launcher takes
+// the first candidate shape without spills (`sta kernels` lists each specialisation's).
 
 #include "sta_common.cuh"
 #include "sta_sm80.cuh"
 
-#if !defined(STA_ROWS_PER_WARP) || !defined(STA_BLOCK_M) || !defined(STA_BLOCK_N) || !defined(STA_MIN_BLOCKS_PER_SM) || !defined(STA_Q_IN_REGISTERS) \
-    || !defined(STA_SHARED_BYTES)
-#error "define STA_ROWS_PER_WARP, STA_BLOCK_M, STA_BLOCK_N, STA_MIN_BLOCKS_PER_SM, STA_Q_IN_REGISTERS and STA_SHARED_BYTES (the Swift launcher chooses them)"
+#if !defined(STA_ROWS_PER_WARP) || !defined(STA_BLOCK_M) || !defined(STA_BLOCK_N) || !defined(STA_STEP_N) \
+    || !defined(STA_MIN_BLOCKS_PER_SM) || !defined(STA_Q_IN_REGISTERS) || !defined(STA_SHARED_BYTES)
+#error "define STA_ROWS_PER_WARP, STA_BLOCK_M, STA_BLOCK_N, STA_STEP_N, STA_MIN_BLOCKS_PER_SM, STA_Q_IN_REGISTERS and STA_SHARED_BYTES (the Swift launcher chooses them)"
 #endif
 
 namespace sta {
@@ -54,13 +58,15 @@ namespace sta {
 constexpr int ROWS_PER_WARP = STA_ROWS_PER_WARP;   // query rows per warp: M_TILES m16 MMA row blocks
 constexpr int M_TILES = ROWS_PER_WARP / 16;
 constexpr int BLOCK_M = STA_BLOCK_M;   // query rows per block
-constexpr int BLOCK_N = STA_BLOCK_N;   // keys per chunk
+constexpr int BLOCK_N = STA_BLOCK_N;   // keys per chunk (one shared-memory buffer, one barrier)
+constexpr int STEP_N = STA_STEP_N;     // keys per register step: S = Q·Kᵀ, softmax, O += P·V over this many
 constexpr int MIN_BLOCKS_PER_SM = STA_MIN_BLOCKS_PER_SM;
 constexpr bool Q_IN_REGISTERS = STA_Q_IN_REGISTERS != 0;
 static_assert(ROWS_PER_WARP == 16 || ROWS_PER_WARP == 32, "STA_ROWS_PER_WARP must be 16 or 32");
 static_assert(BLOCK_M == ROWS_PER_WARP * WARPS, "STA_BLOCK_M must be STA_ROWS_PER_WARP rows per warp");
 static_assert(BLOCK_M <= THREADS, "one thread per query row for the row-level steps");
-static_assert(BLOCK_N % 16 == 0 && BLOCK_N <= THREADS, "STA_BLOCK_N must be a multiple of 16, at most STA_THREADS");
+static_assert(BLOCK_N % 32 == 0 && BLOCK_N <= THREADS, "STA_BLOCK_N must be a multiple of 32, at most STA_THREADS");
+static_assert(STEP_N % 16 == 0 && BLOCK_N % STEP_N == 0, "STA_STEP_N must be a multiple of 16 that divides STA_BLOCK_N");
 
 constexpr int QBLOCKS_PER_TILE = (TILE_VOL + BLOCK_M - 1) / BLOCK_M;
 constexpr int VIDEO_Q_BLOCKS = NUM_TILES * QBLOCKS_PER_TILE;
@@ -100,11 +106,6 @@ __device__ __forceinline__ KeyChunk key_chunk(int index, int tile_count, const i
         chunk.length = min(BLOCK_N, text_valid - in_text);
     }
     return chunk;
-}
-
-// Whether some key of `chunk` must be masked: a short chunk, or one in a tile that may hold holes.
-__device__ __forceinline__ bool chunk_needs_mask(const KeyChunk& chunk) {
-    return chunk.length < BLOCK_N || (chunk.tile >= 0 && tile_may_hold_holes(chunk.tile));
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -157,18 +158,18 @@ struct QFragments {
     }
 };
 
-// S = Q·Kᵀ for one chunk: s[m][n] is the 16×8 accumulator of row block m and keys 8n .. 8n+7. Each K
-// fragment is loaded once and used by every row block of the warp.
+// S = Q·Kᵀ for one step of STEP_N keys: s[m][n] is the 16×8 accumulator of row block m and keys 8n .. 8n+7
+// of the step. Each K fragment is loaded once and used by every row block of the warp.
 // B(k = head dim d, n = key j) = K[j][d]: b0 holds K[j = g][d = 2c, 2c+1], two adjacent values of one K row,
 // i.e. a non-transposed ldmatrix of K rows. Matrix i of the x4 ← keys 16p + (i >> 1)·8 + 0..7, columns
 // 16k + (i & 1)·8 + 0..7: registers 0, 1 = b0, b1 of key block 2p; registers 2, 3 = b0, b1 of block 2p+1.
-// `k_offset` = K tile offset + lane_offset((lane >> 4)·8 + (lane & 7), (lane >> 3) & 1).
-__device__ __forceinline__ void multiply_qk(float (&s)[M_TILES][BLOCK_N / 8][4], const QFragments& q,
+// `k_offset` = offset of the step's first key row + lane_offset((lane >> 4)·8 + (lane & 7), (lane >> 3) & 1).
+__device__ __forceinline__ void multiply_qk(float (&s)[M_TILES][STEP_N / 8][4], const QFragments& q,
                                             uint32_t shared_base, uint32_t k_offset) {
 #pragma unroll
     for (int m = 0; m < M_TILES; ++m) {
 #pragma unroll
-        for (int n = 0; n < BLOCK_N / 8; ++n) s[m][n][0] = s[m][n][1] = s[m][n][2] = s[m][n][3] = 0.0f;
+        for (int n = 0; n < STEP_N / 8; ++n) s[m][n][0] = s[m][n][1] = s[m][n][2] = s[m][n][3] = 0.0f;
     }
 #pragma unroll
     for (int k = 0; k < HEAD_DIM / 16; ++k) {
@@ -177,7 +178,7 @@ __device__ __forceinline__ void multiply_qk(float (&s)[M_TILES][BLOCK_N / 8][4],
 #pragma unroll
         for (int m = 0; m < M_TILES; ++m) q.fragment(m, k, a[m]);
 #pragma unroll
-        for (int p = 0; p < BLOCK_N / 16; ++p) {
+        for (int p = 0; p < STEP_N / 16; ++p) {
             uint32_t b[4];
             ptx::ldmatrix_x4(b, address + p * 16 * ROW_BYTES);
 #pragma unroll
@@ -189,18 +190,18 @@ __device__ __forceinline__ void multiply_qk(float (&s)[M_TILES][BLOCK_N / 8][4],
     }
 }
 
-// O += P·V for one chunk. P comes straight from the S accumulators: the A operand of row block m for keys
+// O += P·V for one step. P comes straight from the S accumulators: the A operand of row block m for keys
 // 16j .. 16j+15 is a0 = (row g, keys 16j+2c, +1) = s[m][2j][0..1], a1 = (row g+8, same keys) = s[m][2j][2..3],
 // a2 = s[m][2j+1][0..1], a3 = s[m][2j+1][2..3], packed to 16 bits. Each V fragment serves every row block.
 // B(k = key j, n = head dim d) = V[j][d]: b0 holds V[j = 2c, 2c+1][d = g], two values of one V column,
 // i.e. a transposed ldmatrix of V rows. Matrix i of the x4.trans ← keys 16j + (i & 1)·8 + 0..7, columns
 // 16p + (i >> 1)·8 + 0..7: registers 0, 1 = b0, b1 of head-dim block 2p; registers 2, 3 = block 2p+1.
-// `v_offset` = V tile offset + lane_offset(((lane >> 3) & 1)·8 + (lane & 7), lane >> 4).
+// `v_offset` = offset of the step's first value row + lane_offset(((lane >> 3) & 1)·8 + (lane & 7), lane >> 4).
 __device__ __forceinline__ void multiply_pv(float (&o)[M_TILES][HEAD_DIM / 8][4],
-                                            const float (&p)[M_TILES][BLOCK_N / 8][4], uint32_t shared_base,
+                                            const float (&p)[M_TILES][STEP_N / 8][4], uint32_t shared_base,
                                             uint32_t v_offset) {
 #pragma unroll
-    for (int j = 0; j < BLOCK_N / 16; ++j) {
+    for (int j = 0; j < STEP_N / 16; ++j) {
         uint32_t a[M_TILES][4];
 #pragma unroll
         for (int m = 0; m < M_TILES; ++m) {
@@ -222,49 +223,118 @@ __device__ __forceinline__ void multiply_pv(float (&o)[M_TILES][HEAD_DIM / 8][4]
     }
 }
 
-// Online softmax state of the thread's two rows (g and g+8) of one row block: running maximum of the scaled
-// scores (log2 units) and the thread's partial sum of exp2(score − max) over the columns it owns.
+// How far the running maximum may rise above the exponent base before O and the sums are rescaled (log2
+// units): probabilities then stay ≤ 2^RESCALE_SLACK = 256, exact in fp32 and in bf16/fp16 alike, and the
+// 128-multiply rescale of a 32-row accumulator runs only when some row's maximum rose by more than that —
+// in practice on the first chunks of a row, not on every step.
+constexpr float RESCALE_SLACK = 8.0f;
+
+// Online softmax state of the thread's two rows (g and g+8) of one row block: the exponent base of each row
+// (log2 units, scaled scores; -inf until the row has seen a key) and the thread's partial sum of
+// exp2(score − base) over the columns it owns. The base trails the true running maximum by at most
+// RESCALE_SLACK; the sum and O are relative to it, so LSE = (base + log2 sum) · ln 2 as with an exact one.
 struct RowState {
-    float max[2];
+    float base[2];
     float sum[2];
 
     __device__ __forceinline__ void reset() {
-        max[0] = max[1] = neg_inf();
+        base[0] = base[1] = neg_inf();
         sum[0] = sum[1] = 0.0f;
     }
 
-    // Turns raw scores s (already scaled to log2 units and masked with -inf) into probabilities relative to
-    // the new running maximum and rescales o and the running sums by exp2(old max − new max).
-    __device__ __forceinline__ void update(float (&s)[BLOCK_N / 8][4], float (&o)[HEAD_DIM / 8][4]) {
+    // Turns the raw scores s of one step (s·scale_log2 are the log2-unit scores; masked keys already give
+    // -inf there) into probabilities exp2(s·scale_log2 − base), one FFMA and one ex2 per score, moving the
+    // base up (and rescaling o and the sums by exp2(old base − new base)) only when a row's maximum passed
+    // it by more than RESCALE_SLACK; the decision is per warp, so the rescale is skipped as a whole.
+    // `scale_log2` must be positive (the caller pre-scales the scores and passes 1 otherwise).
+    __device__ __forceinline__ void update(float (&s)[STEP_N / 8][4], float (&o)[HEAD_DIM / 8][4],
+                                           float scale_log2) {
+        float new_max[2];
+        bool raise = false;
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
             float chunk_max = neg_inf();
 #pragma unroll
-            for (int n = 0; n < BLOCK_N / 8; ++n) chunk_max = fmaxf(chunk_max, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
+            for (int n = 0; n < STEP_N / 8; ++n) chunk_max = fmaxf(chunk_max, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
             chunk_max = fmaxf(chunk_max, __shfl_xor_sync(0xffffffffu, chunk_max, 1));
             chunk_max = fmaxf(chunk_max, __shfl_xor_sync(0xffffffffu, chunk_max, 2));
-            const float new_max = fmaxf(max[r], chunk_max);
-            // While every key so far is masked the maximum is -inf: subtract 0 instead, so that
+            // scale_log2 > 0, so the largest raw score gives the largest scaled one (-inf stays -inf).
+            new_max[r] = fmaxf(base[r], chunk_max * scale_log2);
+            // While the base is -inf any attended key raises it; +inf raises it too (and the row turns NaN).
+            raise = raise || new_max[r] > base[r] + RESCALE_SLACK;
+        }
+        if (__any_sync(0xffffffffu, raise)) {
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                if (new_max[r] > base[r] + RESCALE_SLACK) {
+                    // exp2(-inf − x) = 0: a row that had seen nothing has a zero sum and zero O anyway.
+                    const float correction = ptx::exp2_approx(base[r] - new_max[r]);
+                    base[r] = new_max[r];
+                    sum[r] *= correction;
+#pragma unroll
+                    for (int d = 0; d < HEAD_DIM / 8; ++d) {
+                        o[d][2 * r] *= correction;
+                        o[d][2 * r + 1] *= correction;
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            // While every key so far is masked the base is -inf: subtract 0 instead, so that
             // exp2(-inf − base) = 0 rather than NaN.
-            const float base = new_max == neg_inf() ? 0.0f : new_max;
-            const float correction = ptx::exp2_approx(max[r] - base);
-            max[r] = new_max;
-            float chunk_sum = 0.0f;
+            const float minus_base = base[r] == neg_inf() ? 0.0f : -base[r];
+            float step_sum = 0.0f;
 #pragma unroll
-            for (int n = 0; n < BLOCK_N / 8; ++n) {
-                s[n][2 * r] = ptx::exp2_approx(s[n][2 * r] - base);
-                s[n][2 * r + 1] = ptx::exp2_approx(s[n][2 * r + 1] - base);
-                chunk_sum += s[n][2 * r] + s[n][2 * r + 1];
+            for (int n = 0; n < STEP_N / 8; ++n) {
+                s[n][2 * r] = ptx::exp2_approx(fmaf(s[n][2 * r], scale_log2, minus_base));
+                s[n][2 * r + 1] = ptx::exp2_approx(fmaf(s[n][2 * r + 1], scale_log2, minus_base));
+                step_sum += s[n][2 * r] + s[n][2 * r + 1];
             }
-            sum[r] = sum[r] * correction + chunk_sum;
-#pragma unroll
-            for (int d = 0; d < HEAD_DIM / 8; ++d) {
-                o[d][2 * r] *= correction;
-                o[d][2 * r + 1] *= correction;
-            }
+            sum[r] += step_sum;
         }
     }
 };
+
+// The block's query rows: a text block (`tile` = -1) or part of one video tile.
+struct QueryBlock {
+    int first;         // first query position of the block
+    int rows;          // query positions of the block inside S (the rest of BLOCK_M is padding)
+    int tile;          // query tile, or -1 for a text block
+    int tile_offset;   // offset of the first query in its tile
+
+    // Block `block` of the grid's x axis: text blocks first, then QBLOCKS_PER_TILE blocks per video tile.
+    __device__ __forceinline__ explicit QueryBlock(int block) {
+        if (block < TEXT_Q_BLOCKS) {
+            first = VIDEO_TOKENS + block * BLOCK_M;
+            rows = min(BLOCK_M, SEQ - first);
+            tile = -1;
+            tile_offset = 0;
+        } else {
+            const int video_block = block - TEXT_Q_BLOCKS;
+            tile = video_block / QBLOCKS_PER_TILE;
+            tile_offset = (video_block - tile * QBLOCKS_PER_TILE) * BLOCK_M;
+            first = tile * TILE_VOL + tile_offset;
+            rows = min(BLOCK_M, TILE_VOL - tile_offset);
+        }
+    }
+
+    // Whether row r of the block is a real query (inside S, not a hole, not padding text) when the batch row
+    // has `text` valid text positions.
+    __device__ __forceinline__ bool is_real(int r, int text) const {
+        if (r >= rows) return false;
+        return tile >= 0 ? !is_hole(tile, tile_offset + r) : first - VIDEO_TOKENS + r < text;
+    }
+};
+
+// The first element of this block's (batch, head) in a [B, H, S, ·] tensor, in units of `per_position`
+// elements per sequence position. Reads the block indices through volatile asm so that the compiler
+// recomputes the offset where it is used (a few integer instructions) instead of holding it in registers
+// through the main loop, where the two row blocks' accumulators need them.
+__device__ __forceinline__ size_t head_offset(int heads, int per_position) {
+    return (static_cast<size_t>(ptx::block_index_z()) * heads + ptx::block_index_y()) * static_cast<size_t>(SEQ)
+           * per_position;
+}
 
 }  // namespace sta
 
@@ -278,85 +348,82 @@ sta_forward_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16
                  const int* text_valid, int default_text_valid) {
     using namespace sta;
     extern __shared__ __align__(128) unsigned char shared[];
-    __shared__ unsigned char key_valid[2][BLOCK_N];   // per buffered chunk: key j is attended
+    __shared__ uint32_t key_mask[2][BLOCK_N / 32];   // per buffered chunk: bit j % 32 of word j / 32 = key j is attended
     __shared__ int row_text_shared;                    // valid text positions of this batch row
 
     const int thread = threadIdx.x, lane = thread & 31, warp = thread >> 5;
     const int head = blockIdx.y, batch = blockIdx.z;
-    const size_t head_offset = (static_cast<size_t>(batch) * heads + head) * static_cast<size_t>(SEQ);
-    const uint16_t* q_head = q + head_offset * HEAD_DIM;
-    const uint16_t* k_head = k + head_offset * HEAD_DIM;
-    const uint16_t* v_head = v + head_offset * HEAD_DIM;
-    uint16_t* o_head = o + head_offset * HEAD_DIM;
-    float* lse_head = lse + head_offset;
     // The valid text length of this batch row. After the first barrier it is read from shared memory where
     // needed rather than held in a register: at D 64 two blocks share an SM within 128 registers.
     const int row_text = row_text_valid(text_valid, default_text_valid, batch);
     if (thread == 0) row_text_shared = row_text;
 
     // ---- Which queries, which keys ----
-    int q_first;           // first query position of the block
-    int q_rows;            // query positions of the block inside S (the rest of BLOCK_M is padding)
-    int q_tile = -1;       // query tile, or -1 for a text block
-    int q_tile_offset = 0; // offset of the first query in its tile
-    int key_tile_count;
+    const QueryBlock block(blockIdx.x);
+    int key_tile_count = NUM_TILES;
     const int* key_tile_list = nullptr;   // null: every tile, in order
-    if (static_cast<int>(blockIdx.x) < TEXT_Q_BLOCKS) {
-        q_first = VIDEO_TOKENS + blockIdx.x * BLOCK_M;
-        q_rows = min(BLOCK_M, SEQ - q_first);
-        key_tile_count = NUM_TILES;
-    } else {
-        const int video_block = blockIdx.x - TEXT_Q_BLOCKS;
-        q_tile = video_block / QBLOCKS_PER_TILE;
-        q_tile_offset = (video_block - q_tile * QBLOCKS_PER_TILE) * BLOCK_M;
-        q_first = q_tile * TILE_VOL + q_tile_offset;
-        q_rows = min(BLOCK_M, TILE_VOL - q_tile_offset);
-        const int row = __ldg(window_of_head + head) * NUM_TILES + q_tile;
+    if (block.tile >= 0) {
+        const int row = __ldg(window_of_head + head) * NUM_TILES + block.tile;
         const int begin = __ldg(key_tile_start + row);
         key_tile_count = __ldg(key_tile_start + row + 1) - begin;
         key_tile_list = key_tiles + begin;
     }
-    // Whether row r of the block is a real query (inside S, not a hole, not padding text) when the row has
-    // `text` valid text positions.
-    auto query_is_real = [&](int r, int text) {
-        if (r >= q_rows) return false;
-        return q_tile >= 0 ? !is_hole(q_tile, q_tile_offset + r) : q_first - VIDEO_TOKENS + r < text;
-    };
 
     const uint32_t q_tile_smem = ptx::shared_address(shared);
     const uint32_t k_tile_smem = q_tile_smem + Q_TILE_BYTES;                    // K[buffer] at + buffer·KV_TILE_BYTES
     const uint32_t v_tile_smem = k_tile_smem + 2 * KV_TILE_BYTES;               // V[buffer] likewise
 
     // ---- A block without real queries only writes O = 0, LSE = -inf ----
-    if (!__syncthreads_or(thread < BLOCK_M && query_is_real(thread, row_text))) {
+    if (!__syncthreads_or(thread < BLOCK_M && block.is_real(thread, row_text))) {
         const uint4 zero = make_uint4(0, 0, 0, 0);
-        for (int index = thread; index < q_rows * ROW_UNITS; index += THREADS) {
-            reinterpret_cast<uint4*>(o_head + static_cast<size_t>(q_first) * HEAD_DIM)[index] = zero;
+        uint16_t* o_block = o + (head_offset(heads, HEAD_DIM) + static_cast<size_t>(block.first) * HEAD_DIM);
+        for (int index = thread; index < block.rows * ROW_UNITS; index += THREADS) {
+            reinterpret_cast<uint4*>(o_block)[index] = zero;
         }
-        if (thread < q_rows) lse_head[q_first + thread] = neg_inf();
+        if (thread < block.rows) lse[head_offset(heads, 1) + block.first + thread] = neg_inf();
         return;
     }
 
     // ---- Prologue: Q, then the first key chunk, in two commit groups ----
-    load_tile_async<BLOCK_M>(q_tile_smem, q_head, q_first, q_rows, [](int) { return true; });
+    load_tile_async<BLOCK_M>(q_tile_smem, q + head_offset(heads, HEAD_DIM), block.first, block.rows,
+                             [](int) { return true; });
     ptx::cp_async_commit();
 
     const int chunk_count = key_tile_count * CHUNKS_PER_TILE + (row_text + BLOCK_N - 1) / BLOCK_N;
     // Issues the loads of chunk `index` into buffer `buffer`, records which keys it attends, and returns
-    // (through the references) whether this thread loaded an attended key and whether the chunk needs masking.
-    auto load_chunk = [&](int index, int buffer, bool& any_valid, bool& needs_mask) {
+    // (through the references) whether this thread loaded an attended key, whether the chunk needs masking
+    // and how many positions it has. A chunk of a tile without holes (every chunk on a canvas the tiles
+    // divide) takes the short path: its first `length` rows are all attended.
+    auto load_chunk = [&](int index, int buffer, bool& any_valid, bool& needs_mask, int& length) {
         const KeyChunk chunk = key_chunk(index, key_tile_count, key_tile_list, row_text_shared);
-        const bool holes = chunk.tile >= 0 && tile_may_hold_holes(chunk.tile);
-        const int tile_base = chunk.tile * TILE_VOL;
-        auto keep = [&](int row) { return !holes || !is_hole(chunk.tile, chunk.start - tile_base + row); };
-        load_tile_async<BLOCK_N>(k_tile_smem + buffer * KV_TILE_BYTES, k_head, chunk.start, chunk.length, keep);
-        any_valid =
-            load_tile_async<BLOCK_N>(v_tile_smem + buffer * KV_TILE_BYTES, v_head, chunk.start, chunk.length, keep);
-        needs_mask = chunk_needs_mask(chunk);
-        if (needs_mask && thread < BLOCK_N) key_valid[buffer][thread] = thread < chunk.length && keep(thread);
+        const uint32_t k_to = k_tile_smem + buffer * KV_TILE_BYTES, v_to = v_tile_smem + buffer * KV_TILE_BYTES;
+        length = chunk.length;
+        if (chunk.tile >= 0 && tile_may_hold_holes(chunk.tile)) {
+            const int tile_base = chunk.tile * TILE_VOL;
+            auto keep = [&](int row) { return !is_hole(chunk.tile, chunk.start - tile_base + row); };
+            const size_t head_first = head_offset(heads, HEAD_DIM);
+            load_tile_async<BLOCK_N>(k_to, k + head_first, chunk.start, chunk.length, keep);
+            any_valid = load_tile_async<BLOCK_N>(v_to, v + head_first, chunk.start, chunk.length, keep);
+            needs_mask = true;
+            if (thread < BLOCK_N) {   // whole warps (BLOCK_N is a multiple of 32)
+                const uint32_t bits = __ballot_sync(0xffffffffu, thread < chunk.length && keep(thread));
+                if (lane == 0) key_mask[buffer][warp] = bits;
+            }
+        } else {
+            const size_t first = head_offset(heads, HEAD_DIM) + static_cast<size_t>(chunk.start) * HEAD_DIM;
+            load_rows_async<BLOCK_N>(k_to, k + first, chunk.length);
+            load_rows_async<BLOCK_N>(v_to, v + first, chunk.length);
+            any_valid = true;
+            needs_mask = chunk.length < BLOCK_N;
+            if (needs_mask && thread < BLOCK_N / 32) {
+                const int from_word = chunk.length - 32 * thread;   // keys of word `thread` below the length
+                key_mask[buffer][thread] = from_word >= 32 ? 0xffffffffu : from_word <= 0 ? 0u : (1u << from_word) - 1u;
+            }
+        }
     };
     bool next_any_valid = false, next_needs_mask = false;
-    if (chunk_count > 0) load_chunk(0, 0, next_any_valid, next_needs_mask);
+    int next_length = 0;
+    if (chunk_count > 0) load_chunk(0, 0, next_any_valid, next_needs_mask, next_length);
     ptx::cp_async_commit();
 
     // Q has landed once at most the chunk group is pending; every thread's part of it after the barrier.
@@ -378,6 +445,9 @@ sta_forward_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16
     const uint32_t v_lane_offset =
         Q_TILE_BYTES + 2 * KV_TILE_BYTES + lane_offset(((lane >> 3) & 1) * 8 + (lane & 7), lane >> 4);
     const float scale_log2 = scale * LOG2E;
+    // A positive scale folds into the exponent's FFMA (the largest raw score is the largest scaled one);
+    // otherwise, and on chunks that need masking, the scores are scaled first and the FFMA multiplies by 1.
+    const bool scale_positive = scale_log2 > 0.0f;
 
     // ---- Main loop: chunk i computes from buffer i % 2 while chunk i + 1 loads into the other ----
     for (int index = 0; index < chunk_count; ++index) {
@@ -387,36 +457,52 @@ sta_forward_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16
         // chunk index − 1, so its buffer may be refilled. A chunk made only of holes is skipped.
         const bool any_valid = __syncthreads_or(next_any_valid);
         const bool needs_mask = next_needs_mask;
-        if (index + 1 < chunk_count) load_chunk(index + 1, buffer ^ 1, next_any_valid, next_needs_mask);
+        const int length = next_length;
+        if (index + 1 < chunk_count) load_chunk(index + 1, buffer ^ 1, next_any_valid, next_needs_mask, next_length);
         ptx::cp_async_commit();
         if (!any_valid) continue;
 
-        float s[M_TILES][BLOCK_N / 8][4];
-        multiply_qk(s, q_fragments, shared_base, k_lane_offset + buffer * KV_TILE_BYTES);
+        const bool prescale = needs_mask || !scale_positive;
+        const float exponent_scale = prescale ? 1.0f : scale_log2;
 #pragma unroll
-        for (int m = 0; m < M_TILES; ++m) {
+        for (int step = 0; step < BLOCK_N / STEP_N; ++step) {
+            if (step > 0 && step * STEP_N >= length) break;   // a short chunk (text end) ends early
+            const uint32_t step_offset = buffer * KV_TILE_BYTES + step * STEP_N * ROW_BYTES;
+            float s[M_TILES][STEP_N / 8][4];
+            multiply_qk(s, q_fragments, shared_base, k_lane_offset + step_offset);
 #pragma unroll
-            for (int n = 0; n < BLOCK_N / 8; ++n) {
+            for (int m = 0; m < M_TILES; ++m) {
+                if (prescale) {
 #pragma unroll
-                for (int e = 0; e < 4; ++e) s[m][n][e] *= scale_log2;
-            }
-            if (needs_mask) {
-                // Column of s[m][n][e]: 8n + 2c + (e & 1), the same for rows g and g+8.
-                const int c = lane & 3;
+                    for (int n = 0; n < STEP_N / 8; ++n) {
 #pragma unroll
-                for (int n = 0; n < BLOCK_N / 8; ++n) {
-                    if (!key_valid[buffer][8 * n + 2 * c]) s[m][n][0] = s[m][n][2] = neg_inf();
-                    if (!key_valid[buffer][8 * n + 2 * c + 1]) s[m][n][1] = s[m][n][3] = neg_inf();
+                        for (int e = 0; e < 4; ++e) s[m][n][e] *= scale_log2;
+                    }
+                    if (needs_mask) {
+                        // Column of s[m][n][e]: 8n + 2c + (e & 1) of the step, the same for rows g and g+8.
+#pragma unroll
+                        for (int word = 0; word < (STEP_N + 31) / 32; ++word) {
+                            const uint32_t bits = key_mask[buffer][(step * STEP_N) / 32 + word]
+                                                  >> ((step * STEP_N) % 32 + 2 * (lane & 3));
+#pragma unroll
+                            for (int n = 4 * word; n < 4 * word + 4 && n < STEP_N / 8; ++n) {
+                                if (!(bits & (1u << (8 * (n % 4))))) s[m][n][0] = s[m][n][2] = neg_inf();
+                                if (!(bits & (2u << (8 * (n % 4))))) s[m][n][1] = s[m][n][3] = neg_inf();
+                            }
+                        }
+                    }
                 }
+                state[m].update(s[m], acc[m], exponent_scale);
             }
-            state[m].update(s[m], acc[m]);
+            multiply_pv(acc, s, shared_base, v_lane_offset + step_offset);
         }
-        multiply_pv(acc, s, shared_base, v_lane_offset + buffer * KV_TILE_BYTES);
     }
     ptx::cp_async_wait<0>();
     __syncthreads();   // every warp is done with the Q tile (and the K/V tiles) before O is staged there
 
     // ---- Epilogue: normalise, stage O through the Q tile (swizzled), 16-byte stores, LSE ----
+    const QueryBlock rows(ptx::block_index_x());   // recomputed: nothing of it stays live through the loop
+    float* lse_block = lse + (head_offset(heads, 1) + rows.first);
     const int g = lane >> 2, c = lane & 3;
 #pragma unroll
     for (int mr = 0; mr < 2 * M_TILES; ++mr) {
@@ -427,7 +513,7 @@ sta_forward_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16
         const int row = warp * ROWS_PER_WARP + 16 * m + g + 8 * r;
         // A row attends something when its sum is positive, or NaN: NaN or ±inf in its q, or in the k or v
         // of a key it attends, makes it NaN, and that NaN must reach O and LSE (as in PyTorch), not a 0.
-        const bool attended = query_is_real(row, row_text_shared) && !(total <= 0.0f);
+        const bool attended = rows.is_real(row, row_text_shared) && !(total <= 0.0f);
         const float inverse = attended ? 1.0f / total : 0.0f;
         bool overflowed = false;   // a non-finite output element: the unnormalised P·V sum overflowed
 #pragma unroll
@@ -441,20 +527,21 @@ sta_forward_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16
         // Such a row gets LSE = NaN, which the exact-rows pass after this kernel looks for (docs/SEMANTICS.md).
         overflowed = __shfl_xor_sync(0xffffffffu, overflowed, 1) || overflowed;
         overflowed = __shfl_xor_sync(0xffffffffu, overflowed, 2) || overflowed;
-        if (c == 0 && row < q_rows) {
-            lse_head[q_first + row] = !attended ? neg_inf()
+        if (c == 0 && row < rows.rows) {
+            lse_block[row] = !attended ? neg_inf()
                                     : overflowed ? __int_as_float(0x7fc00000)
-                                                 : (state[m].max[r] + ptx::log2_approx(total)) * LN2;
+                                                 : (state[m].base[r] + ptx::log2_approx(total)) * LN2;
         }
     }
     __syncthreads();
+    uint16_t* o_block = o + (head_offset(heads, HEAD_DIM) + static_cast<size_t>(rows.first) * HEAD_DIM);
 #pragma unroll
     for (int pass = 0; pass < BLOCK_M * ROW_UNITS / THREADS; ++pass) {
         const int index = pass * THREADS + thread;
         const int row = index / ROW_UNITS, unit = index % ROW_UNITS;
-        if (row < q_rows) {
+        if (row < rows.rows) {
             const uint4 value = *reinterpret_cast<const uint4*>(shared + swizzled(row, unit));
-            *reinterpret_cast<uint4*>(o_head + static_cast<size_t>(q_first + row) * HEAD_DIM + unit * 8) = value;
+            *reinterpret_cast<uint4*>(o_block + row * HEAD_DIM + unit * 8) = value;
         }
     }
 }

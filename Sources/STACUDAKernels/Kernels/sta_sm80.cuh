@@ -65,6 +65,24 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
 #endif
 }
 
+// The block indices through volatile asm: the compiler cannot hoist such a read (or what is computed from
+// it) out of a loop or keep it live across one, so values derived from them are recomputed where used.
+__device__ __forceinline__ int block_index_x() {
+    int value;
+    asm volatile("mov.u32 %0, %%ctaid.x;\n" : "=r"(value));
+    return value;
+}
+__device__ __forceinline__ int block_index_y() {
+    int value;
+    asm volatile("mov.u32 %0, %%ctaid.y;\n" : "=r"(value));
+    return value;
+}
+__device__ __forceinline__ int block_index_z() {
+    int value;
+    asm volatile("mov.u32 %0, %%ctaid.z;\n" : "=r"(value));
+    return value;
+}
+
 }  // namespace ptx
 
 // ---------------------------------------------------------------------------------------------------------
@@ -102,6 +120,28 @@ __device__ __forceinline__ bool load_tile_async(uint32_t tile, const uint16_t* s
         any |= valid;
     }
     return any;
+}
+
+// The same load for a run of `rows` (≤ ROWS) consecutive tokens that are all kept, starting at `first_row`
+// (a pointer to the first token's head vector): every thread's row and unit are fixed, and each pass moves
+// THREADS / ROW_UNITS rows further (a multiple of 8, so the swizzle of the thread's unit is the same in every
+// pass), so a pass costs a compare, a select of a 32-bit byte offset (a row past `rows` reads nothing and
+// points at `first_row`), one 64-bit add and the copy.
+template <int ROWS>
+__device__ __forceinline__ void load_rows_async(uint32_t tile, const uint16_t* first_row, int rows) {
+    constexpr int ROWS_PER_PASS = THREADS / ROW_UNITS;
+    static_assert(THREADS % ROW_UNITS == 0 && ROWS_PER_PASS % 8 == 0 && ROWS % ROWS_PER_PASS == 0,
+                  "whole passes of whole swizzle periods only");
+    const int row = static_cast<int>(threadIdx.x) / ROW_UNITS, unit = static_cast<int>(threadIdx.x) % ROW_UNITS;
+    const uint32_t to = tile + swizzled(row, unit);
+    const unsigned char* base = reinterpret_cast<const unsigned char*>(first_row);
+    const uint32_t from = static_cast<uint32_t>(row * ROW_BYTES + unit * 16);
+#pragma unroll
+    for (int pass = 0; pass < ROWS / ROWS_PER_PASS; ++pass) {
+        const bool valid = row + pass * ROWS_PER_PASS < rows;
+        ptx::cp_async_16(to + pass * ROWS_PER_PASS * ROW_BYTES,
+                         base + (valid ? from + pass * ROWS_PER_PASS * ROW_BYTES : 0u), valid);
+    }
 }
 
 // Fragment addressing. A warp-wide ldmatrix.x4 reads 16-byte unit u = 2k + h (h = 0 or 1, chosen by the lane)
