@@ -66,7 +66,7 @@ extension KernelSource.Header {
 }
 
 /// The text of the embedded kernel file `name` (its UTF-8 `bytes`), or the file of that name in
-/// `$STA_KERNEL_SOURCES` when there is one (`KernelSourceOverride`, for kernel development).
+/// `$STA_KERNEL_SOURCES` when there is one (`KernelDevelopment`).
 func embedded(_ name: String, _ bytes: [UInt8]) -> String {
-    KernelSourceOverride.text(named: name) ?? String(decoding: bytes, as: UTF8.self)
+    KernelDevelopment.source(named: name) ?? String(decoding: bytes, as: UTF8.self)
 }

@@ -85,7 +85,7 @@ public struct STAForwardKernel: AttentionForwardKernel {
         var candidates = Self.candidateOptions(
             plan: plan, headDim: headDim, dtype: dtype, architecture: context.architecture,
             sharedMemoryPerBlock: context.maxSharedMemoryPerBlockOptin)
-        if let text = KernelSourceOverride.environment("STA_PORTABLE_SHAPE") {
+        if let text = KernelDevelopment.portableShape {
             guard let shape = Shape(development: text, headDim: headDim) else {
                 throw .invalidParameter(
                     what: "STA_PORTABLE_SHAPE", value: text,
