@@ -13,9 +13,11 @@ import STATensors
 ///
 ///     dV = Pᵀ dO,   dP = dO Vᵀ,   dS = P ∘ (dP − Δ),   dQ = scale · dS K,   dK = scale · dSᵀ Q
 ///
-/// Three kernels run in order on the caller's stream: `prepare` (L in log2 units and Δ per row, and the
-/// float32 dq accumulator zeroed, all in the workspace); `main`, one block per `blockKeys` keys inside
-/// one key tile or of the text, which streams the query chunks of every query tile that attends its
+/// Three kernels run in order on the caller's stream: `prepare` (L in log2 units and Δ per row, the
+/// float32 dq accumulator and the work counter zeroed, all in the workspace); `main`, a persistent grid
+/// (one block per multiprocessor, `mainGridBlocks`) whose blocks take key blocks of `blockKeys` keys
+/// inside one key tile or of the text in order from the work counter (text key blocks first); each
+/// streams the query chunks of every query tile that attends its
 /// tile (`AttentionPlan.inverseKeyTileLists`) and the valid text, computes the five products with S and
 /// P recomputed once, keeps dK and dV in registers and adds each chunk's dQ into the accumulator; and
 /// `convert` (dq = scale · accumulator in the input dtype).
@@ -56,18 +58,26 @@ public struct STABackwardHopperKernel: AttentionBackwardKernel {
             + blockKeys * queriesPerChunk * 2 + queriesPerChunk * headDim * 4 + stages * 2 * queriesPerChunk * 4
     }
 
-    /// Blocks of one (batch, head) of the main kernel: ⌈textCount / blockKeys⌉ text key blocks (first)
+    /// Blocks of the main kernel's persistent grid: one per multiprocessor (its shared memory and 384
+    /// threads allow one per SM), at most one per key block.
+    public static func mainGridBlocks(multiprocessors: Int, keyBlocks: Int) -> Int {
+        max(1, min(multiprocessors, keyBlocks))
+    }
+
+    /// Key blocks (work units of the main kernel) of one (batch, head): ⌈textCount / blockKeys⌉ text key blocks (first)
     /// plus tileCount · ⌈tileVolume / blockKeys⌉ video key blocks.
     public static func keyBlocks(layout: STALayout) -> Int { queryBlockCount(layout: layout, blockQueries: blockKeys) }
 
-    /// The workspace's three arrays, byte offsets from its start: LSE2 and Δ (batch · heads · S floats
-    /// each) and the float32 dq accumulator ((batch · heads · S + queriesPerChunk) · headDim floats: the
-    /// last chunk of a sequence may run past its end), each at a 256-byte boundary.
+    /// The workspace's arrays, byte offsets from its start: LSE2 and Δ (batch · heads · S floats each),
+    /// the float32 dq accumulator ((batch · heads · S + queriesPerChunk) · headDim floats: the last chunk
+    /// of a sequence may run past its end) and the main kernel's work counter (one UInt32, zeroed by the
+    /// prepare kernel; 256 bytes reserved), each at a 256-byte boundary.
     public struct WorkspaceLayout: Sendable, Equatable {
         public let lse2Offset: Int
         public let deltaOffset: Int
         public let accumulatorOffset: Int
         public let accumulatorBytes: Int
+        public let counterOffset: Int
         public let byteCount: Int
 
         public init(rows: Int, headDim: Int) {
@@ -76,12 +86,13 @@ public struct STABackwardHopperKernel: AttentionBackwardKernel {
             deltaOffset = rounded(rows * 4)
             accumulatorOffset = deltaOffset + rounded(rows * 4)
             accumulatorBytes = (rows + STABackwardHopperKernel.queriesPerChunk) * headDim * 4
-            byteCount = accumulatorOffset + accumulatorBytes
+            counterOffset = accumulatorOffset + rounded(accumulatorBytes)
+            byteCount = counterOffset + 256
         }
     }
 
     /// Bytes of device workspace a launch for `batch` needs (`WorkspaceLayout.byteCount`): about
-    /// batch · heads · S · (4 · headDim + 8) bytes (1.5 GB for the hunyuan layout with 24 heads).
+    /// batch · heads · S · (4 · headDim + 8) bytes plus the work counter's 256 (1.5 GB for the hunyuan layout with 24 heads).
     public static func workspaceByteCount(plan: AttentionPlan, batch: Int, headDim: Int) -> Int {
         WorkspaceLayout(rows: batch * plan.heads * plan.layout.sequenceLength, headDim: headDim).byteCount
     }
@@ -206,6 +217,8 @@ public struct STABackwardHopperKernel: AttentionBackwardKernel {
             let accumulator = try DeviceBuffer(
                 borrowing: workspace.address(byteOffset: layout.accumulatorOffset), byteCount: layout.accumulatorBytes,
                 context: context)
+            let counter = try DeviceBuffer(
+                borrowing: workspace.address(byteOffset: layout.counterOffset), byteCount: 4, context: context)
             let rowsPerBlock = Self.rowThreadsPerBlock / (headDim / 8)
             let rowGrid = (x: (rowCount + rowsPerBlock - 1) / rowsPerBlock, y: 1, z: 1)
             let rowBlock = (x: Self.rowThreadsPerBlock, y: 1, z: 1)
@@ -220,6 +233,7 @@ public struct STABackwardHopperKernel: AttentionBackwardKernel {
             prepare.append(Int64(rowCount))
             prepare.append(Int32(plan.heads))
             appendTextValid(textValid, plan: plan, to: &prepare)
+            prepare.append(counter)
             try prepareFunction.launch(
                 grid: rowGrid, block: rowBlock, sharedMemoryBytes: 0, stream: stream, arguments: prepare)
 
@@ -240,9 +254,11 @@ public struct STABackwardHopperKernel: AttentionBackwardKernel {
             main.append(Int32(batch))
             main.append(scale)
             appendTextValid(textValid, plan: plan, to: &main)
+            main.append(counter)
             // The maps hold raw addresses of q, k, v and outputGradient: those buffers must outlive the work.
+            let units = batch * plan.heads * Self.keyBlocks(layout: plan.layout)
             try mainFunction.launch(
-                grid: (x: batch * plan.heads * Self.keyBlocks(layout: plan.layout), y: 1, z: 1),
+                grid: (x: Self.mainGridBlocks(multiprocessors: context.multiprocessorCount, keyBlocks: units), y: 1, z: 1),
                 block: (x: Self.threadsPerBlock, y: 1, z: 1), sharedMemoryBytes: Self.sharedMemoryBytes(headDim: headDim),
                 stream: stream, arguments: main)
 

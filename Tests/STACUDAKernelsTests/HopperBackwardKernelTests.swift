@@ -125,7 +125,10 @@ struct HopperBackwardCompileCase: Sendable, CustomTestStringConvertible {
         #expect(layout.deltaOffset == 4096)  // 1001 floats, rounded up to 256 bytes
         #expect(layout.accumulatorOffset == 8192)
         #expect(layout.accumulatorBytes == (1001 + 64) * 128 * 4)
-        #expect(layout.byteCount == layout.accumulatorOffset + layout.accumulatorBytes)
+        // The work counter after the accumulator, at a 256-byte boundary, with 256 bytes of its own.
+        #expect(layout.counterOffset == layout.accumulatorOffset + (layout.accumulatorBytes + 255) / 256 * 256)
+        #expect(layout.counterOffset % 256 == 0)
+        #expect(layout.byteCount == layout.counterOffset + 256)
         let plan = try HopperBackwardLayout.hunyuan.plan()
         let rows = 2 * 24 * plan.layout.sequenceLength
         #expect(
@@ -135,6 +138,12 @@ struct HopperBackwardCompileCase: Sendable, CustomTestStringConvertible {
         #expect(
             STABackwardHopperKernel.workspaceByteCount(plan: plan, batch: 1, headDim: 128)
                 > STABackwardKernel.workspaceByteCount(plan: plan, batch: 1) + 24 * plan.layout.sequenceLength * 128 * 4)
+    }
+
+    @Test func persistentGridHasOneBlockPerMultiprocessorAndNoIdleBlocks() {
+        #expect(STABackwardHopperKernel.mainGridBlocks(multiprocessors: 132, keyBlocks: 21_648) == 132)
+        #expect(STABackwardHopperKernel.mainGridBlocks(multiprocessors: 132, keyBlocks: 10) == 10)
+        #expect(STABackwardHopperKernel.mainGridBlocks(multiprocessors: 132, keyBlocks: 0) == 1)
     }
 
     @Test func gridLimitsAreCheckedBeforeLaunch() throws {

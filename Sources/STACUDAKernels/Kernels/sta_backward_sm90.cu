@@ -14,21 +14,28 @@
 //
 // Three kernels, launched in this order on one stream:
 //   sta_backward_prepare_sm90  per row: LSE2 = L·log2(e) and Δ (+∞ and 0 for rows that attend nothing),
-//                              and zeros the row of the float32 dQ accumulator. Block = PREP_THREADS,
+//                              and zeros the row of the float32 dQ accumulator; its first thread zeros the
+//                              main kernel's work counter. Block = PREP_THREADS,
 //                              grid = ⌈B·H·S / (PREP_THREADS / (D / 8))⌉.
-//   sta_backward_sm90          one CTA of 384 threads per (key block of BLOCK_N = 128 keys inside one key
-//                              tile or the text, head, batch), text key blocks of every (batch, head) first
-//                              (they stream every query). Warpgroup 0, the producer: one thread loads the
-//                              key block's K and V once and then Q and dO of every query chunk (64 rows)
-//                              that attends the block into a ring of STAGES stages (TMA, 64 × 64 boxes,
-//                              128-byte swizzle); one warp copies the chunk's LSE2 and Δ next to them.
+//   sta_backward_sm90          a persistent grid of CTAs of 384 threads (one per SM) that take work units
+//                              in order from the work counter until none is left: key blocks of
+//                              BLOCK_N = 128 keys inside one key tile or the text, per (head, batch), text
+//                              key blocks of every (batch, head) first (they stream every query).
+//                              Warpgroup 0, the producer: one thread (the scheduler) takes and decodes the
+//                              units and publishes them to the other roles; one thread loads each key
+//                              block's K and V once and Q and dO of every query chunk (64 rows) that
+//                              attends the block into a ring of STAGES stages (TMA, 64 × 64 boxes,
+//                              128-byte swizzle), running on into the next unit while the consumers finish
+//                              the current one; one warp copies the chunk's LSE2 and Δ next to them.
 //                              Warpgroups 1 and 2, the consumers, own 64 key rows each: per chunk
 //                              Sᵀ = K Qᵀ and dPᵀ = V dOᵀ (wgmma, shared-memory operands), Pᵀ and dSᵀ in
 //                              registers, dV += Pᵀ dO and dK += dSᵀ Q (wgmma with A from registers), dSᵀ
 //                              into shared memory, then dQ = dS K, each warpgroup half of the head
 //                              dimension, staged in shared memory and added into the float32 accumulator
 //                              by one bulk reduction (cp.reduce.async.bulk .add.f32) per chunk. dK and dV
-//                              are written once at the end.
+//                              are written once per key block, while the next block's loads are in flight.
+//                              A block of holes and padding text only loads nothing; its dK, dV rows are
+//                              written as zeros.
 //   sta_backward_dq_sm90       per row: dQ = scale · accumulator in the input type (0 for rows that attend
 //                              nothing). Block = PREP_THREADS, grid as the prepare kernel's.
 // The query chunks of a key block are the query tiles of the plan's inverse lists (query_tile_start /
@@ -38,18 +45,20 @@
 // them, so dQ may differ in its last bits from run to run; dK and dV have one owner per row and are
 // deterministic. The portable backward is deterministic throughout.
 //
-// Workspace (the caller's): LSE2 and Δ (B·H·S floats each) and the dQ accumulator ((B·H·S + CHUNK) · D
-// floats: a chunk at the very end may run past the last row; its extra rows receive zeros), each at a
-// 256-byte boundary. The accumulator's rows hold their columns permuted (dq_permuted_column).
+// Workspace (the caller's): LSE2 and Δ (B·H·S floats each), the dQ accumulator ((B·H·S + CHUNK) · D
+// floats: a chunk at the very end may run past the last row; its extra rows receive zeros) and the work
+// counter (one unsigned int), each at a 256-byte boundary. The accumulator's rows hold their columns permuted (dq_permuted_column).
 //
 // Kernel parameters (sta_backward_sm90):
 //   q_map, k_map, v_map, do_map: CUtensorMaps over the 3D views [B·H][S][D] of Q, K, V, dO as the forward
 //     kernel's (box {64, 64, 1}, 128-byte swizzle, rows past S read as 0);
 //   lse2, delta, dq_accum: the workspace arrays; dk, dv: the outputs;
 //   window_of_head [heads], query_tile_start [windows · NUM_TILES + 1], query_tiles: the inverse plan;
-//   heads, batch: the tensor shape; scale: the factor applied to Q·Kᵀ; text_valid, default_text_valid.
-// Launch: grid.x = batch · heads · (TEXT_KBLOCKS + NUM_TILES · KBLOCKS_PER_TILE), block.x = 384, dynamic
-// shared memory STA_BWD_SHARED_BYTES.
+//   heads, batch: the tensor shape; scale: the factor applied to Q·Kᵀ; text_valid, default_text_valid;
+//   work_counter: the workspace's counter, 0 at launch (the prepare kernel).
+// Launch: grid.x = min(SM count, batch · heads · (TEXT_KBLOCKS + NUM_TILES · KBLOCKS_PER_TILE)) (any
+// grid size is correct: the counter hands out every unit exactly once), block.x = 384, dynamic shared
+// memory STA_BWD_SHARED_BYTES.
 //
 // Files: sta_common.cuh, sta_sm90_ptx.cuh (shared with the forward), sta_sm90_bwd_shape.cuh (blocking,
 // shared-memory map, barriers, registers), sta_sm90_bwd_work.cuh (key block, query-chunk cursor),
@@ -102,7 +111,8 @@ extern "C" __global__ void __launch_bounds__(sta::PREP_THREADS)
     sta_backward_prepare_sm90(const uint16_t* __restrict__ o, const uint16_t* __restrict__ dout,
                               const float* __restrict__ lse, float* __restrict__ lse2, float* __restrict__ delta,
                               float* __restrict__ dq_accum, long long rows, int heads, const int* text_valid,
-                              int default_text_valid) {
+                              int default_text_valid, unsigned int* work_counter) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) *work_counter = 0u;  // the main kernel's scheduler starts at 0
     const int unit = threadIdx.x % ROW_UNITS;
     const long long row = static_cast<long long>(blockIdx.x) * PREP_ROWS_PER_BLOCK + threadIdx.x / ROW_UNITS;
     const bool inside = row < rows;
@@ -140,44 +150,57 @@ extern "C" __global__ void __launch_bounds__(sta::THREADS, 1)
                       const float* __restrict__ lse2, const float* __restrict__ delta, float* __restrict__ dq_accum,
                       uint16_t* __restrict__ dk, uint16_t* __restrict__ dv, const int* __restrict__ window_of_head,
                       const int* __restrict__ query_tile_start, const int* __restrict__ query_tiles, int heads,
-                      int batch, float scale, const int* __restrict__ text_valid, int default_text_valid) {
-    __shared__ __align__(8) uint64_t barriers[PIPELINE_BARRIERS];
+                      int batch, float scale, const int* __restrict__ text_valid, int default_text_valid,
+                      unsigned int* work_counter) {
     extern __shared__ unsigned char dynamic_smem[];
     Pipeline pipe;
     pipe.base = (ptx::shared_address(dynamic_smem) + 1023u) & ~1023u;  // 128-byte swizzle atoms: 1 KiB aligned
-    pipe.bar0 = ptx::shared_address(barriers);
-
-    const KeyWork work = decode_key_work(blockIdx.x, heads, batch, window_of_head, query_tile_start, query_tiles,
-                                         text_valid, default_text_valid);
-    // A block of holes and padding text only: its gradients are zero, nothing to load.
-    const bool real = threadIdx.x < BLOCK_N && key_row_real(work, threadIdx.x);
-    if (!__syncthreads_or(real)) {
-        zero_key_rows(work, dk, dv);
-        return;
-    }
+    Schedule sched;
+    sched.heads = heads;
+    sched.batch = batch;
+    sched.window_of_head = window_of_head;
+    sched.query_tile_start = query_tile_start;
+    sched.query_tiles = query_tiles;
+    sched.text_valid = text_valid;
+    sched.default_text_valid = default_text_valid;
 
     if (threadIdx.x == 0) pipe.init();
     __syncthreads();
 
     const int warpgroup = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x) / WARPGROUP_THREADS, 0);
     if (warpgroup == 0) {
-        // The producer: thread 0 copies Q, dO (and K, V once), warp 1 the statistics; the warpgroup gives
-        // its registers to the consumers.
+        // The producer: thread 0 copies Q, dO, K and V, warp 1 the statistics, thread 64 takes the units;
+        // the warpgroup gives its registers to the consumers.
         setmaxnreg_dec<PRODUCER_REGISTERS>();
         const int warp = threadIdx.x / 32;
-        if (threadIdx.x == 0) producer_copies(work, pipe, &q_map, &k_map, &v_map, &do_map);
-        if (warp == 1) producer_statistics(work, pipe, lse2, delta);
+        if (threadIdx.x == 0) producer_copies(pipe, &q_map, &k_map, &v_map, &do_map);
+        if (warp == 1) producer_statistics(pipe, lse2, delta);
+        if (threadIdx.x == 64) schedule_units(sched, pipe, work_counter, key_units(heads, batch));
         return;
     }
 
-    // The consumers: warpgroup cw owns key rows 64·cw ..< 64·cw + 64 of the block.
+    // The consumers: warpgroup cw owns key rows 64·cw ..< 64·cw + 64 of every block. A block of holes and
+    // padding text only has zero gradients and nothing loaded: the epilogue writes its zeros.
     setmaxnreg_inc<CONSUMER_REGISTERS>();
     const int cw = warpgroup - 1;
-    float acc_dk[HEAD_DIM / 2], acc_dv[HEAD_DIM / 2];
+    int it = 0, loaded = 0;
+    for (int n = 0;; ++n) {
+        // The unit stays in its slot until the epilogue is written: its fields are read where they are
+        // used rather than held in registers.
+        const KeyWork& work = acquire_unit(pipe, n);
+        if (work.bh < 0) break;
+        float acc_dk[HEAD_DIM / 2], acc_dv[HEAD_DIM / 2];
 #pragma unroll
-    for (int i = 0; i < HEAD_DIM / 2; ++i) acc_dk[i] = acc_dv[i] = 0.f;
-    consumer_mainloop(work, pipe, cw, scale * LOG2E, dq_accum, acc_dk, acc_dv);
-    epilogue(work, cw, acc_dk, acc_dv, scale, dk, dv);
+        for (int i = 0; i < HEAD_DIM / 2; ++i) acc_dk[i] = acc_dv[i] = 0.f;
+        if (work.any) {
+            consumer_mainloop(work, pipe, cw, scale * LOG2E, dq_accum, acc_dk, acc_dv, it, loaded);
+            ++loaded;
+        }
+        epilogue(work, cw, acc_dk, acc_dv, scale, dk, dv);
+        release_unit<true>(pipe, n);
+    }
+    // The last bulk reductions have completed before the CTA's shared memory goes.
+    if (cw == 0 && threadIdx.x % WARPGROUP_THREADS == 0) bulk_wait<0>();
 }
 
 // ---- Kernel 2: dQ in the input type --------------------------------------------------------------------

@@ -38,15 +38,4 @@ __device__ __forceinline__ void epilogue(const KeyWork& work, int cw, const floa
     }
 }
 
-/// Zeros the block's dK and dV rows with every thread of the CTA (a block without a real key).
-__device__ __forceinline__ void zero_key_rows(const KeyWork& work, uint16_t* __restrict__ dk_out,
-                                              uint16_t* __restrict__ dv_out) {
-    constexpr int PIECES = HEAD_DIM / 8;  // 16-byte pieces per row
-    const long long first = (static_cast<long long>(work.bh) * SEQ + work.key0) * PIECES;
-    for (int index = threadIdx.x; index < work.keys * PIECES; index += THREADS) {
-        reinterpret_cast<uint4*>(dk_out)[first + index] = make_uint4(0u, 0u, 0u, 0u);
-        reinterpret_cast<uint4*>(dv_out)[first + index] = make_uint4(0u, 0u, 0u, 0u);
-    }
-}
-
 }  // namespace sta

@@ -1,5 +1,6 @@
-// Sliding Tile Attention, Hopper backward kernel: work decoding. Which key block a CTA owns (text key
-// blocks of every (batch, head) first, then the video key blocks), which of its key rows are real, and the
+// Sliding Tile Attention, Hopper backward kernel: work decoding. The key blocks (work units) in the order
+// the persistent CTAs take them from the scheduler's counter (text key blocks of every (batch, head) first:
+// they stream every query; then the video key blocks), which of a block's key rows are real, and the
 // cursor over the query chunks that attend it: the query tiles of the plan's inverse lists (every tile
 // for text keys), then the valid text queries. After sta_sm90_bwd_shape.cuh.
 
@@ -20,9 +21,19 @@ __host__ __device__ constexpr int live_chunks_ct(int axes) {
     return live;
 }
 
+/// Bit k set: video key block k of a tile with padded axes `axes` holds holes only.
+__host__ __device__ constexpr unsigned long long empty_key_blocks_ct(int axes) {
+    unsigned long long mask = 0;
+    for (int k = 0; k < KBLOCKS_PER_TILE; ++k)
+        if (all_holes(k * BLOCK_N, BLOCK_N, axes)) mask |= 1ull << k;
+    return mask;
+}
+static_assert(KBLOCKS_PER_TILE <= 64, "the empty-key-block table is a 64-bit mask");
+
 template <int Axes>
 struct HoleTable {
     static constexpr int live_chunks = live_chunks_ct(Axes);
+    static constexpr unsigned long long empty_key_blocks = empty_key_blocks_ct(Axes);
 };
 
 __device__ __forceinline__ int live_query_chunks(int tile) {
@@ -42,16 +53,41 @@ __device__ __forceinline__ int live_query_chunks(int tile) {
     }
 }
 
-// ---- The CTA's key block ----------------------------------------------------------------------------
+/// Whether video key block `kblock` of tile `tile` holds holes only (its gradients are zero).
+__device__ __forceinline__ bool key_block_empty(int tile, int kblock) {
+    if constexpr (!HAS_HOLES) {
+        return false;
+    } else {
+        unsigned long long mask;
+        switch (boundary_axes(tile)) {
+            case 0: mask = 0; break;
+            case 1: mask = HoleTable<1>::empty_key_blocks; break;
+            case 2: mask = HoleTable<2>::empty_key_blocks; break;
+            case 3: mask = HoleTable<3>::empty_key_blocks; break;
+            case 4: mask = HoleTable<4>::empty_key_blocks; break;
+            case 5: mask = HoleTable<5>::empty_key_blocks; break;
+            case 6: mask = HoleTable<6>::empty_key_blocks; break;
+            default: mask = HoleTable<7>::empty_key_blocks; break;
+        }
+        return (mask >> kblock) & 1ull;
+    }
+}
 
-/// The key block a CTA owns and the query tiles that attend it.
+// ---- Work units: key blocks ----------------------------------------------------------------------------
+
+/// Work units of a launch: every key block of every (batch, head).
+__device__ __forceinline__ int key_units(int heads, int batch) {
+    return batch * heads * (TEXT_KBLOCKS + NUM_TILES * KBLOCKS_PER_TILE);
+}
+
+/// One key block (a work unit) and the query tiles that attend it.
 struct KeyWork {
     int bh;            // batch · heads + head
     int key0;          // first key row (sequence index)
     int keys;          // key rows of the block inside its tile or the text (≤ BLOCK_N; the rest belong elsewhere)
     int tile;          // the key tile, or −1 for text keys
     int offset;        // offset of key0 inside its tile (0 for text)
-    bool any;          // some key row of the block is real (no hole, inside the valid text)
+    bool any;          // some key row of the block is real (no hole, inside the valid text); else nothing to load
     int tile_count;    // query tiles visited before the text queries
     const int* tiles;  // those tiles (nullptr: every tile, for text keys)
     int text_valid;    // valid text positions of the block's batch row (0 ... TEXT_COUNT)
@@ -88,11 +124,12 @@ __device__ __forceinline__ KeyWork decode_key_work(int unit, int heads, int batc
         w.bh = unit / per_head;
         const int rest = unit - w.bh * per_head;
         w.tile = rest / KBLOCKS_PER_TILE;
-        w.offset = (rest - w.tile * KBLOCKS_PER_TILE) * BLOCK_N;
+        const int kblock = rest - w.tile * KBLOCKS_PER_TILE;
+        w.offset = kblock * BLOCK_N;
         w.key0 = w.tile * TILE_VOL + w.offset;
         w.keys = min(BLOCK_N, TILE_VOL - w.offset);
         w.text_valid = row_text_valid(text_valid, default_text_valid, w.bh / heads);
-        w.any = true;  // the kernel asks its threads (holes)
+        w.any = !key_block_empty(w.tile, kblock);
         const int head = w.bh % heads;
         const int row = __ldg(window_of_head + head) * NUM_TILES + w.tile;
         const int start = __ldg(query_tile_start + row);
