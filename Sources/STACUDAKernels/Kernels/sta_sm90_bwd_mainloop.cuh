@@ -27,8 +27,9 @@ constexpr int UNIT_READERS = 2 + EMPTY_ARRIVALS;
 
 /// mbarriers: the key block's "K/V full" and "K/V empty" (every consumer warp), per stage "Q full" (TMA
 /// bytes and the statistics warp), "dO full" and "empty" (every consumer warp), per unit slot "full" (the
-/// scheduler) and "empty" (UNIT_READERS).
-constexpr int PIPELINE_BARRIERS = 2 + 3 * STAGES + 2 * UNIT_SLOTS;
+/// scheduler) and "empty" (UNIT_READERS), and "unit wanted" (the copy thread, once per unit it is done
+/// issuing).
+constexpr int PIPELINE_BARRIERS = 3 + 3 * STAGES + 2 * UNIT_SLOTS;
 
 /// The CTA's mbarriers and unit slots: static shared memory, so their addresses are constants.
 __shared__ __align__(8) uint64_t pipeline_barriers[PIPELINE_BARRIERS];
@@ -55,6 +56,7 @@ struct Pipeline {
     __device__ __forceinline__ uint32_t empty(int s) const { return bar0() + 8u * (2 + 2 * STAGES + s); }
     __device__ __forceinline__ uint32_t unit_full(int s) const { return bar0() + 8u * (2 + 3 * STAGES + s); }
     __device__ __forceinline__ uint32_t unit_empty(int s) const { return bar0() + 8u * (2 + 3 * STAGES + UNIT_SLOTS + s); }
+    __device__ __forceinline__ uint32_t unit_wanted() const { return bar0() + 8u * (2 + 3 * STAGES + 2 * UNIT_SLOTS); }
 
     /// One thread: every barrier's arrival count.
     __device__ __forceinline__ void init() const {
@@ -69,6 +71,7 @@ struct Pipeline {
             mbar_init(unit_full(s), 1);
             mbar_init(unit_empty(s), UNIT_READERS);
         }
+        mbar_init(unit_wanted(), 1);
         fence_barrier_init();
     }
 };
@@ -90,11 +93,15 @@ struct Schedule {
 };
 
 /// The scheduler thread: takes units from `counter` (zeroed before the launch) in order, decodes each and
-/// publishes it in the next slot, then a KeyWork with bh = −1 once none is left.
+/// publishes it in the next slot, then a KeyWork with bh = −1 once none is left. It takes the CTA's next
+/// unit only once the copy thread has issued every chunk of the current one (the consumers then have
+/// STAGES chunks left, which hide the counter's round trip): taking it earlier would hold work back from
+/// CTAs that finish sooner at the end of the grid.
 __device__ __forceinline__ void schedule_units(const Schedule& sched, const Pipeline& pipe, unsigned int* counter,
                                                int units) {
     for (int n = 0;; ++n) {
         const int slot = n % UNIT_SLOTS;
+        if (n > 0) mbar_wait(pipe.unit_wanted(), (n - 1) & 1);
         mbar_wait(pipe.unit_empty(slot), ((n / UNIT_SLOTS) & 1) ^ 1);
         const int unit = static_cast<int>(atomicAdd(counter, 1u));
         KeyWork work = {};
@@ -164,6 +171,7 @@ __device__ __forceinline__ void producer_copies(const Pipeline& pipe, const StaT
         if (work.bh < 0) break;
         if (!work.any) {
             release_unit<false>(pipe, n);
+            mbar_arrive(pipe.unit_wanted());
             continue;
         }
         // Chunks issued before K and V: none for the CTA's first block, else STAGES (counted down to 0,
@@ -192,6 +200,7 @@ __device__ __forceinline__ void producer_copies(const Pipeline& pipe, const StaT
         if (before_kv >= 0) load_key_block(work, pipe, loaded, k_map, v_map);
         ++loaded;
         release_unit<false>(pipe, n);
+        mbar_arrive(pipe.unit_wanted());
     }
 }
 
