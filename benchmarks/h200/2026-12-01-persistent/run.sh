@@ -22,12 +22,16 @@ run() { # cfg cache args...
     v8p)  STA_KERNEL_CACHE=$cache STA_KERNEL_SOURCES=$C/v8p $N "$@";;
   esac
 }
-bench() { # cfg suite only
+failed=" "
+bench() { # cfg suite only (a configuration whose bench failed or hung is not timed again)
   local cfg=$1; mkdir -p -m 700 /tmp/kc-$cfg-$2
+  case "$failed" in *" $cfg "*) return;; esac
   echo "== $cfg $2 $3 t=$SECONDS" >> $OUT/bench.log
   : > /tmp/b.json
   run $cfg /tmp/kc-$cfg-$2 timeout 30 bench --backward --suite $2 --only $3 --kernel hopper --json > /tmp/b.json 2>> $OUT/bench.log
-  echo "== exit $? t=$SECONDS" >> $OUT/bench.log
+  local rc=$?
+  echo "== exit $rc t=$SECONDS" >> $OUT/bench.log
+  [ $rc = 0 ] || failed="$failed$cfg "
   echo "$cfg $2 $(cat /tmp/b.json)" >> $OUT/bench.jsonl
 }
 for cfg in base pers v8p; do bench $cfg hunyuan 3x3x3; done
