@@ -126,18 +126,17 @@ __device__ __forceinline__ double dot_row(const double* a, const uint16_t* b) {
     return dot;
 }
 
-// A score, scale · dot_row(a, b), rounded once as a product (never fused into a later subtraction: that
-// would subtract L from the unrounded product, off by the product's rounding error).
-template <typename Storage>
-__device__ __forceinline__ double score_row(double scale, const double* a, const Storage* b) {
-    return __dmul_rn(scale, dot_row(a, b));
-}
-
 // dot_row for two storage rows.
 __device__ __forceinline__ double dot_row(const uint16_t* a, const uint16_t* b) {
     double dot = 0.0;
     for (int c = 0; c < HEAD_DIM; ++c) dot = fma(to_double(a[c]), to_double(b[c]), dot);
     return dot;
+}
+
+// A score, scale · dot_row(a, b), rounded once as a product (never fused into a later subtraction: that
+// would subtract L from the unrounded product, off by the product's rounding error).
+__device__ __forceinline__ double score_row(double scale, const double* a, const uint16_t* b) {
+    return __dmul_rn(scale, dot_row(a, b));
 }
 
 // One row of [B·H·S]: where it sits, and whether it is a real query (not a hole, not padding text).
