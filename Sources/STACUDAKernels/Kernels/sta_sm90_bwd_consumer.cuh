@@ -83,16 +83,35 @@ __device__ __forceinline__ void issue_dq(float (&dq)[HEAD_DIM / 4], uint32_t ds_
 
 // ---- Recomputation ----------------------------------------------------------------------------------
 
+/// How many of a thread's CHUNK / 4 LSE2 values `load_lse2` reads ahead: the first half. Their loads
+/// run while Sᵀ and dPᵀ are in flight, so the first exponentials do not wait for shared memory; the
+/// second half is loaded after the wait, its latency behind the first half's exponentials. (All of them
+/// ahead costs 8 more registers, which layouts with holes do not have.)
+constexpr int LSE2_AHEAD = CHUNK / 8;
+
+/// This thread's first LSE2_AHEAD values of the chunk's LSE2 (its query columns 8j + 2·quad, + 1, j <
+/// LSE2_AHEAD / 2), from `stats` (the chunk's LSE2, CHUNK floats, then Δ).
+__device__ __forceinline__ void load_lse2(float (&x)[LSE2_AHEAD], uint32_t stats, int quad) {
+#pragma unroll
+    for (int j = 0; j < LSE2_AHEAD / 2; ++j)
+        asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n" : "=f"(x[2 * j]), "=f"(x[2 * j + 1]) : "r"(stats + (8 * j + 2 * quad) * 4));
+}
+
 /// Pᵀ = exp2(Sᵀ · scale · log2 e − LSE2) in place. LSE2 of a query the chunk does not hold (past its
 /// tile, past the valid text, or a row that attends nothing) is +∞, so its column is 0; `bias0` and
 /// `bias1` are 0 for real key rows and −∞ for the others (holes, rows past the tile or the valid text),
-/// so their rows are 0. `stats` is the chunk's LSE2 (CHUNK floats) then Δ.
-__device__ __forceinline__ void recompute_p(float (&s)[CHUNK / 2], uint32_t stats, int quad, float scale_log2,
-                                            float bias0, float bias1) {
+/// so their rows are 0. `ahead` holds the first values (load_lse2); the rest are read from `stats`.
+__device__ __forceinline__ void recompute_p(float (&s)[CHUNK / 2], const float (&ahead)[LSE2_AHEAD], uint32_t stats,
+                                            int quad, float scale_log2, float bias0, float bias1) {
 #pragma unroll
     for (int j = 0; j < CHUNK / 8; ++j) {
         float l0, l1;
-        asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n" : "=f"(l0), "=f"(l1) : "r"(stats + (8 * j + 2 * quad) * 4));
+        if (j < LSE2_AHEAD / 2) {
+            l0 = ahead[2 * j];
+            l1 = ahead[2 * j + 1];
+        } else {
+            asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n" : "=f"(l0), "=f"(l1) : "r"(stats + (8 * j + 2 * quad) * 4));
+        }
         s[4 * j] = ptx::exp2_approx(fmaf(s[4 * j], scale_log2, bias0) - l0);
         s[4 * j + 1] = ptx::exp2_approx(fmaf(s[4 * j + 1], scale_log2, bias0) - l1);
         s[4 * j + 2] = ptx::exp2_approx(fmaf(s[4 * j + 2], scale_log2, bias1) - l0);
@@ -100,7 +119,8 @@ __device__ __forceinline__ void recompute_p(float (&s)[CHUNK / 2], uint32_t stat
     }
 }
 
-/// dSᵀ = Pᵀ ∘ (dPᵀ − Δ) in place in `dp` (masked entries: P = 0, so 0).
+/// dSᵀ = Pᵀ ∘ (dPᵀ − Δ) in place in `dp` (masked entries: P = 0, so 0). `stats` is the chunk's LSE2
+/// (CHUNK floats) then Δ.
 __device__ __forceinline__ void recompute_ds(float (&dp)[CHUNK / 2], const float (&p)[CHUNK / 2], uint32_t stats,
                                              int quad) {
 #pragma unroll

@@ -155,10 +155,12 @@ __device__ __forceinline__ void consumer_mainloop(const KeyWork& work, const Pip
         issue_transposed_scores(s, k_rows, q_chunk);
         mbar_wait(pipe.do_full(stage), phase);
         issue_transposed_scores(dp, v_rows, do_chunk);
+        float lse2[LSE2_AHEAD];
+        load_lse2(lse2, stats, quad);
         // Pᵀ once Sᵀ is in; dV += Pᵀ dO runs while dSᵀ is formed.
         wgmma_wait<1>();
         fence_registers(s);
-        recompute_p(s, stats, quad, scale_log2, bias0, bias1);
+        recompute_p(s, lse2, stats, quad, scale_log2, bias0, bias1);
         pack_fragments(p, s);
         issue_accumulate(dv, p, do_chunk);
         wgmma_wait<1>();
