@@ -167,4 +167,36 @@ __host__ __device__ constexpr bool all_holes(int first, int count, int axes) {
     return true;
 }
 
+/// Parts of `Part` tokens of a tile with padded axes `axes` that hold a real token: trailing parts made
+/// only of holes do not count (with holes along the outermost padded axis they form a suffix of the tile).
+__host__ __device__ constexpr int live_parts_ct(int part, int axes) {
+    int live = (TILE_VOL + part - 1) / part;
+    while (live > 1 && all_holes((live - 1) * part, part, axes)) --live;
+    return live;
+}
+
+template <int Part, int Axes>
+struct LiveParts {
+    static constexpr int value = live_parts_ct(Part, Axes);
+};
+
+/// live_parts_ct(Part, axes) for a run-time `axes`, from tables evaluated at compile time.
+template <int Part>
+__device__ __forceinline__ int live_parts(int axes) {
+    if constexpr (!HAS_HOLES) {
+        return (TILE_VOL + Part - 1) / Part;
+    } else {
+        switch (axes) {
+            case 0: return (TILE_VOL + Part - 1) / Part;
+            case 1: return LiveParts<Part, 1>::value;
+            case 2: return LiveParts<Part, 2>::value;
+            case 3: return LiveParts<Part, 3>::value;
+            case 4: return LiveParts<Part, 4>::value;
+            case 5: return LiveParts<Part, 5>::value;
+            case 6: return LiveParts<Part, 6>::value;
+            default: return LiveParts<Part, 7>::value;
+        }
+    }
+}
+
 }  // namespace sta

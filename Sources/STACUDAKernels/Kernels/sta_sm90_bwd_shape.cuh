@@ -51,7 +51,6 @@ static_assert(STAGES >= 2 && SMEM_BYTES <= STA_BWD_SHARED_BYTES && STA_BWD_SHARE
 
 constexpr int KBLOCKS_PER_TILE = (TILE_VOL + BLOCK_N - 1) / BLOCK_N;
 constexpr int TEXT_KBLOCKS = (TEXT_COUNT + BLOCK_N - 1) / BLOCK_N;
-constexpr int QCHUNKS_PER_TILE = (TILE_VOL + CHUNK - 1) / CHUNK;
 
 // ---- Warp roles, named barriers, register budgets ---------------------------------------------------
 

@@ -10,38 +10,6 @@
 
 namespace sta {
 
-// ---- Holes (tables evaluated at compile time) --------------------------------------------------------
-
-/// Query chunks of a tile with padded axes `axes` that hold a real query: trailing all-hole chunks are
-/// skipped (with holes along the outermost padded axis they form a suffix of the tile).
-__host__ __device__ constexpr int live_chunks_ct(int axes) {
-    int live = QCHUNKS_PER_TILE;
-    while (live > 1 && all_holes((live - 1) * CHUNK, CHUNK, axes)) --live;
-    return live;
-}
-
-template <int Axes>
-struct HoleTable {
-    static constexpr int live_chunks = live_chunks_ct(Axes);
-};
-
-__device__ __forceinline__ int live_query_chunks(int tile) {
-    if constexpr (!HAS_HOLES) {
-        return QCHUNKS_PER_TILE;
-    } else {
-        switch (boundary_axes(tile)) {
-            case 0: return QCHUNKS_PER_TILE;
-            case 1: return HoleTable<1>::live_chunks;
-            case 2: return HoleTable<2>::live_chunks;
-            case 3: return HoleTable<3>::live_chunks;
-            case 4: return HoleTable<4>::live_chunks;
-            case 5: return HoleTable<5>::live_chunks;
-            case 6: return HoleTable<6>::live_chunks;
-            default: return HoleTable<7>::live_chunks;
-        }
-    }
-}
-
 // ---- The CTA's key block ----------------------------------------------------------------------------
 
 /// The key block a CTA owns and the query tiles that attend it.
@@ -121,7 +89,7 @@ struct QueryCursor {
     __device__ __forceinline__ void enter(const KeyWork& w) {
         if (listed < w.tile_count) {
             tile = w.tiles == nullptr ? listed : __ldg(w.tiles + listed);
-            parts = live_query_chunks(tile);
+            parts = live_parts<CHUNK>(boundary_axes(tile));  // trailing all-hole chunks are skipped
         } else {
             tile = -1;
             parts = (w.text_valid + CHUNK - 1) / CHUNK;

@@ -12,14 +12,6 @@ namespace sta {
 
 // ---- Holes (tables evaluated at compile time) --------------------------------------------------------
 
-/// Key chunks of a tile with padded axes `axes` that hold a real key: trailing all-hole chunks are
-/// skipped (with holes along the outermost padded axis they form a suffix of the tile).
-__host__ __device__ constexpr int live_chunks_ct(int axes) {
-    int live = CHUNKS_PER_TILE;
-    while (live > 1 && all_holes((live - 1) * BLOCK_N, BLOCK_N, axes)) --live;
-    return live;
-}
-
 /// Bit b set: query block b of a tile with padded axes `axes` holds only holes (blocks 0...63).
 __host__ __device__ constexpr uint64_t dead_query_blocks_ct(int axes) {
     uint64_t bits = 0;
@@ -28,29 +20,11 @@ __host__ __device__ constexpr uint64_t dead_query_blocks_ct(int axes) {
     return bits;
 }
 
-/// The tables above, evaluated at compile time.
+/// The table above, evaluated at compile time.
 template <int Axes>
 struct HoleTable {
-    static constexpr int live_chunks = live_chunks_ct(Axes);
     static constexpr uint64_t dead_query_blocks = dead_query_blocks_ct(Axes);
 };
-
-__device__ __forceinline__ int live_chunks(int axes) {
-    if constexpr (!HAS_HOLES) {
-        return CHUNKS_PER_TILE;
-    } else {
-        switch (axes) {
-            case 0: return CHUNKS_PER_TILE;
-            case 1: return HoleTable<1>::live_chunks;
-            case 2: return HoleTable<2>::live_chunks;
-            case 3: return HoleTable<3>::live_chunks;
-            case 4: return HoleTable<4>::live_chunks;
-            case 5: return HoleTable<5>::live_chunks;
-            case 6: return HoleTable<6>::live_chunks;
-            default: return HoleTable<7>::live_chunks;
-        }
-    }
-}
 
 __device__ __forceinline__ bool query_block_dead(int sub, int axes) {
     if constexpr (!HAS_HOLES) {
@@ -186,7 +160,7 @@ struct ChunkCursor {
     __device__ __forceinline__ void enter(const Work& w) {
         if (listed < w.tile_count) {
             tile = w.text_query ? listed : __ldg(w.tiles + listed);
-            parts = HAS_HOLES ? live_chunks(boundary_axes(tile)) : CHUNKS_PER_TILE;
+            parts = live_parts<BLOCK_N>(boundary_axes(tile));  // trailing all-hole chunks are not loaded
         } else {
             tile = -1;
             parts = (w.text_valid + BLOCK_N - 1) / BLOCK_N;
