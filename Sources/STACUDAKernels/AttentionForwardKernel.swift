@@ -244,3 +244,17 @@ func headTensorMap(
         strideBytes: [headDim * 2, rows * headDim * 2], boxDimensions: [64, boxRows, 1],
         swizzle: .bytes128, l2Promotion: .bytes128)
 }
+
+/// Loads candidates 0, 1, … through `load` (the loaded kernel and its local memory per thread, i.e. stack
+/// and spills) and returns the first without local memory, else the last; asks nothing past the one it
+/// returns. `count` must be at least 1. Cost: one `load` per candidate tried.
+func firstWithoutLocalMemory<Loaded>(
+    count: Int, load: (Int) throws(CUDAError) -> (loaded: Loaded, localBytes: Int)
+) throws(CUDAError) -> (index: Int, loaded: Loaded) {
+    precondition(count >= 1, "at least one candidate")
+    for index in 0..<count {
+        let (loaded, localBytes) = try load(index)
+        if localBytes == 0 || index == count - 1 { return (index, loaded) }
+    }
+    preconditionFailure("unreachable: the last candidate is always returned")
+}

@@ -90,6 +90,9 @@ public struct STABackwardHopperKernel: AttentionBackwardKernel {
     public let plan: AttentionPlan
     public let headDim: Int
     public let dtype: DType
+    /// The shape the kernels were compiled for: `Shape.candidates(headDim:)`'s first whose main kernel
+    /// compiled without local memory.
+    public let shape: Shape
     let module: CUDAModule
     /// The three loaded kernels, in launch order.
     public let prepareFunction: CUDAFunction
@@ -103,15 +106,16 @@ public struct STABackwardHopperKernel: AttentionBackwardKernel {
     /// dq is accumulated by float32 atomics in no fixed order.
     public var isDeterministic: Bool { false }
 
-    /// Validates the parameters, compiles the kernels for sm_90a (or takes them from `cache`), loads
-    /// them, allows the main kernel its shared memory and uploads the window table and the plan's
-    /// inverse lists.
+    /// Validates the parameters, compiles the kernels for sm_90a (or takes them from `cache`) in the first
+    /// shape of `Shape.candidates(headDim:)` whose main kernel has no local memory, loads them, allows the
+    /// main kernel its shared memory and uploads the window table and the plan's inverse lists.
     ///
     /// Throws `requiresHopper` unless the device is compute capability 9.x, `unsupportedHeadDim` unless
     /// `headDim` is 64 or 128, `unsupportedDType` unless `dtype` is bf16 or f16, `sharedMemoryTooSmall`
     /// when the device's opt-in limit is below `sharedMemoryBytes(headDim:)`, and `driver` when NVRTC or
-    /// the driver fail. Cost: one NVRTC compile (a few seconds) on a cache miss, a module load, three
-    /// small uploads and O(plan size) host work for the inverse lists.
+    /// the driver fail. Cost: one NVRTC compile (a few seconds) per candidate tried on a cache miss (two at
+    /// most), a module load per candidate, three small uploads and O(plan size) host work for the inverse
+    /// lists.
     public init(
         context: CUDAContext, plan: AttentionPlan, headDim: Int, dtype: DType, cache: KernelCache = KernelCache()
     ) throws(STAKernelError) {
@@ -131,10 +135,15 @@ public struct STABackwardHopperKernel: AttentionBackwardKernel {
             try DeviceBuffer(context: context, copying: values.isEmpty ? [0] : values)
         }
         do throws(CUDAError) {
-            let image = try Self.kernelSource.image(
-                cache: cache, options: Self.compileOptions(plan: plan, headDim: headDim, dtype: dtype),
-                architecture: Self.architecture, context: context)
-            module = try CUDAModule(context: context, image: image)
+            let candidates = Self.candidateOptions(plan: plan, headDim: headDim, dtype: dtype)
+            let chosen = try firstWithoutLocalMemory(count: candidates.count) { (index) throws(CUDAError) in
+                let image = try Self.kernelSource.image(
+                    cache: cache, options: candidates[index].options, architecture: Self.architecture, context: context)
+                let module = try CUDAModule(context: context, image: image)
+                return (module, try module.function(named: Self.mainFunctionName).localBytes)
+            }
+            shape = candidates[chosen.index].shape
+            module = chosen.loaded
             prepareFunction = try module.function(named: Self.prepareFunctionName)
             mainFunction = try module.function(named: Self.mainFunctionName)
             convertFunction = try module.function(named: Self.convertFunctionName)

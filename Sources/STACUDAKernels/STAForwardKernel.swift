@@ -101,7 +101,7 @@ public struct STAForwardKernel: AttentionForwardKernel {
         }
         let chosen: (index: Int, loaded: LoadedPlanKernel)
         do throws(CUDAError) {
-            chosen = try Self.firstWithoutLocalMemory(count: eligible.count) { (index) throws(CUDAError) in
+            chosen = try firstWithoutLocalMemory(count: eligible.count) { (index) throws(CUDAError) in
                 let attempt = try LoadedPlanKernel(
                     context: context, plan: plan, source: Self.kernelSource, functionName: Self.functionName,
                     options: eligible[index].options, architecture: context.architecture,
@@ -113,20 +113,6 @@ public struct STAForwardKernel: AttentionForwardKernel {
         }
         self.shape = eligible[chosen.index].shape
         self.loaded = chosen.loaded
-    }
-
-    /// Loads candidates 0, 1, … through `load` (the loaded kernel and its local memory per thread, i.e. stack
-    /// and spills) and returns the first without local memory, else the last; asks nothing past the one it
-    /// returns. `count` must be at least 1. Cost: one `load` per candidate tried.
-    static func firstWithoutLocalMemory<Loaded>(
-        count: Int, load: (Int) throws(CUDAError) -> (loaded: Loaded, localBytes: Int)
-    ) throws(CUDAError) -> (index: Int, loaded: Loaded) {
-        precondition(count >= 1, "at least one candidate")
-        for index in 0..<count {
-            let (loaded, localBytes) = try load(index)
-            if localBytes == 0 || index == count - 1 { return (index, loaded) }
-        }
-        preconditionFailure("unreachable: the last candidate is always returned")
     }
 
     /// Throws `unsupportedHeadDim` unless `headDim` is in `supportedHeadDims`, `unsupportedDType` unless

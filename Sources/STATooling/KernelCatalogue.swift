@@ -65,6 +65,9 @@ public enum KernelCatalogue {
                 name: "hopper-backward", kernelSource: STABackwardHopperKernel.kernelSource,
                 options: { plan, headDim, dtype, _ in
                     STABackwardHopperKernel.compileOptions(plan: plan, headDim: headDim, dtype: dtype)
+                },
+                candidates: { plan, headDim, dtype, _ in
+                    STABackwardHopperKernel.candidateOptions(plan: plan, headDim: headDim, dtype: dtype).map(\.options)
                 }))
         }
         return variants

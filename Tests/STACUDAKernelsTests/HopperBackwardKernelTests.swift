@@ -46,13 +46,22 @@ struct HopperBackwardCompileCase: Sendable, CustomTestStringConvertible {
 }
 
 @Suite(.enabled(if: nvrtc != nil, "NVRTC was not found")) struct HopperBackwardCompileTests {
+    /// What the launcher does: compile the candidates in order and take the first without local memory.
+    /// The one taken must compile all three kernels without spills or stack, within the launch bounds.
     @Test(arguments: HopperBackwardCompileCase.all)
-    func compilesForSM90aWithoutSpills(_ c: HopperBackwardCompileCase) throws {
+    func someCandidateCompilesForSM90aWithoutSpills(_ c: HopperBackwardCompileCase) throws {
         let compiler = try #require(nvrtc)
-        let options =
-            STABackwardHopperKernel.compileOptions(plan: try c.layout.plan(), headDim: c.headDim, dtype: c.dtype)
-            + ["--ptxas-options=-v"]
-        let kernel = try STABackwardHopperKernel.kernelSource.compile(with: compiler, options: options)
+        let candidates = STABackwardHopperKernel.candidateOptions(plan: try c.layout.plan(), headDim: c.headDim, dtype: c.dtype)
+        var chosen: CompiledKernel?
+        for candidate in candidates {
+            let kernel = try STABackwardHopperKernel.kernelSource.compile(
+                with: compiler, options: candidate.options + ["--ptxas-options=-v"])
+            if kernel.resourceUsage.allSatisfy({ !$0.spills && $0.stackFrameBytes == 0 }) {
+                chosen = kernel
+                break
+            }
+        }
+        let kernel = try #require(chosen, "every candidate spills")
         #expect(kernel.format == .cubin)
         for name in [
             STABackwardHopperKernel.prepareFunctionName, STABackwardHopperKernel.mainFunctionName,
@@ -60,8 +69,6 @@ struct HopperBackwardCompileCase: Sendable, CustomTestStringConvertible {
         ] {
             let usage = try #require(kernel.resourceUsage.first { $0.functionName == name }, "\(name): log \(kernel.log)")
             #expect(usage.architecture == "sm_90a")
-            #expect(!usage.spills, "\(name): log \(kernel.log)")
-            #expect(usage.stackFrameBytes == 0, "\(name): log \(kernel.log)")
         }
         let main = try #require(kernel.resourceUsage.first { $0.functionName == STABackwardHopperKernel.mainFunctionName })
         // __launch_bounds__(384, 1): at most 65536 / 384 registers, rounded down to a multiple of 8.
@@ -69,6 +76,19 @@ struct HopperBackwardCompileCase: Sendable, CustomTestStringConvertible {
         // ptxas warns when it cannot honour setmaxnreg or must serialise the wgmma pipeline.
         #expect(!kernel.log.contains("C7508"), "log: \(kernel.log)")
         #expect(!kernel.log.contains("serialized"), "log: \(kernel.log)")
+    }
+
+    /// The hunyuan layout has the registers to read all of the statistics ahead (the faster loop), so the
+    /// launcher's first candidate compiles without local memory there.
+    @Test func hunyuanTakesTheFirstCandidate() throws {
+        let compiler = try #require(nvrtc)
+        let first = STABackwardHopperKernel.candidateOptions(
+            plan: try HopperBackwardLayout.hunyuan.plan(), headDim: 128, dtype: .bfloat16)[0]
+        #expect(first.shape.statisticsAhead == .lseAndDelta)
+        let kernel = try STABackwardHopperKernel.kernelSource.compile(
+            with: compiler, options: first.options + ["--ptxas-options=-v"])
+        let main = try #require(kernel.resourceUsage.first { $0.functionName == STABackwardHopperKernel.mainFunctionName })
+        #expect(!main.spills && main.stackFrameBytes == 0, "log: \(kernel.log)")
     }
 
     @Test func missingShapeConstantsAreACompileError() throws {
@@ -89,12 +109,23 @@ struct HopperBackwardCompileCase: Sendable, CustomTestStringConvertible {
         for expected in [
             "--gpu-architecture=sm_90a", "-DSTA_HEAD_DIM=128", "-DSTA_BF16=1", "-DSTA_CANVAS_T=30", "-DSTA_GRID_W=10",
             "-DSTA_TEXT_COUNT=256", "-DSTA_THREADS=384", "-DSTA_BWD_BLOCK_N=128", "-DSTA_BWD_CHUNK=64",
-            "-DSTA_BWD_STAGES=3", "-DSTA_BWD_SHARED_BYTES=215552",
+            "-DSTA_BWD_STAGES=3", "-DSTA_BWD_SHARED_BYTES=215552", "-DSTA_BWD_STATS_AHEAD=2",
         ] {
             #expect(options.contains(expected), "\(expected) missing from \(options)")
         }
         let small = STABackwardHopperKernel.compileOptions(plan: plan, headDim: 64, dtype: .float16)
         #expect(small.contains("-DSTA_FP16=1") && small.contains("-DSTA_BWD_STAGES=4"))
+    }
+
+    @Test func candidatesDifferOnlyInTheStatisticsReadAhead() throws {
+        let plan = try HopperBackwardLayout.wan.plan()
+        let candidates = STABackwardHopperKernel.candidateOptions(plan: plan, headDim: 128, dtype: .bfloat16)
+        #expect(candidates.map(\.shape.statisticsAhead) == [.lseAndDelta, .halfOfLSE])
+        #expect(candidates[0].shape == STABackwardHopperKernel.Shape.choose(headDim: 128))
+        #expect(candidates[0].options == STABackwardHopperKernel.compileOptions(plan: plan, headDim: 128, dtype: .bfloat16))
+        #expect(candidates[1].options.contains("-DSTA_BWD_STATS_AHEAD=1"))
+        let others = candidates.map { $0.options.filter { !$0.hasPrefix("-DSTA_BWD_STATS_AHEAD=") } }
+        #expect(others[0] == others[1])
     }
 
     @Test(arguments: [64, 128])

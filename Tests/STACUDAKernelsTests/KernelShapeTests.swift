@@ -57,7 +57,7 @@ import Testing
     @Test func theFirstCandidateWithoutLocalMemoryIsTaken() throws {
         func choose(_ local: [Int]) throws(CUDAError) -> (index: Int, loaded: [Int]) {
             var asked = [Int]()
-            let chosen = try STAForwardKernel.firstWithoutLocalMemory(count: local.count) { (index) throws(CUDAError) in
+            let chosen = try firstWithoutLocalMemory(count: local.count) { (index) throws(CUDAError) in
                 asked.append(index)
                 return ("kernel \(index)", local[index])
             }
@@ -70,7 +70,7 @@ import Testing
         #expect(try choose([16, 8, 4]) == (2, [0, 1, 2]))   // every one spills: the last serves
         #expect(try choose([24]) == (0, [0]))
         #expect(throws: CUDAError.self) {
-            _ = try STAForwardKernel.firstWithoutLocalMemory(count: 2) { (index) throws(CUDAError) -> (loaded: Int, localBytes: Int) in
+            _ = try firstWithoutLocalMemory(count: 2) { (index) throws(CUDAError) -> (loaded: Int, localBytes: Int) in
                 if index == 1 { throw .invalidArgument(function: "load", message: "no module") }
                 return (index, 8)
             }

@@ -83,35 +83,47 @@ __device__ __forceinline__ void issue_dq(float (&dq)[HEAD_DIM / 4], uint32_t ds_
 
 // ---- Recomputation ----------------------------------------------------------------------------------
 
-/// How many of a thread's CHUNK / 4 LSE2 values `load_lse2` reads ahead: the first half. Their loads
-/// run while Sᵀ and dPᵀ are in flight, so the first exponentials do not wait for shared memory; the
-/// second half is loaded after the wait, its latency behind the first half's exponentials. (All of them
-/// ahead costs 8 more registers, which layouts with holes do not have.)
-constexpr int LSE2_AHEAD = CHUNK / 8;
+/// How many of a thread's CHUNK / 4 values of the chunk's LSE2 and Δ are read from shared memory ahead of
+/// the wgmma waits that precede their use, so that the loads run while the products do instead of delaying
+/// the first exponentials and the first dSᵀ values: all of both (STA_BWD_STATS_AHEAD 2), or the first half
+/// of the LSE2 (1; the rest is read where it is used, its latency behind the first half's work), which
+/// keeps 8 to 16 registers fewer live across the waits: some layouts (holes, 2D tiles) spill with all.
+static_assert(STA_BWD_STATS_AHEAD == 1 || STA_BWD_STATS_AHEAD == 2, "STA_BWD_STATS_AHEAD must be 1 or 2");
+constexpr int LSE2_AHEAD = STA_BWD_STATS_AHEAD == 2 ? CHUNK / 4 : CHUNK / 8;
+constexpr int DELTA_AHEAD = STA_BWD_STATS_AHEAD == 2 ? CHUNK / 4 : 0;
 
-/// This thread's first LSE2_AHEAD values of the chunk's LSE2 (its query columns 8j + 2·quad, + 1, j <
-/// LSE2_AHEAD / 2), from `stats` (the chunk's LSE2, CHUNK floats, then Δ).
-__device__ __forceinline__ void load_lse2(float (&x)[LSE2_AHEAD], uint32_t stats, int quad) {
+/// Reads the first `Ahead` of this thread's CHUNK / 4 values of a chunk statistic (query columns
+/// 8j + 2·quad and + 1, pair j) from `at`: the chunk's LSE2 (`stats`) or its Δ (`stats` + CHUNK floats).
+template <int Ahead>
+__device__ __forceinline__ void load_ahead(float (&x)[CHUNK / 4], uint32_t at, int quad) {
 #pragma unroll
-    for (int j = 0; j < LSE2_AHEAD / 2; ++j)
-        asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n" : "=f"(x[2 * j]), "=f"(x[2 * j + 1]) : "r"(stats + (8 * j + 2 * quad) * 4));
+    for (int j = 0; j < Ahead / 2; ++j)
+        asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n" : "=f"(x[2 * j]), "=f"(x[2 * j + 1]) : "r"(at + (8 * j + 2 * quad) * 4));
+}
+
+/// Pair j of a chunk statistic (the LSE2 for `First` 0, Δ for `First` CHUNK): from `ahead` when load_ahead<Ahead>
+/// read it, else from `stats` now.
+template <int Ahead, int First>
+__device__ __forceinline__ void statistic_pair(const float (&ahead)[CHUNK / 4], uint32_t stats, int quad, int j,
+                                               float& v0, float& v1) {
+    if (j < Ahead / 2) {
+        v0 = ahead[2 * j];
+        v1 = ahead[2 * j + 1];
+    } else {
+        asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n" : "=f"(v0), "=f"(v1) : "r"(stats + (First + 8 * j + 2 * quad) * 4));
+    }
 }
 
 /// Pᵀ = exp2(Sᵀ · scale · log2 e − LSE2) in place. LSE2 of a query the chunk does not hold (past its
 /// tile, past the valid text, or a row that attends nothing) is +∞, so its column is 0; `bias0` and
 /// `bias1` are 0 for real key rows and −∞ for the others (holes, rows past the tile or the valid text),
-/// so their rows are 0. `ahead` holds the first values (load_lse2); the rest are read from `stats`.
-__device__ __forceinline__ void recompute_p(float (&s)[CHUNK / 2], const float (&ahead)[LSE2_AHEAD], uint32_t stats,
+/// so their rows are 0. `ahead` holds the values load_ahead<LSE2_AHEAD> read.
+__device__ __forceinline__ void recompute_p(float (&s)[CHUNK / 2], const float (&ahead)[CHUNK / 4], uint32_t stats,
                                             int quad, float scale_log2, float bias0, float bias1) {
 #pragma unroll
     for (int j = 0; j < CHUNK / 8; ++j) {
         float l0, l1;
-        if (j < LSE2_AHEAD / 2) {
-            l0 = ahead[2 * j];
-            l1 = ahead[2 * j + 1];
-        } else {
-            asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n" : "=f"(l0), "=f"(l1) : "r"(stats + (8 * j + 2 * quad) * 4));
-        }
+        statistic_pair<LSE2_AHEAD, 0>(ahead, stats, quad, j, l0, l1);
         s[4 * j] = ptx::exp2_approx(fmaf(s[4 * j], scale_log2, bias0) - l0);
         s[4 * j + 1] = ptx::exp2_approx(fmaf(s[4 * j + 1], scale_log2, bias0) - l1);
         s[4 * j + 2] = ptx::exp2_approx(fmaf(s[4 * j + 2], scale_log2, bias1) - l0);
@@ -119,16 +131,14 @@ __device__ __forceinline__ void recompute_p(float (&s)[CHUNK / 2], const float (
     }
 }
 
-/// dSᵀ = Pᵀ ∘ (dPᵀ − Δ) in place in `dp` (masked entries: P = 0, so 0). `stats` is the chunk's LSE2
-/// (CHUNK floats) then Δ.
-__device__ __forceinline__ void recompute_ds(float (&dp)[CHUNK / 2], const float (&p)[CHUNK / 2], uint32_t stats,
-                                             int quad) {
+/// dSᵀ = Pᵀ ∘ (dPᵀ − Δ) in place in `dp` (masked entries: P = 0, so 0). `ahead` holds the values
+/// load_ahead<DELTA_AHEAD> read.
+__device__ __forceinline__ void recompute_ds(float (&dp)[CHUNK / 2], const float (&p)[CHUNK / 2],
+                                             const float (&ahead)[CHUNK / 4], uint32_t stats, int quad) {
 #pragma unroll
     for (int j = 0; j < CHUNK / 8; ++j) {
         float d0, d1;
-        asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n"
-                     : "=f"(d0), "=f"(d1)
-                     : "r"(stats + (CHUNK + 8 * j + 2 * quad) * 4));
+        statistic_pair<DELTA_AHEAD, CHUNK>(ahead, stats, quad, j, d0, d1);
         dp[4 * j] = p[4 * j] * (dp[4 * j] - d0);
         dp[4 * j + 1] = p[4 * j + 1] * (dp[4 * j + 1] - d1);
         dp[4 * j + 2] = p[4 * j + 2] * (dp[4 * j + 2] - d0);

@@ -155,17 +155,18 @@ __device__ __forceinline__ void consumer_mainloop(const KeyWork& work, const Pip
         issue_transposed_scores(s, k_rows, q_chunk);
         mbar_wait(pipe.do_full(stage), phase);
         issue_transposed_scores(dp, v_rows, do_chunk);
-        float lse2[LSE2_AHEAD];
-        load_lse2(lse2, stats, quad);
+        float statistics[CHUNK / 4];
+        load_ahead<LSE2_AHEAD>(statistics, stats, quad);
         // Pᵀ once Sᵀ is in; dV += Pᵀ dO runs while dSᵀ is formed.
         wgmma_wait<1>();
         fence_registers(s);
-        recompute_p(s, lse2, stats, quad, scale_log2, bias0, bias1);
+        recompute_p(s, statistics, stats, quad, scale_log2, bias0, bias1);
         pack_fragments(p, s);
         issue_accumulate(dv, p, do_chunk);
+        load_ahead<DELTA_AHEAD>(statistics, stats + CHUNK * 4, quad);
         wgmma_wait<1>();
         fence_registers(dp);
-        recompute_ds(dp, s, stats, quad);
+        recompute_ds(dp, s, statistics, stats, quad);
         pack_fragments(ds, dp);
         store_ds(pipe.ds_smem(), ds, key_row0, quad);
         issue_accumulate(dk, ds, q_chunk);

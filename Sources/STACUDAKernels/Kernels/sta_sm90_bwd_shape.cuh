@@ -6,15 +6,17 @@
 // Shape constants (NVRTC -D, no defaults): STA_THREADS (one producer and two consumer warpgroups: 384),
 // STA_BWD_BLOCK_N (key rows per CTA: 64 per consumer warpgroup), STA_BWD_CHUNK (query rows per chunk of
 // the main loop: 64), STA_BWD_STAGES (Q/dO ring depth), STA_BWD_SHARED_BYTES (the dynamic shared memory
-// the launch provides).
+// the launch provides), STA_BWD_STATS_AHEAD (how much of a chunk's LSE2 and Δ the consumers read before the
+// waits that precede their use: 2, all of both; 1, the first half of the LSE2; the launcher takes 2 unless
+// that compile spills).
 
 #pragma once
 
 #include "sta_common.cuh"
 
 #if !defined(STA_THREADS) || !defined(STA_BWD_BLOCK_N) || !defined(STA_BWD_CHUNK) || !defined(STA_BWD_STAGES) \
-    || !defined(STA_BWD_SHARED_BYTES)
-#error "define STA_THREADS, STA_BWD_BLOCK_N, STA_BWD_CHUNK, STA_BWD_STAGES and STA_BWD_SHARED_BYTES (the Swift launcher chooses them)"
+    || !defined(STA_BWD_SHARED_BYTES) || !defined(STA_BWD_STATS_AHEAD)
+#error "define STA_THREADS, STA_BWD_BLOCK_N, STA_BWD_CHUNK, STA_BWD_STAGES, STA_BWD_SHARED_BYTES and STA_BWD_STATS_AHEAD (the Swift launcher chooses them)"
 #endif
 
 namespace sta {
