@@ -18,7 +18,7 @@ extension STABackwardHopperKernel {
         public var statisticsAhead: StatisticsAhead
 
         /// What the consumers read from shared memory while a chunk's products run (`STA_BWD_STATS_AHEAD`).
-        public enum StatisticsAhead: Int, Sendable, CaseIterable {
+        public enum StatisticsAhead: Int, Sendable {
             /// The first half of the LSE: 8 to 16 registers fewer live across the waits.
             case halfOfLSE = 1
             /// All of the LSE and Δ: the faster loop where the registers allow it.
