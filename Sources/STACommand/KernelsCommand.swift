@@ -69,16 +69,17 @@ struct Kernels: ParsableCommand {
         if failures > 0 { throw ExitCode.failure }
     }
 
-    /// "rows×keys/step" of a portable forward shape (from its -D options), with "#n" when it is the n-th
-    /// candidate (a fallback); "-" for kernels with one shape.
+    /// "rows×keys/step" of a portable forward shape (from its -D options), "-" for other kernels; with
+    /// "#n" when it is the n-th candidate (a fallback).
     static func shapeLabel(_ options: [String], choice: Int) -> String {
         func value(_ name: String) -> String? {
             options.first { $0.hasPrefix("-D\(name)=") }.map { String($0.dropFirst(name.count + 3)) }
         }
+        let fallback = choice > 0 ? "#\(choice + 1)" : nil
         guard let rows = value("STA_ROWS_PER_WARP"), let keys = value("STA_BLOCK_N"), let step = value("STA_STEP_N") else {
-            return "-"
+            return fallback ?? "-"
         }
-        return "\(rows)×\(keys)/\(step)" + (choice > 0 ? " #\(choice + 1)" : "")
+        return "\(rows)×\(keys)/\(step)" + (fallback.map { " " + $0 } ?? "")
     }
 
     /// Compiles every specialisation to PTX for the virtual architecture of its target (sm_90a →

@@ -9,10 +9,10 @@
 //   warpgroups 1 and 2, the consumers: each owns 64 query rows. Per chunk it computes S = Q·Kᵀ with
 //     wgmma (both operands in shared memory), applies the mask where a chunk needs one, does the online
 //     softmax in registers, and accumulates O += P·V with wgmma, P taken from registers. The Q·Kᵀ of
-//     chunk i is in flight while P·V of chunk i − 1 runs and while the softmax of chunk i waits. The two
-//     consumers take turns issuing their wgmmas (the turn barriers, ping-pong), so that one's
-//     softmax overlaps the other's products. O is rescaled only when a row's maximum changed (a warp
-//     decides for its rows together).
+//     chunk i is issued with the P·V of chunk i − 1, and the softmax of chunk i runs while that P·V
+//     does (a shared-memory store keeps ptxas from moving the P·V wait ahead of it); the two consumers
+//     issue independently, and the tensor cores interleave their products. O is rescaled only when a
+//     row's maximum changed (a warp decides for its rows together).
 // Holes: query blocks made only of holes write O = 0 and LSE = −∞ without loading anything; trailing key
 // chunks of a padded tile that hold only holes are not loaded; partial chunks take their mask from a
 // compile-time table in constant memory (one 64-bit word per padded-axis combination, chunk and lane

@@ -16,10 +16,11 @@ namespace sta {
 /// S = Q·Kᵀ for this warpgroup's 64 rows and one chunk (HEAD_DIM / 16 wgmmas, one group).
 __device__ __forceinline__ void issue_qk(float (&s)[BLOCK_N / 2], uint32_t q_rows, uint32_t k_stage) {
     wgmma_fence();
+    const uint64_t da0 = smem_descriptor(q_rows, 16, 1024), db0 = smem_descriptor(k_stage, 16, 1024);
 #pragma unroll
     for (int k = 0; k < HEAD_DIM / 16; ++k) {
-        const uint64_t da = smem_descriptor(q_rows + (k / 4) * Q_PANEL_BYTES + (k % 4) * 32, 16, 1024);
-        const uint64_t db = smem_descriptor(k_stage + (k / 4) * KV_PANEL_BYTES + (k % 4) * 32, 16, 1024);
+        const uint64_t da = da0 + (((k / 4) * Q_PANEL_BYTES + (k % 4) * 32) >> 4);
+        const uint64_t db = db0 + (((k / 4) * KV_PANEL_BYTES + (k % 4) * 32) >> 4);
 #if STA_BLOCK_N == 192
         if (k == 0) {
             wgmma_ss_m64n192k16<0>(s, da, db);
@@ -40,9 +41,10 @@ __device__ __forceinline__ void issue_qk(float (&s)[BLOCK_N / 2], uint32_t q_row
 /// O += P·V for one chunk (BLOCK_N / 16 wgmmas over 16 keys each, one group). V is N-major (D contiguous).
 __device__ __forceinline__ void issue_pv(float (&o)[HEAD_DIM / 2], const uint32_t (&p)[BLOCK_N / 4], uint32_t v_stage) {
     wgmma_fence();
+    const uint64_t db0 = smem_descriptor(v_stage, KV_PANEL_BYTES, 1024);
 #pragma unroll
     for (int k = 0; k < BLOCK_N / 16; ++k) {
-        const uint64_t db = smem_descriptor(v_stage + k * 2048, KV_PANEL_BYTES, 1024);
+        const uint64_t db = db0 + ((k * 2048) >> 4);
 #if STA_HEAD_DIM == 128
         wgmma_rs_m64n128k16(o, p[4 * k], p[4 * k + 1], p[4 * k + 2], p[4 * k + 3], db);
 #else

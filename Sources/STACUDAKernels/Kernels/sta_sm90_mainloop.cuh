@@ -97,6 +97,8 @@ __device__ __forceinline__ void consumer_mainloop(const Work& work, const Pipeli
         __syncwarp();
         if (lane == 0) mbar_arrive(bar);
     };
+    __shared__ float2 order_scratch[8];  // one word pair per consumer warp, written and never read
+    const uint32_t scratch = ptx::shared_address(&order_scratch[(threadIdx.x / 32) % 8]);
 
     ChunkCursor cursor;
     cursor.start(work);
@@ -104,14 +106,6 @@ __device__ __forceinline__ void consumer_mainloop(const Work& work, const Pipeli
     float s[BLOCK_N / 2];
     uint32_t p[BLOCK_N / 4];
     float corr0, corr1;
-    // The two consumer warpgroups take turns issuing their wgmmas (ping-pong on the turn barriers), so that
-    // one's softmax runs while the other's products occupy the tensor cores. Warpgroup 0 goes first.
-    const uint32_t my_turn = TURN_BARRIER + cw, other_turn = TURN_BARRIER + 1 - cw;
-    if (cw == 1) named_barrier_arrive(TURN_BARRIER, CONSUMER_THREADS);
-    auto turn_begin = [&]() { named_barrier_sync(my_turn, CONSUMER_THREADS); };
-    auto turn_end = [&](bool last) {
-        if (!(last && cw == 1)) named_barrier_arrive(other_turn, CONSUMER_THREADS);
-    };
     if (PACK_QUERIES && work.packed) {
         // Gather this warpgroup's 64 rows into its Q rows (same 128-byte swizzle as TMA writes), then
         // make the generic-proxy stores visible to wgmma.
@@ -142,9 +136,7 @@ __device__ __forceinline__ void consumer_mainloop(const Work& work, const Pipeli
     {
         const Chunk c = cursor.chunk(work);
         mbar_wait(pipe.k_full(0), 0);
-        turn_begin();
         issue_qk(s, q_rows, pipe.k_smem);
-        turn_end(false);
         wgmma_wait<0>();
         fence_registers(s);
         release(pipe.k_empty(0));
@@ -161,15 +153,14 @@ __device__ __forceinline__ void consumer_mainloop(const Work& work, const Pipeli
         const Chunk c = cursor.chunk(work);
         mbar_wait(pipe.k_full(stage), (i / STAGES) & 1);
         mbar_wait(pipe.v_full(previous), ((i - 1) / STAGES) & 1);
-        turn_begin();
         issue_qk(s, q_rows, pipe.k_smem + stage * KV_BYTES);
         issue_pv(acc, p, pipe.v_smem + previous * KV_BYTES);
-        turn_end(false);
         wgmma_wait<1>();
         fence_registers(s);
         release(pipe.k_empty(stage));
         mask_chunk(s, c, quad);
         softmax_chunk(s, scale_log2, m0, m1, l0, l1, corr0, corr1);
+        order_before_wait(scratch, l0, l1);  // the softmax overlaps P·V (l0, l1 depend on every score)
         wgmma_wait<0>();
         fence_registers(acc);
         fence_registers(p);
@@ -182,9 +173,7 @@ __device__ __forceinline__ void consumer_mainloop(const Work& work, const Pipeli
     {
         const int last = (i - 1) % STAGES;
         mbar_wait(pipe.v_full(last), ((i - 1) / STAGES) & 1);
-        turn_begin();
         issue_pv(acc, p, pipe.v_smem + last * KV_BYTES);
-        turn_end(true);
         wgmma_wait<0>();
         fence_registers(acc);
         release(pipe.v_empty(last));

@@ -89,6 +89,14 @@ __device__ __forceinline__ void wgmma_wait() {
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(Pending) : "memory");
 }
 
+/// Makes the code that computes `a` and `b` run before the next wgmma wait: a shared-memory store of both
+/// values to `scratch` (8 bytes nobody reads). ptxas keeps stores in order with `wgmma.wait_group` but moves
+/// register arithmetic freely across it: without a store that depends on the work, it schedules the wait
+/// first and the work after it, so the work no longer overlaps the wgmmas in flight. Costs one store.
+__device__ __forceinline__ void order_before_wait(uint32_t scratch, float a, float b) {
+    asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(scratch), "f"(a), "f"(b) : "memory");
+}
+
 /// Tells the compiler that `x` may have changed here (an asynchronous wgmma wrote it).
 template <int N>
 __device__ __forceinline__ void fence_registers(float (&x)[N]) {

@@ -49,11 +49,9 @@ constexpr int THREADS = STA_THREADS;
 constexpr int WARPGROUP_THREADS = 128;
 static_assert(THREADS == 3 * WARPGROUP_THREADS, "STA_THREADS must be 384: one producer and two consumer warpgroups");
 constexpr int EMPTY_ARRIVALS = 8;                    // one per consumer warp
-// Named barriers (0 is __syncthreads): consumer warpgroup w's own barrier is CONSUMER_BARRIER + w (128
-// threads); the ping-pong turns are TURN_BARRIER + w (both consumer warpgroups, 256 threads).
+// Named barrier (0 is __syncthreads): consumer warpgroup w's own barrier is CONSUMER_BARRIER + w (128
+// threads), for query rows the consumers gather themselves.
 constexpr uint32_t CONSUMER_BARRIER = 1;
-constexpr uint32_t TURN_BARRIER = 3;
-constexpr uint32_t CONSUMER_THREADS = 2 * WARPGROUP_THREADS;
 // Registers per thread after setmaxnreg: the producer gives most of its share to the consumers
 // (24 · 128 + 2 · 240 · 128 = 64,512 of the SM's 65,536).
 constexpr uint32_t PRODUCER_REGISTERS = 24;
