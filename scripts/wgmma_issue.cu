@@ -30,7 +30,7 @@ __device__ __forceinline__ long long clock_now() {
     return t;
 }
 
-/// Warpgroup `warpgroup`'s issue and run cycles of a group of N wgmmas, written to out[0], out[1].
+/// This warpgroup's issue and run cycles of a group of N wgmmas (the last of five runs), written to out[0], out[1].
 template <int N, bool RegisterA>
 __device__ void measure(uint32_t smem, long long* out, float* sink) {
     float acc[64];
