@@ -11,8 +11,10 @@
 //     softmax in registers, and accumulates O += P·V with wgmma, P taken from registers. The Q·Kᵀ of
 //     chunk i is issued with the P·V of chunk i − 1, and the softmax of chunk i runs while that P·V
 //     does (a shared-memory store keeps ptxas from moving the P·V wait ahead of it); the two consumers
-//     issue independently, and the tensor cores interleave their products. O is rescaled only when a
-//     row's maximum changed (a warp decides for its rows together).
+//     issue independently, and the tensor cores interleave their products. After the first chunk the
+//     softmax does not look for the chunk's row maxima: it takes the exponentials against the running
+//     maxima, which move (and O is rescaled) only when a row's sum shows its scores rose by about 8 in
+//     log2 units; an overflow there leaves the row's LSE NaN for the exact-rows pass.
 // Holes: query blocks made only of holes write O = 0 and LSE = −∞ without loading anything; trailing key
 // chunks of a padded tile that hold only holes are not loaded; partial chunks take their mask from a
 // compile-time table in constant memory (one 64-bit word per padded-axis combination, chunk and lane

@@ -147,11 +147,11 @@ __device__ __forceinline__ void mask_chunk(float (&s)[BLOCK_N / 2], const Chunk&
     }
 }
 
-/// Online softmax of one chunk for the thread's two rows. Turns s into unnormalised probabilities,
-/// updates the running max (log2 domain, scaled) and the thread's partial row sums, and returns the
-/// factors by which the accumulated output must be rescaled.
-__device__ __forceinline__ void softmax_chunk(float (&s)[BLOCK_N / 2], float scale_log2, float& m0, float& m1, float& l0,
-                                              float& l1, float& corr0, float& corr1) {
+/// Softmax of a block's first chunk for the thread's two rows: the running maxima (log2 domain, scaled)
+/// start at the chunk's row maxima, s becomes the unnormalised probabilities and l0, l1 the thread's
+/// partial row sums.
+__device__ __forceinline__ void softmax_first_chunk(float (&s)[BLOCK_N / 2], float scale_log2, float& m0, float& m1,
+                                                    float& l0, float& l1) {
     float x0 = neg_inf(), x1 = neg_inf();
 #pragma unroll
     for (int j = 0; j < BLOCK_N / 8; ++j) {
@@ -162,15 +162,41 @@ __device__ __forceinline__ void softmax_chunk(float (&s)[BLOCK_N / 2], float sca
     x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 1));
     x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 2));
     x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 2));
-    const float n0 = fmaxf(m0, x0 * scale_log2);
-    const float n1 = fmaxf(m1, x1 * scale_log2);
-    // A row with no unmasked key so far keeps −∞; subtract 0 then so that exp2 gives 0, not NaN.
-    const float b0 = n0 == neg_inf() ? 0.f : n0;
-    const float b1 = n1 == neg_inf() ? 0.f : n1;
-    corr0 = ptx::exp2_approx(m0 - b0);
-    corr1 = ptx::exp2_approx(m1 - b1);
-    m0 = n0;
-    m1 = n1;
+    m0 = x0 * scale_log2;
+    m1 = x1 * scale_log2;
+    // A row with no unmasked key keeps −∞; subtract 0 then so that exp2 gives 0, not NaN.
+    const float b0 = m0 == neg_inf() ? 0.f : m0;
+    const float b1 = m1 == neg_inf() ? 0.f : m1;
+    l0 = 0.f;
+    l1 = 0.f;
+#pragma unroll
+    for (int j = 0; j < BLOCK_N / 8; ++j) {
+        s[4 * j] = ptx::exp2_approx(fmaf(s[4 * j], scale_log2, -b0));
+        s[4 * j + 1] = ptx::exp2_approx(fmaf(s[4 * j + 1], scale_log2, -b0));
+        s[4 * j + 2] = ptx::exp2_approx(fmaf(s[4 * j + 2], scale_log2, -b1));
+        s[4 * j + 3] = ptx::exp2_approx(fmaf(s[4 * j + 3], scale_log2, -b1));
+        l0 += s[4 * j] + s[4 * j + 1];
+        l1 += s[4 * j + 2] + s[4 * j + 3];
+    }
+}
+
+/// A per-thread row sum of a chunk past which the running maxima move (2⁸: every exponential of the chunk
+/// below it, far inside fp32 and the 16-bit P).
+constexpr float SOFTMAX_SLACK_SUM = 256.f;
+
+/// Online softmax of a chunk after the first, without the chunk's row maxima (a third fewer instructions
+/// than a softmax that finds them): the exponentials are taken against the running maxima as they stand,
+/// and the thread's row sums updated. A maximum moves only when a thread's row sum passes
+/// SOFTMAX_SLACK_SUM (the row's scores rose by about 8 in log2 units or more): then it moves by log2 of
+/// the row's chunk sum, which brings every exponential of the chunk to at most 1. Returns whether any row
+/// of the warp moved; corr0, corr1 are then the factors O must be rescaled by (1 for rows that did not).
+/// An exponential that overflows (a score 128 or more above the running maximum) makes the row's sum,
+/// output and LSE NaN, and the exact-rows pass redoes the row in float64; NaN scores give NaN as before.
+__device__ __forceinline__ bool softmax_chunk(float (&s)[BLOCK_N / 2], float scale_log2, float& m0, float& m1,
+                                                   float& l0, float& l1, float& corr0, float& corr1) {
+    // A row with no finite score so far keeps −∞; its exponentials are taken against 0.
+    const float b0 = m0 == neg_inf() ? 0.f : m0;
+    const float b1 = m1 == neg_inf() ? 0.f : m1;
     float r0 = 0.f, r1 = 0.f;
 #pragma unroll
     for (int j = 0; j < BLOCK_N / 8; ++j) {
@@ -181,8 +207,41 @@ __device__ __forceinline__ void softmax_chunk(float (&s)[BLOCK_N / 2], float sca
         r0 += s[4 * j] + s[4 * j + 1];
         r1 += s[4 * j + 2] + s[4 * j + 3];
     }
+    corr0 = 1.f;
+    corr1 = 1.f;
+    const bool moved = __any_sync(0xffffffffu, r0 > SOFTMAX_SLACK_SUM || r1 > SOFTMAX_SLACK_SUM);
+    if (moved) {
+        // Whole-row sums of the chunk (a row's four threads get the same value), then the new maxima.
+        float x0 = r0 + __shfl_xor_sync(0xffffffffu, r0, 1);
+        float x1 = r1 + __shfl_xor_sync(0xffffffffu, r1, 1);
+        x0 += __shfl_xor_sync(0xffffffffu, x0, 2);
+        x1 += __shfl_xor_sync(0xffffffffu, x1, 2);
+        float f0 = 1.f, f1 = 1.f;
+        if (x0 > SOFTMAX_SLACK_SUM) {
+            const float n0 = b0 + ptx::log2_approx(x0);
+            f0 = ptx::exp2_approx(b0 - n0);
+            corr0 = ptx::exp2_approx(m0 - n0);
+            m0 = n0;
+        }
+        if (x1 > SOFTMAX_SLACK_SUM) {
+            const float n1 = b1 + ptx::log2_approx(x1);
+            f1 = ptx::exp2_approx(b1 - n1);
+            corr1 = ptx::exp2_approx(m1 - n1);
+            m1 = n1;
+        }
+#pragma unroll
+        for (int j = 0; j < BLOCK_N / 8; ++j) {
+            s[4 * j] *= f0;
+            s[4 * j + 1] *= f0;
+            s[4 * j + 2] *= f1;
+            s[4 * j + 3] *= f1;
+        }
+        r0 *= f0;
+        r1 *= f1;
+    }
     l0 = fmaf(l0, corr0, r0);
     l1 = fmaf(l1, corr1, r1);
+    return moved;
 }
 
 __device__ __forceinline__ void rescale(float (&o)[HEAD_DIM / 2], float corr0, float corr1) {

@@ -105,7 +105,6 @@ __device__ __forceinline__ void consumer_mainloop(const Work& work, const Pipeli
     if (!(work.any && cursor.valid(work))) return;
     float s[BLOCK_N / 2];
     uint32_t p[BLOCK_N / 4];
-    float corr0, corr1;
     if (PACK_QUERIES && work.packed) {
         // Gather this warpgroup's 64 rows into its Q rows (same 128-byte swizzle as TMA writes), then
         // make the generic-proxy stores visible to wgmma.
@@ -141,7 +140,7 @@ __device__ __forceinline__ void consumer_mainloop(const Work& work, const Pipeli
         fence_registers(s);
         release(pipe.k_empty(0));
         mask_chunk(s, c, quad);
-        softmax_chunk(s, scale_log2, m0, m1, l0, l1, corr0, corr1);
+        softmax_first_chunk(s, scale_log2, m0, m1, l0, l1);
         pack_p(p, s);
     }
     cursor.advance(work);
@@ -159,15 +158,14 @@ __device__ __forceinline__ void consumer_mainloop(const Work& work, const Pipeli
         fence_registers(s);
         release(pipe.k_empty(stage));
         mask_chunk(s, c, quad);
-        softmax_chunk(s, scale_log2, m0, m1, l0, l1, corr0, corr1);
+        float corr0, corr1;
+        const bool moved = softmax_chunk(s, scale_log2, m0, m1, l0, l1, corr0, corr1);
         order_before_wait(scratch, l0, l1);  // the softmax overlaps P·V (l0, l1 depend on every score)
         wgmma_wait<0>();
         fence_registers(acc);
         fence_registers(p);
         release(pipe.v_empty(previous));
-        // Once the running maxima settle, most chunks leave them unchanged: skip the multiplications
-        // by 1 (a warp's rows decide together).
-        if (__any_sync(0xffffffffu, corr0 != 1.f || corr1 != 1.f)) rescale(acc, corr0, corr1);
+        if (moved) rescale(acc, corr0, corr1);  // most chunks leave the running maxima where they are
         pack_p(p, s);
     }
     {
