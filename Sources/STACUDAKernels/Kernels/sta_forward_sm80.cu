@@ -33,7 +33,9 @@
 // with cp.async, the next chunk in flight while the current one is computed, STEP_N keys at a time:
 // S = Q·Kᵀ, mask (only chunks with holes or past the end of a tile or the text), online softmax in fp32 —
 // exp2 of one FFMA (score · scale · log2 e − base), the base (a running maximum) moved and O rescaled only
-// when a row's maximum rises more than RESCALE_SLACK above it — and O += P·V. The epilogue normalises O,
+// when a row's maximum rises more than RESCALE_SLACK above it; once every row of a warp has a finite base
+// the step's row maxima are not looked for, and a thread's row sum past 2^RESCALE_SLACK moves the base
+// instead — and O += P·V. The epilogue normalises O,
 // stages it through shared memory for 16-byte stores, and writes LSE (NaN for a row whose output overflowed,
 // for the exact-rows pass). Loads of hole keys, padding text keys and positions past a tile or the text are
 // zero-filled without reading global memory, so garbage (even NaN) in those rows never reaches a sum;
@@ -243,12 +245,23 @@ struct RowState {
     }
 
     // Turns the raw scores s of one step (s·scale_log2 are the log2-unit scores; masked keys already give
-    // -inf there) into probabilities exp2(s·scale_log2 − base), one FFMA and one ex2 per score, moving the
-    // base up (and rescaling o and the sums by exp2(old base − new base)) only when a row's maximum passed
-    // it by more than RESCALE_SLACK; the decision is per warp, so the rescale is skipped as a whole.
+    // -inf there) into probabilities exp2(s·scale_log2 − base), one FFMA and one ex2 per score. Once every
+    // row of the warp has a finite base, the step's row maxima are not looked for (lazy()); until then the
+    // base moves to a row's maximum when that passes it by more than RESCALE_SLACK (exact()).
     // `scale_log2` must be positive (the caller pre-scales the scores and passes 1 otherwise).
     __device__ __forceinline__ void update(float (&s)[STEP_N / 8][4], float (&o)[HEAD_DIM / 8][4],
                                            float scale_log2) {
+        if (__any_sync(0xffffffffu, base[0] == neg_inf() || base[1] == neg_inf())) {
+            exact(s, o, scale_log2);
+        } else {
+            lazy(s, o, scale_log2);
+        }
+    }
+
+    // With the row maxima: the base moves (and o and the sums are rescaled by exp2(old base − new base))
+    // only when a row's maximum passed it by more than RESCALE_SLACK; the decision is per warp, so the
+    // rescale is skipped as a whole.
+    __device__ __forceinline__ void exact(float (&s)[STEP_N / 8][4], float (&o)[HEAD_DIM / 8][4], float scale_log2) {
         float new_max[2];
         bool raise = false;
 #pragma unroll
@@ -266,17 +279,7 @@ struct RowState {
         if (__any_sync(0xffffffffu, raise)) {
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
-                if (new_max[r] > base[r] + RESCALE_SLACK) {
-                    // exp2(-inf − x) = 0: a row that had seen nothing has a zero sum and zero O anyway.
-                    const float correction = ptx::exp2_approx(base[r] - new_max[r]);
-                    base[r] = new_max[r];
-                    sum[r] *= correction;
-#pragma unroll
-                    for (int d = 0; d < HEAD_DIM / 8; ++d) {
-                        o[d][2 * r] *= correction;
-                        o[d][2 * r + 1] *= correction;
-                    }
-                }
+                if (new_max[r] > base[r] + RESCALE_SLACK) move(r, new_max[r], o);
             }
         }
 #pragma unroll
@@ -293,6 +296,59 @@ struct RowState {
             }
             sum[r] += step_sum;
         }
+    }
+
+    // Without the row maxima (finite bases): the exponentials are taken against the bases as they stand; a
+    // base moves only when the thread's sum of a row's step passes 2^RESCALE_SLACK (every probability of
+    // the step below it until then), and then by log2 of the row's step sum, which brings the step's
+    // probabilities to at most 1. An exponential that overflows (a score 128 or more above the base) makes
+    // the row's sum and output NaN, and the epilogue leaves the row to the exact-rows pass.
+    __device__ __forceinline__ void lazy(float (&s)[STEP_N / 8][4], float (&o)[HEAD_DIM / 8][4], float scale_log2) {
+        constexpr float LIMIT = 256.0f;  // 2^RESCALE_SLACK
+        float step_sum[2];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            step_sum[r] = 0.0f;
+#pragma unroll
+            for (int n = 0; n < STEP_N / 8; ++n) {
+                s[n][2 * r] = ptx::exp2_approx(fmaf(s[n][2 * r], scale_log2, -base[r]));
+                s[n][2 * r + 1] = ptx::exp2_approx(fmaf(s[n][2 * r + 1], scale_log2, -base[r]));
+                step_sum[r] += s[n][2 * r] + s[n][2 * r + 1];
+            }
+        }
+        if (__any_sync(0xffffffffu, step_sum[0] > LIMIT || step_sum[1] > LIMIT)) {
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                // The row's step sum (its four threads get the same value).
+                float row = step_sum[r] + __shfl_xor_sync(0xffffffffu, step_sum[r], 1);
+                row += __shfl_xor_sync(0xffffffffu, row, 2);
+                if (row > LIMIT) {
+                    const float factor = move(r, base[r] + ptx::log2_approx(row), o);
+                    step_sum[r] *= factor;
+#pragma unroll
+                    for (int n = 0; n < STEP_N / 8; ++n) {
+                        s[n][2 * r] *= factor;
+                        s[n][2 * r + 1] *= factor;
+                    }
+                }
+            }
+        }
+        sum[0] += step_sum[0];
+        sum[1] += step_sum[1];
+    }
+
+    // Moves row r's base to `to` (> base), rescaling o and the sum by exp2(base − to), which it returns.
+    __device__ __forceinline__ float move(int r, float to, float (&o)[HEAD_DIM / 8][4]) {
+        // exp2(-inf − x) = 0: a row that had seen nothing has a zero sum and zero O anyway.
+        const float correction = ptx::exp2_approx(base[r] - to);
+        base[r] = to;
+        sum[r] *= correction;
+#pragma unroll
+        for (int d = 0; d < HEAD_DIM / 8; ++d) {
+            o[d][2 * r] *= correction;
+            o[d][2 * r + 1] *= correction;
+        }
+        return correction;
     }
 };
 
