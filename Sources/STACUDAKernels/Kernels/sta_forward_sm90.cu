@@ -19,7 +19,8 @@
 // chunks of a padded tile that hold only holes are not loaded; partial chunks take their mask from a
 // compile-time table in constant memory (one 64-bit word per padded-axis combination, chunk and lane
 // quad). In a tile padded along T and/or H only, the real query rows are packed into fewer blocks that
-// the consumers gather themselves, and the tile's last block writes its hole rows.
+// the consumers gather themselves, and the tile's last block writes its hole rows. A block of at most 64
+// rows is computed by one consumer warpgroup alone.
 //
 // Semantics (docs: spec §2–3): Q, K, V, O are [B, H, S, D] contiguous, S = NUM_TILES · TILE_VOL +
 // TEXT_COUNT, video tokens in tile-contiguous order with holes, then text. A video query of tile q in head
@@ -88,7 +89,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
     const Work work = decode_work(blockIdx.x, heads, batch, window_of_head, key_tile_start, key_tiles, text_valid,
                                   default_text_valid);
 
-    if (threadIdx.x == 0) pipe.init();
+    if (threadIdx.x == 0) pipe.init(computing_consumers(work));
     __syncthreads();
 
     const int warpgroup = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x) / WARPGROUP_THREADS, 0);

@@ -31,14 +31,15 @@ struct Pipeline {
     __device__ __forceinline__ uint32_t v_empty(int s) const { return bar0 + 8u * (1 + 3 * STAGES + s); }
 
     /// One thread: every barrier's arrival count (a full barrier completes on the producer's arrival and
-    /// the transaction bytes, an empty one on every consumer warp's arrival).
-    __device__ __forceinline__ void init() const {
+    /// the transaction bytes, an empty one on the arrival of every warp of the `consumers` warpgroups
+    /// that compute).
+    __device__ __forceinline__ void init(int consumers) const {
         mbar_init(q_full(), 1);
         for (int s = 0; s < STAGES; ++s) {
             mbar_init(k_full(s), 1);
             mbar_init(v_full(s), 1);
-            mbar_init(k_empty(s), EMPTY_ARRIVALS);
-            mbar_init(v_empty(s), EMPTY_ARRIVALS);
+            mbar_init(k_empty(s), CONSUMER_WARPS * consumers);
+            mbar_init(v_empty(s), CONSUMER_WARPS * consumers);
         }
         fence_barrier_init();
     }
@@ -85,7 +86,7 @@ __device__ __forceinline__ void producer_mainloop(const Work& work, const Pipeli
 
 /// A consumer warpgroup's main loop: its 64 rows (`q_rows` inside each Q panel) against every key chunk of
 /// `work`; leaves the unnormalised O in `acc` and the thread's running maxima and partial sums of its two
-/// rows in m0, m1, l0, l1 (unchanged when the block attends nothing).
+/// rows in m0, m1, l0, l1 (unchanged when the block attends nothing, or holds no row of this warpgroup).
 __device__ __forceinline__ void consumer_mainloop(const Work& work, const Pipeline& pipe, int cw, uint32_t q_rows,
                                                   float scale_log2, const uint16_t* __restrict__ q,
                                                   float (&acc)[HEAD_DIM / 2], float& m0, float& m1, float& l0,
@@ -102,7 +103,7 @@ __device__ __forceinline__ void consumer_mainloop(const Work& work, const Pipeli
 
     ChunkCursor cursor;
     cursor.start(work);
-    if (!(work.any && cursor.valid(work))) return;
+    if (!(work.any && cursor.valid(work)) || cw >= computing_consumers(work)) return;
     float s[BLOCK_N / 2];
     uint32_t p[BLOCK_N / 4];
     if (PACK_QUERIES && work.packed) {

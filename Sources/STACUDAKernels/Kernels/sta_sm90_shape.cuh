@@ -48,7 +48,7 @@ constexpr bool TEXT_MASKS = TEXT_COUNT > 0;
 constexpr int THREADS = STA_THREADS;
 constexpr int WARPGROUP_THREADS = 128;
 static_assert(THREADS == 3 * WARPGROUP_THREADS, "STA_THREADS must be 384: one producer and two consumer warpgroups");
-constexpr int EMPTY_ARRIVALS = 8;                    // one per consumer warp
+constexpr int CONSUMER_WARPS = 4;                    // warps of a consumer warpgroup; each arrives on "empty"
 // Named barrier (0 is __syncthreads): consumer warpgroup w's own barrier is CONSUMER_BARRIER + w (128
 // threads), for query rows the consumers gather themselves.
 constexpr uint32_t CONSUMER_BARRIER = 1;

@@ -140,6 +140,10 @@ __device__ __forceinline__ Work decode_work(int unit, int heads, int batch, cons
     return w;
 }
 
+/// Consumer warpgroups that compute `w`: one when the block has at most 64 rows (the second would compute
+/// rows that belong to no query, and the first runs faster alone), else two.
+__device__ __forceinline__ int computing_consumers(const Work& w) { return w.rows > 64 ? 2 : 1; }
+
 /// One chunk of at most BLOCK_N keys: never straddles a tile or the text.
 struct Chunk {
     int key_row;  // first key (sequence index)
