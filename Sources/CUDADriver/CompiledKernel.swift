@@ -44,6 +44,9 @@ public struct KernelResourceUsage: Sendable, Equatable {
     public var spillStoreBytes: Int = 0
     /// Bytes loaded back from spills, per thread.
     public var spillLoadBytes: Int = 0
+    /// True when ptxas serialised the kernel's wgmma instructions (a C75xx "Potential Performance Loss"
+    /// note: every asynchronous tensor-core product then waits for the previous one).
+    public var serializesWGMMA = false
 
     public init(functionName: String, architecture: String) {
         self.functionName = functionName
@@ -60,14 +63,18 @@ public struct KernelResourceUsage: Sendable, Equatable {
     ///         0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
     ///     ptxas info    : Used 10 registers, used 0 barriers, 1024 bytes smem, 380 bytes cmem[0]
     ///
-    /// "Function properties" lines of non-entry functions are ignored. Unrecognised lines are skipped.
+    /// "Function properties" lines of non-entry functions are ignored. Unrecognised lines are skipped. A
+    /// line "… wgmma.mma_async instructions are serialized … in the function 'k'" sets `serializesWGMMA`.
     static func parse(ptxasLog log: String) -> [KernelResourceUsage] {
         var entries: [KernelResourceUsage] = []
         var frames: [String: (stack: Int, stores: Int, loads: Int)] = [:]
+        var serialized: Set<String> = []
         var propertiesOf: String? = nil
         for rawLine in log.split(whereSeparator: \.isNewline) {
             let line = rawLine.trimmingCharacters(in: " \t")
-            if let rest = line.after("Compiling entry function '") {
+            if line.contains("wgmma.mma_async instructions are serialized"), let rest = line.after("in the function '") {
+                serialized.insert(String(rest.prefix { $0 != "'" }))
+            } else if let rest = line.after("Compiling entry function '") {
                 let name = rest.prefix { $0 != "'" }
                 let architecture = rest.after("for '").map { String($0.prefix { $0 != "'" }) } ?? ""
                 entries.append(KernelResourceUsage(functionName: String(name), architecture: architecture))
@@ -85,6 +92,7 @@ public struct KernelResourceUsage: Sendable, Equatable {
             }
         }
         for index in entries.indices {
+            entries[index].serializesWGMMA = serialized.contains(entries[index].functionName)
             if let frame = frames[entries[index].functionName] {
                 entries[index].stackFrameBytes = frame.stack
                 entries[index].spillStoreBytes = frame.stores

@@ -124,16 +124,31 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
         try headTensorMap(buffer, plan: plan, headDim: headDim, dtype: dtype, batch: batch, boxRows: Self.boxRows)
     }
 
+    /// The TMA descriptor of packed key chunks (`Shape.keySlices` = k > 0): the 4D view [batch · heads]
+    /// [⌊S / slice⌋][slice][headDim] of `buffer`, slice = tile H · tile W, boxes of 64 columns × the
+    /// slice's real keys × k slices, 128-byte swizzle.
+    func sliceTensorMap(_ buffer: DeviceBuffer, batch: Int, keySlices: Int) throws(CUDAError) -> TensorMap {
+        let layout = plan.layout
+        let slice = layout.tile.extents[1] * layout.tile.extents[2]
+        let rows = layout.sequenceLength
+        return try TensorMap.tiled(
+            buffer: buffer, elementType: dtype == .bfloat16 ? .bfloat16 : .float16,
+            dimensions: [headDim, slice, rows / slice, batch * plan.heads],
+            strideBytes: [headDim * 2, slice * headDim * 2, rows * headDim * 2],
+            boxDimensions: [64, Shape.sliceKeys(layout: layout), keySlices, 1], swizzle: .bytes128,
+            l2Promotion: .bytes128)
+    }
+
     /// Queues O = softmax(scale · Q Kᵀ + M) V and its log-sum-exp on `stream` (nil: the default stream).
     ///
     /// Every buffer must live on the kernel's device and hold at least `tensorByteCount(batch:)`
     /// (q, k, v, output) or `lseByteCount(batch:)` (lse) bytes; q, k and v must be 16-byte aligned (any
     /// allocation is). `textValid` is nil (the plan's valid text length for every row) or `batch` Int32
     /// valid lengths on the device (clamped into 0...text count by the kernel). `batch` must pass
-    /// `validate(batch:heads:layout:)` and `scale` be positive and finite. Builds three tensor maps (host-side encodings of a few microseconds each), then returns
-    /// once queued; the kernel reads q, k, v (through the maps, and q also directly where it gathers
-    /// the real rows of padded tiles) and overwrites every row of output and lse. Cost on the GPU:
-    /// about 4 · headDim · (attended pairs) FLOPs.
+    /// `validate(batch:heads:layout:)` and `scale` be positive and finite. Builds five tensor maps
+    /// (host-side encodings of a few microseconds each), then returns once queued; the kernel reads q,
+    /// k, v (through the maps, and q also directly where it gathers the real rows of padded tiles) and
+    /// overwrites every row of output and lse. Cost on the GPU: about 4 · headDim · (attended pairs) FLOPs.
     public func launch(
         q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, output: DeviceBuffer, lse: DeviceBuffer, batch: Int,
         scale: Float, textValid: DeviceBuffer?, stream: CUDAStream?
@@ -158,6 +173,14 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
             arguments.append(scale)
             arguments.append(q)  // packed query blocks gather their rows from q directly
             appendTextValid(textValid, plan: plan, to: &arguments)
+            let keySlices = Shape.choose(headDim: headDim, layout: plan.layout).keySlices
+            if keySlices > 0 {
+                arguments.append(try sliceTensorMap(k, batch: batch, keySlices: keySlices))
+                arguments.append(try sliceTensorMap(v, batch: batch, keySlices: keySlices))
+            } else {  // unused by the kernel
+                arguments.append(try tensorMap(k, batch: batch))
+                arguments.append(try tensorMap(v, batch: batch))
+            }
             // The maps hold raw addresses of q, k and v: like output, those buffers must outlive the work.
             try function.launch(
                 grid: (x: batch * plan.heads * Self.queryBlocks(layout: plan.layout), y: 1, z: 1),

@@ -8,7 +8,7 @@ import STATensors
 struct Kernels: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Compile every kernel specialisation the suites and the verify matrix use; report registers and spills.",
-        discussion: "Needs NVRTC only (no GPU). Fails on any compile error, local-memory spill or stack frame.")
+        discussion: "Needs NVRTC only (no GPU). Fails on any compile error, local-memory spill, stack frame or serialised wgmma.")
 
     @Option(name: .customLong("arch"), help: "Target architecture, repeatable (sm_80, sm_90a, …).")
     var architectures: [String] = ["sm_80", "sm_90a"]
@@ -42,19 +42,20 @@ struct Kernels: ParsableCommand {
             let architecture = specialisation.candidates[0].first { $0.hasPrefix("--gpu-architecture=") }?.split(separator: "=").last.map(String.init) ?? "?"
             progress("[\(index + 1)/\(specialisations.count)] compiling \(specialisation.name) for \(architecture)")
             // Like the launcher: the first candidate whose compile neither spills nor has a stack frame,
-            // else the last one (which then fails the check).
+            // else the last one (which then fails the check). A serialised wgmma fails it too.
             for (choice, options) in specialisation.candidates.enumerated() {
                 do {
                     let compiled = try specialisation.source.compile(with: compiler, options: options + ["--ptxas-options=-v"])
                     let bad = compiled.resourceUsage.contains { $0.spills || $0.stackFrameBytes > 0 }
                     if bad && choice < specialisation.candidates.count - 1 { continue }
                     for usage in compiled.resourceUsage {
-                        let bad = usage.spills || usage.stackFrameBytes > 0
+                        let bad = usage.spills || usage.stackFrameBytes > 0 || usage.serializesWGMMA
                         if bad { failures += 1 }
                         table.append(
                             specialisation.name, usage.architecture, Self.shapeLabel(options, choice: choice),
                             "\(usage.registers)", "\(usage.sharedBytes)", "\(usage.stackFrameBytes)",
-                            "\(usage.spillStoreBytes + usage.spillLoadBytes)", bad ? "FAIL" : "ok")
+                            "\(usage.spillStoreBytes + usage.spillLoadBytes)",
+                            usage.serializesWGMMA ? "FAIL (serialised wgmma)" : bad ? "FAIL" : "ok")
                     }
                 } catch {
                     failures += 1

@@ -134,6 +134,7 @@ private let saxpySource = """
             ptxas info    : Function properties for second
                 0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
             ptxas info    : Used 32 registers, 384 bytes cmem[0]
+            ptxas info    : (C7511) Potential Performance Loss: wgmma.mma_async instructions are serialized due to insufficient register resources for the wgmma pipeline in the function 'second'
             """
         let usage = KernelResourceUsage.parse(ptxasLog: log)
         #expect(usage.map(\.functionName) == ["first", "second"])
@@ -143,6 +144,7 @@ private let saxpySource = """
         #expect(usage.map(\.spillStoreBytes) == [8, 0])
         #expect(usage.map(\.spillLoadBytes) == [12, 0])
         #expect(usage.map(\.spills) == [true, false])
+        #expect(usage.map(\.serializesWGMMA) == [false, true])
         #expect(KernelResourceUsage.parse(ptxasLog: "").isEmpty)
     }
 }

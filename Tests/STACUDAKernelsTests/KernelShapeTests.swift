@@ -98,11 +98,34 @@ import Testing
         #expect(STAForwardHopperKernel.Shape.choose(headDim: 64, layout: hunyuan.layout).blockKeys == 128)
         let hopperOptions = STAForwardHopperKernel.compileOptions(plan: hunyuan, headDim: 128, dtype: .bfloat16)
         for definition in hopper.definitions { #expect(hopperOptions.contains(definition)) }
+        #expect(hopper.keySlices == 0 && hopperOptions.contains("-DSTA_KEY_SLICES=0"))
         let backward = STABackwardKernel.Shape.choose(headDim: 128)
         #expect(backward.queriesPerChunk == 32 && STABackwardKernel.Shape.choose(headDim: 64).queriesPerChunk == 64)
         #expect(backward.keysSharedMemoryBytes == 98_304 && backward.queriesSharedMemoryBytes == 131_072)
         let backwardOptions = STABackwardKernel.compileOptions(plan: hunyuan, headDim: 128, dtype: .bfloat16, architecture: "sm_80")
         for definition in backward.definitions { #expect(backwardOptions.contains(definition)) }
+    }
+
+    /// Tiles padded along H alone load their real keys in packed chunks of whole t-slices when that issues at
+    /// most three quarters of the keys of whole chunks; nothing else packs.
+    @Test func theHopperKernelPacksTheKeysOfTilesPaddedAlongH() throws {
+        func slices(_ canvas: [Int], _ tile: [Int], headDim: Int = 128) throws -> Int {
+            try STAForwardHopperKernel.Shape.choose(headDim: headDim, layout: STALayout(canvas: canvas, tile: tile)).keySlices
+        }
+        // wan: 5 of 8 rows real, 40 keys per slice; 2 slices make 80 (16 | 80), 3 make 120 (not a multiple
+        // of 16), 6 make 240 (more than 192 keys): 3 chunks of 80 keys for 2 of 192.
+        #expect(try slices([21, 45, 80], [6, 8, 8]) == 2)
+        #expect(STAForwardHopperKernel.Shape.sliceKeys(layout: padded.layout) == 40)
+        // D 64 (chunks of 128): still 2 slices of 40.
+        #expect(try slices([21, 45, 80], [6, 8, 8], headDim: 64) == 2)
+        // 4 of 8 rows real, 4 slices of 32 keys in one chunk of 128 (for two of 128).
+        #expect(try slices([10, 20, 20], [4, 8, 8]) == 4)
+        // 7 of 8 rows real: 2 slices of 56 = 112 keys per chunk, 336 keys for 384, more than three quarters.
+        #expect(try slices([12, 47, 16], [6, 8, 8]) == 0)
+        // Not padded along H, or not 3D.
+        #expect(try slices([30, 48, 80], [6, 8, 8]) == 0)
+        #expect(try slices([21, 48, 80], [6, 8, 8]) == 0)
+        #expect(try slices([40, 56], [8, 16]) == 0)
     }
 
     @Test func noKernelFileDefaultsAShapeOrKeepsAnUnusedSwitch() {
@@ -124,7 +147,8 @@ struct KernelShapeCompileTests {
     /// Each kernel without one of its shape definitions: a compile error that names the definition.
     @Test(arguments: [
         ("portable", "STA_BLOCK_N"), ("portable", "STA_THREADS"), ("portable", "STA_SHARED_BYTES"),
-        ("hopper", "STA_STAGES"), ("hopper", "STA_BLOCK_N"), ("backward", "STA_DKV_CHUNK"), ("backward", "STA_THREADS"),
+        ("hopper", "STA_STAGES"), ("hopper", "STA_BLOCK_N"), ("hopper", "STA_KEY_SLICES"), ("backward", "STA_DKV_CHUNK"),
+        ("backward", "STA_THREADS"),
     ])
     func aMissingShapeDefinitionIsACompileErrorNamingIt(kernel: String, definition: String) throws {
         let plan = try AttentionPlan(

@@ -20,7 +20,10 @@
 // compile-time table in constant memory (one 64-bit word per padded-axis combination, chunk and lane
 // quad). In a tile padded along T and/or H only, the real query rows are packed into fewer blocks that
 // the consumers gather themselves, and the tile's last block writes its hole rows. A block of at most 64
-// rows is computed by one consumer warpgroup alone.
+// rows is computed by one consumer warpgroup alone. The keys of a tile padded along H alone come in packed
+// chunks of real keys (STA_KEY_SLICES t-slices each), which need no mask.
+// Chunk widths: BLOCK_N, and NARROW_N for packed chunks or chunks whose keys lie in their first 64 (the
+// text's last); the producer publishes each chunk's ChunkInfo (width, mask, last) in its stage.
 //
 // Semantics (docs: spec §2–3): Q, K, V, O are [B, H, S, D] contiguous, S = NUM_TILES · TILE_VOL +
 // TEXT_COUNT, video tokens in tile-contiguous order with holes, then text. A video query of tile q in head
@@ -54,7 +57,10 @@
 //   heads, batch: the tensor shape; scale: the factor applied to Q·Kᵀ (positive and finite);
 //   q: the raw Q tensor (the rows of packed query blocks are gathered from it; 16-byte aligned);
 //   text_valid: null or [batch] ints, the valid text length of each batch row; default_text_valid: the
-//     length of every row when text_valid is null.
+//     length of every row when text_valid is null;
+//   k_slices, v_slices: with STA_KEY_SLICES = k > 0, CUtensorMaps over the 4D view [B·H][S / SLICE][SLICE]
+//     [D] of K and V (SLICE = TILE_H · TILE_W: dimensions {D, SLICE, ⌊S / SLICE⌋, B·H}, box {64, REAL_H ·
+//     TILE_W, k, 1}, otherwise as q_map); with 0, unused (any map).
 // Launch: grid.x = batch · heads · (TEXT_QBLOCKS + NUM_TILES · QBLOCKS_PER_TILE) (see below),
 // block.x = STA_THREADS (384), dynamic shared memory STA_SHARED_BYTES (≥ 1024 + (128 + 2 · STAGES · BLOCK_N) ·
 // 2 · D bytes).
@@ -77,14 +83,17 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
                      const __grid_constant__ StaTensorMap v_map, uint16_t* __restrict__ o, float* __restrict__ lse,
                      const int* __restrict__ window_of_head, const int* __restrict__ key_tile_start,
                      const int* __restrict__ key_tiles, int heads, int batch, float scale,
-                     const uint16_t* __restrict__ q, const int* __restrict__ text_valid, int default_text_valid) {
+                     const uint16_t* __restrict__ q, const int* __restrict__ text_valid, int default_text_valid,
+                     const __grid_constant__ StaTensorMap k_slices, const __grid_constant__ StaTensorMap v_slices) {
     __shared__ __align__(8) uint64_t barriers[PIPELINE_BARRIERS];
+    __shared__ uint32_t chunk_info[STAGES];
     extern __shared__ unsigned char dynamic_smem[];
     Pipeline pipe;
     pipe.q_smem = (ptx::shared_address(dynamic_smem) + 1023u) & ~1023u;  // 128-byte swizzle atoms: 1 KiB aligned
     pipe.k_smem = pipe.q_smem + Q_BYTES;
     pipe.v_smem = pipe.k_smem + STAGES * KV_BYTES;
     pipe.bar0 = ptx::shared_address(barriers);
+    pipe.info0 = ptx::shared_address(chunk_info);
 
     const Work work = decode_work(blockIdx.x, heads, batch, window_of_head, key_tile_start, key_tiles, text_valid,
                                   default_text_valid);
@@ -96,7 +105,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
     if (warpgroup == 0) {
         // The producer: one thread issues every copy; the warpgroup gives its registers to the consumers.
         setmaxnreg_dec<PRODUCER_REGISTERS>();
-        if (threadIdx.x == 0 && work.any) producer_mainloop(work, pipe, &q_map, &k_map, &v_map);
+        if (threadIdx.x == 0 && work.any) producer_mainloop(work, pipe, &q_map, &k_map, &v_map, &k_slices, &v_slices);
         return;
     }
 

@@ -13,7 +13,11 @@ namespace sta {
 
 // ---- Consumer pieces --------------------------------------------------------------------------------
 
-/// S = Q·Kᵀ for this warpgroup's 64 rows and one chunk (HEAD_DIM / 16 wgmmas, one group).
+// A chunk of N keys (BLOCK_N, or NARROW_N for a narrow chunk) uses the first N / 2 scores s and the
+// first N / 4 words of P of the BLOCK_N-wide register arrays.
+
+/// S = Q·Kᵀ for this warpgroup's 64 rows and one chunk of N keys (HEAD_DIM / 16 wgmmas, one group).
+template <int N>
 __device__ __forceinline__ void issue_qk(float (&s)[BLOCK_N / 2], uint32_t q_rows, uint32_t k_stage) {
     wgmma_fence();
     const uint64_t da0 = smem_descriptor(q_rows, 16, 1024), db0 = smem_descriptor(k_stage, 16, 1024);
@@ -21,29 +25,23 @@ __device__ __forceinline__ void issue_qk(float (&s)[BLOCK_N / 2], uint32_t q_row
     for (int k = 0; k < HEAD_DIM / 16; ++k) {
         const uint64_t da = da0 + (((k / 4) * Q_PANEL_BYTES + (k % 4) * 32) >> 4);
         const uint64_t db = db0 + (((k / 4) * KV_PANEL_BYTES + (k % 4) * 32) >> 4);
-#if STA_BLOCK_N == 192
         if (k == 0) {
-            wgmma_ss_m64n192k16<0>(s, da, db);
+            wgmma_ss_m64k16<N, 0>(s, da, db);
         } else {
-            wgmma_ss_m64n192k16<1>(s, da, db);
+            wgmma_ss_m64k16<N, 1>(s, da, db);
         }
-#else
-        if (k == 0) {
-            wgmma_ss_m64n128k16<0>(s, da, db);
-        } else {
-            wgmma_ss_m64n128k16<1>(s, da, db);
-        }
-#endif
     }
     wgmma_commit();
 }
 
-/// O += P·V for one chunk (BLOCK_N / 16 wgmmas over 16 keys each, one group). V is N-major (D contiguous).
+/// O += P·V for one chunk of N keys (N / 16 wgmmas over 16 keys each, one group). V is N-major (D
+/// contiguous).
+template <int N>
 __device__ __forceinline__ void issue_pv(float (&o)[HEAD_DIM / 2], const uint32_t (&p)[BLOCK_N / 4], uint32_t v_stage) {
     wgmma_fence();
     const uint64_t db0 = smem_descriptor(v_stage, KV_PANEL_BYTES, 1024);
 #pragma unroll
-    for (int k = 0; k < BLOCK_N / 16; ++k) {
+    for (int k = 0; k < N / 16; ++k) {
         const uint64_t db = db0 + ((k * 2048) >> 4);
 #if STA_HEAD_DIM == 128
         wgmma_rs_m64n128k16(o, p[4 * k], p[4 * k + 1], p[4 * k + 2], p[4 * k + 3], db);
@@ -100,21 +98,19 @@ __host__ __device__ constexpr MaskTable make_mask_table() {
 
 __constant__ MaskTable mask_table = make_mask_table();
 
-/// Sets masked scores of a chunk to −∞: columns at or past `valid`, and holes.
+/// Sets masked scores of a chunk of N keys to −∞: columns at or past its valid keys, and holes.
 /// Column of s[4j + e] and s[4j + 2 + e] (e = 0, 1): 8j + 2·quad + e.
-__device__ __forceinline__ void mask_chunk(float (&s)[BLOCK_N / 2], const Chunk& c, int quad) {
-    if constexpr (!VIDEO_MASKS) {
-        if (c.tile >= 0) return;  // whole tiles of real keys: only text chunks can need a mask
-    }
+template <int N>
+__device__ __forceinline__ void mask_chunk(float (&s)[BLOCK_N / 2], ChunkInfo c, int quad) {
+    if (!c.masked()) return;
     if constexpr (USE_MASK_TABLE) {
         // Text rows are indexed by the chunk's length (no text: the part, a row never read).
-        const int text_row = TEXT_MASKS ? BLOCK_N - c.valid : c.part;
-        const int row = c.tile >= 0 ? (HAS_HOLES ? boundary_axes(c.tile) : 0) * CHUNKS_PER_TILE + c.part
-                                    : 8 * CHUNKS_PER_TILE + text_row;
+        const int row = c.text() ? 8 * CHUNKS_PER_TILE + (TEXT_MASKS ? BLOCK_N - c.valid() : c.part())
+                                 : c.axes() * CHUNKS_PER_TILE + c.part();
         const uint64_t word = mask_table.words[row * 4 + quad];
         if (!__any_sync(0xffffffffu, word != 0)) return;
 #pragma unroll
-        for (int j = 0; j < BLOCK_N / 8; ++j) {
+        for (int j = 0; j < N / 8; ++j) {
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
                 if ((word >> (2 * j + e)) & 1) {
@@ -125,20 +121,14 @@ __device__ __forceinline__ void mask_chunk(float (&s)[BLOCK_N / 2], const Chunk&
         }
         return;
     }
-    int axes = 0;
-    if constexpr (HAS_HOLES) {
-        if (c.tile >= 0) axes = boundary_axes(c.tile);
-    }
-    bool need = axes != 0;
-    if constexpr (VIDEO_MASKS || TEXT_MASKS) need |= c.valid < BLOCK_N;
-    if (!need) return;
+    const int valid = c.valid(), axes = c.axes(), offset = c.part() * BLOCK_N;
 #pragma unroll
-    for (int j = 0; j < BLOCK_N / 8; ++j) {
+    for (int j = 0; j < N / 8; ++j) {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
             const int column = 8 * j + 2 * quad + e;
-            bool masked = column >= c.valid;
-            if constexpr (HAS_HOLES) masked |= axes != 0 && hole_under(c.offset + column, axes);
+            bool masked = column >= valid;
+            if constexpr (HAS_HOLES) masked |= axes != 0 && hole_under(offset + column, axes);
             if (masked) {
                 s[4 * j + e] = neg_inf();
                 s[4 * j + 2 + e] = neg_inf();
@@ -147,14 +137,15 @@ __device__ __forceinline__ void mask_chunk(float (&s)[BLOCK_N / 2], const Chunk&
     }
 }
 
-/// Softmax of a block's first chunk for the thread's two rows: the running maxima (log2 domain, scaled)
-/// start at the chunk's row maxima, s becomes the unnormalised probabilities and l0, l1 the thread's
-/// partial row sums.
+/// Softmax of a block's first chunk (N keys) for the thread's two rows: the running maxima (log2 domain,
+/// scaled) start at the chunk's row maxima, s becomes the unnormalised probabilities and l0, l1 the
+/// thread's partial row sums.
+template <int N>
 __device__ __forceinline__ void softmax_first_chunk(float (&s)[BLOCK_N / 2], float scale_log2, float& m0, float& m1,
                                                     float& l0, float& l1) {
     float x0 = neg_inf(), x1 = neg_inf();
 #pragma unroll
-    for (int j = 0; j < BLOCK_N / 8; ++j) {
+    for (int j = 0; j < N / 8; ++j) {
         x0 = fmaxf(x0, fmaxf(s[4 * j], s[4 * j + 1]));
         x1 = fmaxf(x1, fmaxf(s[4 * j + 2], s[4 * j + 3]));
     }
@@ -170,7 +161,7 @@ __device__ __forceinline__ void softmax_first_chunk(float (&s)[BLOCK_N / 2], flo
     l0 = 0.f;
     l1 = 0.f;
 #pragma unroll
-    for (int j = 0; j < BLOCK_N / 8; ++j) {
+    for (int j = 0; j < N / 8; ++j) {
         s[4 * j] = ptx::exp2_approx(fmaf(s[4 * j], scale_log2, -b0));
         s[4 * j + 1] = ptx::exp2_approx(fmaf(s[4 * j + 1], scale_log2, -b0));
         s[4 * j + 2] = ptx::exp2_approx(fmaf(s[4 * j + 2], scale_log2, -b1));
@@ -184,7 +175,7 @@ __device__ __forceinline__ void softmax_first_chunk(float (&s)[BLOCK_N / 2], flo
 /// below it, far inside fp32 and the 16-bit P).
 constexpr float SOFTMAX_SLACK_SUM = 256.f;
 
-/// Online softmax of a chunk after the first, without the chunk's row maxima (a third fewer instructions
+/// Online softmax of a chunk of N keys after the first, without the chunk's row maxima (a third fewer instructions
 /// than a softmax that finds them): the exponentials are taken against the running maxima as they stand,
 /// and the thread's row sums updated. A maximum moves only when a thread's row sum passes
 /// SOFTMAX_SLACK_SUM (the row's scores rose by about 8 in log2 units or more): then it moves by log2 of
@@ -192,6 +183,7 @@ constexpr float SOFTMAX_SLACK_SUM = 256.f;
 /// of the warp moved; corr0, corr1 are then the factors O must be rescaled by (1 for rows that did not).
 /// An exponential that overflows (a score 128 or more above the running maximum) makes the row's sum,
 /// output and LSE NaN, and the exact-rows pass redoes the row in float64; NaN scores give NaN as before.
+template <int N>
 __device__ __forceinline__ bool softmax_chunk(float (&s)[BLOCK_N / 2], float scale_log2, float& m0, float& m1,
                                                    float& l0, float& l1, float& corr0, float& corr1) {
     // A row with no finite score so far keeps −∞; its exponentials are taken against 0.
@@ -199,7 +191,7 @@ __device__ __forceinline__ bool softmax_chunk(float (&s)[BLOCK_N / 2], float sca
     const float b1 = m1 == neg_inf() ? 0.f : m1;
     float r0 = 0.f, r1 = 0.f;
 #pragma unroll
-    for (int j = 0; j < BLOCK_N / 8; ++j) {
+    for (int j = 0; j < N / 8; ++j) {
         s[4 * j] = ptx::exp2_approx(fmaf(s[4 * j], scale_log2, -b0));
         s[4 * j + 1] = ptx::exp2_approx(fmaf(s[4 * j + 1], scale_log2, -b0));
         s[4 * j + 2] = ptx::exp2_approx(fmaf(s[4 * j + 2], scale_log2, -b1));
@@ -230,7 +222,7 @@ __device__ __forceinline__ bool softmax_chunk(float (&s)[BLOCK_N / 2], float sca
             m1 = n1;
         }
 #pragma unroll
-        for (int j = 0; j < BLOCK_N / 8; ++j) {
+        for (int j = 0; j < N / 8; ++j) {
             s[4 * j] *= f0;
             s[4 * j + 1] *= f0;
             s[4 * j + 2] *= f1;
@@ -254,10 +246,11 @@ __device__ __forceinline__ void rescale(float (&o)[HEAD_DIM / 2], float corr0, f
     }
 }
 
-/// The wgmma A fragments of P (k-step k uses p[4k ..< 4k + 4]).
+/// The wgmma A fragments of P for a chunk of N keys (k-step k uses p[4k ..< 4k + 4]).
+template <int N>
 __device__ __forceinline__ void pack_p(uint32_t (&p)[BLOCK_N / 4], const float (&s)[BLOCK_N / 2]) {
 #pragma unroll
-    for (int i = 0; i < BLOCK_N / 4; ++i) p[i] = ptx::pack2(s[2 * i], s[2 * i + 1]);
+    for (int i = 0; i < N / 4; ++i) p[i] = ptx::pack2(s[2 * i], s[2 * i + 1]);
 }
 
 /// Whether query `row` (sequence index; `text_query` says which part) attends anything, with `text_valid`

@@ -150,21 +150,66 @@ struct Chunk {
     int valid;    // keys of the chunk inside its tile or inside the valid text (the rest are masked)
     int tile;     // the key tile, or −1 for text
     int offset;   // offset of the chunk's first key inside its tile
-    int part;     // chunk index inside its tile (or the text): offset / BLOCK_N
+    int part;     // chunk index inside its tile (or the text): offset / BLOCK_N unless packed
+    bool packed;  // KEY_SLICES runs of SLICE_KEYS real keys from t-slices part · KEY_SLICES ... of the tile
+};
+
+/// Whether the keys of a tile with padded axes `axes` are loaded in packed chunks (padded along H alone).
+__device__ __forceinline__ bool packed_keys(int axes) { return PACK_KEYS && axes == 2; }
+
+/// What the consumers need of a chunk, which the producer publishes in the chunk's stage so that the
+/// consumers walk no cursor of their own: whether it is the block's last chunk, and what its mask is made
+/// of, and whether it and the next chunk are narrow (the consumers issue a chunk's Q·Kᵀ before they read
+/// its ChunkInfo). Bits 0–8: the valid keys (≤ BLOCK_N); 9–11: the padded axes of its tile (0 for text);
+/// 12: a text chunk; 13: it may need a mask; 14: the block's last chunk; 15: narrow; 16: the next chunk is
+/// narrow; 17–31: its part (chunk index in its tile).
+struct ChunkInfo {
+    uint32_t bits;
+
+    static constexpr uint32_t TEXT = 1u << 12, MASKED = 1u << 13, LAST = 1u << 14, NARROW = 1u << 15,
+                              NEXT_NARROW = 1u << 16;
+
+    /// Whether chunk `c` is loaded and computed NARROW_N keys wide.
+    __device__ __forceinline__ static bool narrow(const Chunk& c) {
+        return PACK_KEYS ? c.packed : NARROW_CHUNKS && c.valid <= NARROW_N;
+    }
+
+    /// The ChunkInfo of `c` without the LAST and NEXT_NARROW bits, which the producer adds once it has
+    /// moved its cursor on.
+    __device__ __forceinline__ static ChunkInfo of(const Chunk& c) {
+        const int axes = c.tile >= 0 ? boundary_axes(c.tile) : 0;
+        bool masked = c.valid < (narrow(c) ? NARROW_N : BLOCK_N);  // a partial chunk: the text's, a tile's last
+        if constexpr (HAS_HOLES) masked |= axes != 0 && !c.packed;
+        return {static_cast<uint32_t>(c.valid) | (static_cast<uint32_t>(axes) << 9) | (c.tile < 0 ? TEXT : 0u) |
+                (masked ? MASKED : 0u) | (narrow(c) ? NARROW : 0u) | (static_cast<uint32_t>(c.part) << 17)};
+    }
+    __device__ __forceinline__ bool last() const { return bits & LAST; }
+    __device__ __forceinline__ bool is_narrow() const { return bits & NARROW; }
+    __device__ __forceinline__ bool next_narrow() const { return bits & NEXT_NARROW; }
+    __device__ __forceinline__ bool masked() const { return bits & MASKED; }
+    __device__ __forceinline__ bool text() const { return bits & TEXT; }
+    __device__ __forceinline__ int valid() const { return bits & 511u; }
+    __device__ __forceinline__ int axes() const { return (bits >> 9) & 7u; }
+    __device__ __forceinline__ int part() const { return bits >> 17; }
 };
 
 /// Walks the chunks of a query block in order: the live chunks of each key tile, then the text chunks.
-/// Producer and consumers each walk their own cursor over the same sequence.
+/// The producer walks it and publishes each chunk's ChunkInfo; the consumers only ask whether it is empty.
 struct ChunkCursor {
-    int listed;  // index into the key tile list; tile_count for the text
-    int part;    // chunk inside the current tile (or the text)
-    int parts;   // chunks of the current tile (or the text)
-    int tile;    // current tile, or −1 for the text
+    int listed;   // index into the key tile list; tile_count for the text
+    int part;     // chunk inside the current tile (or the text)
+    int parts;    // chunks of the current tile (or the text)
+    int tile;     // current tile, or −1 for the text
+    bool packed;  // the current tile's keys come in packed chunks
 
     __device__ __forceinline__ void enter(const Work& w) {
+        packed = false;
         if (listed < w.tile_count) {
             tile = w.text_query ? listed : __ldg(w.tiles + listed);
-            parts = live_parts<BLOCK_N>(boundary_axes(tile));  // trailing all-hole chunks are not loaded
+            const int axes = boundary_axes(tile);
+            packed = packed_keys(axes);
+            // Trailing all-hole chunks are not loaded.
+            parts = packed ? TILE_T / (PACK_KEYS ? KEY_SLICES : 1) : live_parts<BLOCK_N>(axes);
         } else {
             tile = -1;
             parts = (w.text_valid + BLOCK_N - 1) / BLOCK_N;
@@ -189,10 +234,11 @@ struct ChunkCursor {
         Chunk c;
         c.tile = tile;
         c.part = part;
-        c.offset = part * BLOCK_N;
+        c.packed = packed;
+        c.offset = part * (packed ? KEY_SLICES * SLICE : BLOCK_N);
         if (tile >= 0) {
             c.key_row = tile * TILE_VOL + c.offset;
-            c.valid = min(BLOCK_N, TILE_VOL - c.offset);
+            c.valid = packed ? NARROW_N : min(BLOCK_N, TILE_VOL - c.offset);
         } else {
             c.key_row = VIDEO_TOKENS + c.offset;
             c.valid = min(BLOCK_N, w.text_valid - c.offset);
