@@ -20,6 +20,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Untimed launches before timing, 0...\(STALimits.maximumRepetitions). Default 3.")
     var warmups: Int?
 
+    @Option(help: "Idle milliseconds before each problem is timed, 0...60000, so that each starts from an idle card as the matrix-product rate does. Default \(GPUBenchmark.defaultPauseMilliseconds).")
+    var pause: Int?
+
     @Flag(help: "Print the results as JSON on standard output instead of the table (progress stays on standard error).")
     var json = false
 
@@ -48,6 +51,7 @@ struct Bench: ParsableCommand {
     private var gpuOnlyOptions: [String] {
         problem.givenOptions + [
             only.map { _ in "--only" }, repetitions.map { _ in "--repetitions" }, warmups.map { _ in "--warmups" },
+            pause.map { _ in "--pause" },
             backward ? "--backward" : nil, kernel.map { _ in "--kernel" }, compare.map { _ in "--compare" },
             tolerance.map { _ in "--tolerance" },
         ].compactMap { $0 }
@@ -62,6 +66,8 @@ struct Bench: ParsableCommand {
         let repetitions = try STALimits.check(
             self.repetitions ?? 10, "--repetitions", minimum: 1, maximum: STALimits.maximumRepetitions)
         let warmups = try STALimits.check(self.warmups ?? 3, "--warmups", minimum: 0, maximum: STALimits.maximumRepetitions)
+        let pause = try STALimits.check(
+            self.pause ?? GPUBenchmark.defaultPauseMilliseconds, "--pause", minimum: 0, maximum: 60000)
         let tolerance = self.tolerance ?? 0.03
         guard tolerance >= 0, tolerance < 1 else { throw UsageError("--tolerance is \(tolerance); give a fraction in [0, 1)") }
         // The baseline is read before minutes of work, so a wrong path fails at once.
@@ -88,10 +94,10 @@ struct Bench: ParsableCommand {
         let measurements = backward
             ? try GPUBenchmark.runBackward(
                 problems: problems, kernels: kernels, on: gpu, warmups: warmups, repetitions: repetitions,
-                progress: { progress("  \($0)") })
+                pauseMilliseconds: pause, progress: { progress("  \($0)") })
             : try GPUBenchmark.run(
                 problems: problems, kernels: kernels, on: gpu, warmups: warmups,
-                repetitions: repetitions, progress: { progress("  \($0)") })
+                repetitions: repetitions, pauseMilliseconds: pause, progress: { progress("  \($0)") })
         if json {
             let records = measurements.map { m in
                 JSONValue.object([

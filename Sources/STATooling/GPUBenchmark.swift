@@ -18,11 +18,18 @@ public enum GPUBenchmark {
         public var teraFLOPsPerSecond: Double { effectiveFLOPs / (medianMilliseconds * 1e-3) / 1e12 }
     }
 
-    /// Runs each problem with each kernel of `kernels`, `repetitions` times after `warmups` launches.
-    /// Inputs are random in [-1, 1), drawn once per distinct shape, and kept on the device.
+    /// The idle time before each timing, in milliseconds: long enough for the clock to recover from the
+    /// previous problem at the board's power limit, so that every problem starts from an idle card, as the
+    /// matrix-product rate it is compared with does, and no figure depends on the order of the problems
+    /// (on the H200, hunyuan mixed right after 5×5×5: 42.0 ms; alone: 39.4 ms).
+    public static let defaultPauseMilliseconds = 2000
+
+    /// Runs each problem with each kernel of `kernels`, `repetitions` times after `warmups` launches,
+    /// each after `pauseMilliseconds` of idle. Inputs are random in [-1, 1), drawn once per distinct
+    /// shape, and kept on the device.
     public static func run(
         problems: [AttentionProblem], kernels: [AttentionKernel], on gpu: CUDABackend, warmups: Int = 3,
-        repetitions: Int = 10, progress: (String) -> Void = { _ in }
+        repetitions: Int = 10, pauseMilliseconds: Int = defaultPauseMilliseconds, progress: (String) -> Void = { _ in }
     ) throws -> [Measurement] {
         var measurements = [Measurement]()
         var inputs: (key: String, q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer)?
@@ -48,6 +55,9 @@ public enum GPUBenchmark {
                     plan: plan, batch: problem.batch, headDim: problem.headDim, dtype: problem.dtype, q: q, k: k, v: v,
                     output: output, lse: lse, stream: stream, kernel: preference)
             }
+            try launch()  // compiles and loads the kernel before the pause
+            try stream.synchronize()
+            MonotonicClock.sleep(milliseconds: pauseMilliseconds)
             let times = try eventTimes(on: stream, warmups: warmups, repetitions: repetitions, launch)
             let measurement = Measurement(
                 problem: problem.name, kernel: choice, sequenceLength: problem.layout.sequenceLength,
@@ -65,10 +75,11 @@ extension GPUBenchmark {
     /// Times the backward kernels of `kernels` (dq, dk, dv from the forward's output and lse) on each
     /// problem: CUDA events around each launch after `warmups`, median of `repetitions`. Effective FLOPs
     /// are 2.5 × the forward's, by convention. Inputs are random in [-1, 1); the forward runs once per
-    /// problem (automatic kernel) and each backward kernel gets its own workspace.
+    /// problem (automatic kernel) and each backward kernel gets its own workspace; each timing follows
+    /// `pauseMilliseconds` of idle, as in `run`.
     public static func runBackward(
         problems: [AttentionProblem], kernels: [AttentionKernel] = [.portable], on gpu: CUDABackend, warmups: Int = 2,
-        repetitions: Int = 5, progress: (String) -> Void = { _ in }
+        repetitions: Int = 5, pauseMilliseconds: Int = defaultPauseMilliseconds, progress: (String) -> Void = { _ in }
     ) throws -> [Measurement] {
         var measurements = [Measurement]()
         for problem in problems {
@@ -101,6 +112,9 @@ extension GPUBenchmark {
                         v: v, output: output, lse: lse, outputGradient: outputGradient, dq: gradients[0],
                         dk: gradients[1], dv: gradients[2], workspace: workspace, stream: stream, kernel: preference)
                 }
+                try launch()  // compiles and loads the kernel before the pause
+                try stream.synchronize()
+                MonotonicClock.sleep(milliseconds: pauseMilliseconds)
                 let times = try eventTimes(on: stream, warmups: warmups, repetitions: repetitions, launch)
                 let measurement = Measurement(
                     problem: problem.name + " backward", kernel: kernel, sequenceLength: problem.layout.sequenceLength,

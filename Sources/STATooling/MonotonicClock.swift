@@ -15,4 +15,11 @@ public enum MonotonicClock {
 
     /// Milliseconds elapsed since `start` (a value of `now`).
     public static func milliseconds(since start: Double) -> Double { (now - start) * 1e3 }
+
+    /// Blocks the calling thread for `milliseconds` (≥ 0) of wall-clock time.
+    public static func sleep(milliseconds: Int) {
+        var remaining = timespec(tv_sec: milliseconds / 1000, tv_nsec: (milliseconds % 1000) * 1_000_000)
+        var left = timespec()
+        while nanosleep(&remaining, &left) != 0 { remaining = left }  // resumes after a signal
+    }
 }

@@ -32,7 +32,13 @@ extension Verification {
     ///   −1e40, every one −∞ in fp32, and its output is the mean of its values. (Component 0 of the other q
     ///   rows is 0 so that their scores stay well conditioned: a term of ±1e19 common to every score of a
     ///   row would leave float64 too, at a spacing of 1024, only rounding noise of the rest, and no
-    ///   reference could judge it.)
+    ///   reference could judge it.) Component 1 of those q rows is 0 as well, but for the q row of the
+    ///   middle tile's first token, (0, u, 0, …), which attends every tile: component 1 of the next-to-last
+    ///   tile's first k row is 2000, which puts that key's score 126.8 above the row's first keys (log2
+    ///   units, ±0.3 from rounding u to the storage type), and component 1 of every k row of the last tile
+    ///   is 48 (3 above them). Where a lazy online softmax meets that key, the row's chunk sum lies in
+    ///   [2¹²⁶, 2¹²⁸): finite, but rescaling by its inverse would flush to 0, and the last tile's keys,
+    ///   2^−124 after it, would make a finite, wrong row (`moved_base`).
     static func scaleLargeRows<T: StorageScalar>(
         q: inout [T], k: inout [T], v: inout [T], plan: AttentionPlan, headDim: Int, values: Bool
     ) {
@@ -62,9 +68,20 @@ extension Verification {
             for position in 0..<s {
                 k[row(0, 1, position) * headDim] = T(large)
                 q[row(0, 1, position) * headDim] = T(0)
+                q[row(0, 1, position) * headDim + 1] = T(0)
             }
             let query = row(0, 1, 2 * layout.tileVolume)
             for c in 0..<headDim { q[query * headDim + c] = T(c == 0 ? -large : 0) }
+            // Batch 0, head 1: one key 126.8 above the row's first keys (log2 units), and the keys of the
+            // last tile, which the row meets after it, 3 above them.
+            let gap = 126.8, keyComponent: Float = 2000, lastTileComponent: Float = 48
+            let lone = row(0, 1, (layout.tileCount / 2) * layout.tileVolume)
+            let u = gap / (Double(keyComponent) * (1 / Double(headDim).squareRoot()) * 1.4426950408889634)
+            for c in 0..<headDim { q[lone * headDim + c] = T(c == 1 ? Float(u) : 0) }
+            k[row(0, 1, (layout.tileCount - 2) * layout.tileVolume) * headDim + 1] = T(keyComponent)
+            for offset in 0..<layout.tileVolume {
+                k[row(0, 1, (layout.tileCount - 1) * layout.tileVolume + offset) * headDim + 1] = T(lastTileComponent)
+            }
         }
     }
 
@@ -109,7 +126,18 @@ extension Verification {
                 reference.lse[$0] == -.infinity
             }
             let outputError = headErrors.max() ?? 0
+            // The row farthest from the reference (‖o − reference‖), for the detail line.
+            var worstRow = 0, worstDistance = -1.0
+            for row in 0..<(outputs.count / c.headDim) where reference.lse[row] != -.infinity {
+                var distance = 0.0
+                for index in (row * c.headDim)..<((row + 1) * c.headDim) {
+                    let e = outputs[index] - reference.output[index]
+                    distance += e.isNaN ? .infinity : e * e
+                }
+                if distance > worstDistance { (worstRow, worstDistance) = (row, distance) }
+            }
             var lseError = 0.0
+            var worstLSERow = 0
             for (row, expected) in reference.lse.enumerated() where expected != -.infinity {
                 let rounded = Float(expected)   // ±∞ where the reference passes the fp32 range
                 let error: Double
@@ -118,6 +146,7 @@ extension Verification {
                 } else {
                     error = abs(Double(forward.lse[row]) - expected) / max(1, abs(expected))
                 }
+                if !(error <= lseError) { worstLSERow = row }
                 lseError = max(lseError, error.isNaN ? .infinity : error)
             }
             var outcome = Outcome(
@@ -126,6 +155,10 @@ extension Verification {
             outcome.detail = "output error per (batch, head): "
                 + headErrors.enumerated().map { "b\($0.offset / plan.heads) h\($0.offset % plan.heads) \(Float($0.element))" }
                 .joined(separator: ", ")
+                + "; worst output row: \(rowName(worstRow, plan: plan)), distance \(Float(worstDistance.squareRoot())), "
+                + "lse \(forward.lse[worstRow]), reference \(reference.lse[worstRow])"
+                + "; worst lse: \(rowName(worstLSERow, plan: plan)) \(forward.lse[worstLSERow]), reference "
+                + "\(reference.lse[worstLSERow])"
             return outcome
         }
 
@@ -160,6 +193,16 @@ extension Verification {
             badEmptyRows: bad, tolerance: tolerance(c.dtype))
         if !nonFinite.isEmpty { outcome.detail = "non-finite gradient rows: " + nonFinite.joined(separator: "; ") }
         return outcome
+    }
+
+    /// Row `row` of [B · H · S] by batch, head, position and (video rows) tile and offset.
+    static func rowName(_ row: Int, plan: AttentionPlan) -> String {
+        let s = plan.layout.sequenceLength
+        let (batchHead, position) = row.quotientAndRemainder(dividingBy: s)
+        let place = position < plan.layout.paddedVideoTokenCount
+            ? "tile \(position / plan.layout.tileVolume) offset \(position % plan.layout.tileVolume)"
+            : "text \(position - plan.layout.paddedVideoTokenCount)"
+        return "b\(batchHead / plan.heads) h\(batchHead % plan.heads) pos \(position) (\(place))"
     }
 
     /// The largest, over (batch, head) pairs, of ‖values − reference‖ / ‖reference‖ over the rows of the

@@ -97,6 +97,16 @@ __device__ __forceinline__ float log2_approx(float x) {
 
 }  // namespace ptx
 
+// The base a lazy online softmax moves a row's base to when the row's sum of exp2(score − base) over a
+// chunk is `row_sum` (> 1): base + log2(row_sum), which brings the chunk's probabilities to at most 1. Past
+// a sum of 2^125 the factor exp2(base − new base) the chunk is rescaled by would come near fp32's smallest
+// normal, which ex2.approx.ftz flushes to 0, dropping the row's largest scores; such a row (a score about
+// 125 or more above its base) gets a NaN base instead, so that its sum, output and LSE go NaN and the
+// exact-rows pass redoes it, as for an exponential that overflows.
+__device__ __forceinline__ float moved_base(float base, float row_sum) {
+    return row_sum < 0x1p125f ? base + ptx::log2_approx(row_sum) : __int_as_float(0x7fc00000);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Text
 // ---------------------------------------------------------------------------------------------------------

@@ -301,8 +301,9 @@ struct RowState {
     // Without the row maxima (finite bases): the exponentials are taken against the bases as they stand; a
     // base moves only when the thread's sum of a row's step passes 2^RESCALE_SLACK (every probability of
     // the step below it until then), and then by log2 of the row's step sum, which brings the step's
-    // probabilities to at most 1. An exponential that overflows (a score 128 or more above the base) makes
-    // the row's sum and output NaN, and the epilogue leaves the row to the exact-rows pass.
+    // probabilities to at most 1. An exponential that overflows (a score 128 or more above the base) or a
+    // step sum past 2^125 (moved_base) makes the row's sum and output NaN, and the epilogue leaves the row
+    // to the exact-rows pass.
     __device__ __forceinline__ void lazy(float (&s)[STEP_N / 8][4], float (&o)[HEAD_DIM / 8][4], float scale_log2) {
         constexpr float LIMIT = 256.0f;  // 2^RESCALE_SLACK
         float step_sum[2];
@@ -323,7 +324,7 @@ struct RowState {
                 float row = step_sum[r] + __shfl_xor_sync(0xffffffffu, step_sum[r], 1);
                 row += __shfl_xor_sync(0xffffffffu, row, 2);
                 if (row > LIMIT) {
-                    const float factor = move(r, base[r] + ptx::log2_approx(row), o);
+                    const float factor = move(r, moved_base(base[r], row), o);
                     step_sum[r] *= factor;
 #pragma unroll
                     for (int n = 0; n < STEP_N / 8; ++n) {
@@ -337,7 +338,8 @@ struct RowState {
         sum[1] += step_sum[1];
     }
 
-    // Moves row r's base to `to` (> base), rescaling o and the sum by exp2(base − to), which it returns.
+    // Moves row r's base to `to` (> base, or NaN: the row goes NaN), rescaling o and the sum by exp2(base − to),
+    // which it returns.
     __device__ __forceinline__ float move(int r, float to, float (&o)[HEAD_DIM / 8][4]) {
         // exp2(-inf − x) = 0: a row that had seen nothing has a zero sum and zero O anyway.
         const float correction = ptx::exp2_approx(base[r] - to);

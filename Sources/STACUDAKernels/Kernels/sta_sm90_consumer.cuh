@@ -181,8 +181,9 @@ constexpr float SOFTMAX_SLACK_SUM = 256.f;
 /// SOFTMAX_SLACK_SUM (the row's scores rose by about 8 in log2 units or more): then it moves by log2 of
 /// the row's chunk sum, which brings every exponential of the chunk to at most 1. Returns whether any row
 /// of the warp moved; corr0, corr1 are then the factors O must be rescaled by (1 for rows that did not).
-/// An exponential that overflows (a score 128 or more above the running maximum) makes the row's sum,
-/// output and LSE NaN, and the exact-rows pass redoes the row in float64; NaN scores give NaN as before.
+/// An exponential that overflows (a score 128 or more above the running maximum) or a chunk sum past 2¹²⁵
+/// (`moved_base`) makes the row's sum, output and LSE NaN, and the exact-rows pass redoes the row in
+/// float64; NaN scores give NaN as before.
 template <int N>
 __device__ __forceinline__ bool softmax_chunk(float (&s)[BLOCK_N / 2], float scale_log2, float& m0, float& m1,
                                                    float& l0, float& l1, float& corr0, float& corr1) {
@@ -210,13 +211,13 @@ __device__ __forceinline__ bool softmax_chunk(float (&s)[BLOCK_N / 2], float sca
         x1 += __shfl_xor_sync(0xffffffffu, x1, 2);
         float f0 = 1.f, f1 = 1.f;
         if (x0 > SOFTMAX_SLACK_SUM) {
-            const float n0 = b0 + ptx::log2_approx(x0);
+            const float n0 = moved_base(b0, x0);
             f0 = ptx::exp2_approx(b0 - n0);
             corr0 = ptx::exp2_approx(m0 - n0);
             m0 = n0;
         }
         if (x1 > SOFTMAX_SLACK_SUM) {
-            const float n1 = b1 + ptx::log2_approx(x1);
+            const float n1 = moved_base(b1, x1);
             f1 = ptx::exp2_approx(b1 - n1);
             corr1 = ptx::exp2_approx(m1 - n1);
             m1 = n1;
