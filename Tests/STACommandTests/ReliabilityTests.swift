@@ -27,6 +27,7 @@ import Testing
         (["bench", "--cpu", "--threads", "1000000000000"], "4096"),
         (["search", "x.safetensors", "--output", "y.json", "--threads", "99999"], "4096"),
         (["bench", "--repetitions", "10000000"], "1000000"),
+        (["bench", "--pause", "100000"], "60000"),
     ])
     func sizesAboveTheLimitsAreUsageErrorsNamingTheLimit(_ arguments: [String], _ limit: String) {
         let outcome = STA.outcome(arguments)
@@ -53,6 +54,7 @@ import Testing
             (["plan", "--text", "-5"], "--text is -5; it must be 0 or more"),
             (["render", "--max-pixels", "-1"], "--max-pixels is -1; it must be at least 1"),
             (["bench", "--cpu", "--threads", "-2"], "--threads is -2; it must be at least 1"),
+            (["bench", "--pause", "-1"], "--pause is -1; it must be 0 or more"),
         ] {
             let outcome = STA.outcome(arguments)
             #expect(outcome.status == .usage)
@@ -64,6 +66,7 @@ import Testing
         (["bench", "--cpu", "--canvas", "junk"], "--canvas"),
         (["bench", "--cpu", "--suite", "hunyuan", "--kernel", "hopper"], "--suite, --kernel"),
         (["bench", "--cpu", "--backward"], "--backward"),
+        (["bench", "--cpu", "--pause", "5"], "--pause"),
         (["bench", "--quick"], "--quick"),
         (["verify", "--cpu", "--kernel", "hopper"], "--kernel"),
         (["plan", "--suite", "wan", "--canvas", "8x8"], "--canvas"),
