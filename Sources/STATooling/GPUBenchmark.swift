@@ -55,10 +55,8 @@ public enum GPUBenchmark {
                     plan: plan, batch: problem.batch, headDim: problem.headDim, dtype: problem.dtype, q: q, k: k, v: v,
                     output: output, lse: lse, stream: stream, kernel: preference)
             }
-            try launch()  // compiles and loads the kernel before the pause
-            try stream.synchronize()
-            MonotonicClock.sleep(milliseconds: pauseMilliseconds)
-            let times = try eventTimes(on: stream, warmups: warmups, repetitions: repetitions, launch)
+            let times = try eventTimes(
+                on: stream, warmups: warmups, repetitions: repetitions, pauseMilliseconds: pauseMilliseconds, launch)
             let measurement = Measurement(
                 problem: problem.name, kernel: choice, sequenceLength: problem.layout.sequenceLength,
                 videoSparsity: plan.videoSparsity, medianMilliseconds: times[times.count / 2],
@@ -112,10 +110,8 @@ extension GPUBenchmark {
                         v: v, output: output, lse: lse, outputGradient: outputGradient, dq: gradients[0],
                         dk: gradients[1], dv: gradients[2], workspace: workspace, stream: stream, kernel: preference)
                 }
-                try launch()  // compiles and loads the kernel before the pause
-                try stream.synchronize()
-                MonotonicClock.sleep(milliseconds: pauseMilliseconds)
-                let times = try eventTimes(on: stream, warmups: warmups, repetitions: repetitions, launch)
+                let times = try eventTimes(
+                    on: stream, warmups: warmups, repetitions: repetitions, pauseMilliseconds: pauseMilliseconds, launch)
                 let measurement = Measurement(
                     problem: problem.name + " backward", kernel: kernel, sequenceLength: problem.layout.sequenceLength,
                     videoSparsity: plan.videoSparsity, medianMilliseconds: times[times.count / 2],
@@ -167,10 +163,16 @@ extension GPUBenchmark {
     }
 
     /// Runs `launch` `warmups` times, waits, then times `repetitions` runs with CUDA events on `stream`.
-    /// Returns the times in milliseconds, sorted ascending.
+    /// With `pauseMilliseconds` > 0, first runs it once (a compile or module load stays out of the pause)
+    /// and idles that long. Returns the times in milliseconds, sorted ascending.
     static func eventTimes(
-        on stream: CUDAStream, warmups: Int, repetitions: Int, _ launch: () throws -> Void
+        on stream: CUDAStream, warmups: Int, repetitions: Int, pauseMilliseconds: Int = 0, _ launch: () throws -> Void
     ) throws -> [Double] {
+        if pauseMilliseconds > 0 {
+            try launch()
+            try stream.synchronize()
+            MonotonicClock.sleep(milliseconds: pauseMilliseconds)
+        }
         for _ in 0..<warmups { try launch() }
         try stream.synchronize()
         let start = try CUDAEvent(context: stream.context)
