@@ -41,20 +41,6 @@ public final class CUDAStream: @unchecked Sendable {
         _ = context.driver.cuStreamDestroy(handle)
     }
 
-    /// Whether work queued on `stream` (nil: the legacy default stream) is being captured into a CUDA graph
-    /// (cuStreamIsCapturing), or cannot be queued while another stream captures; then calls that allocate
-    /// or synchronise would break the capture. Cost: one driver call.
-    public static func isCapturing(_ stream: CUDAStream?, context: CUDAContext) -> Bool {
-        var status: Int32 = 0
-        let result = context.driver.cuStreamIsCapturing(stream?.handle, &status)
-        return result != 0 || status != 0  // CU_STREAM_CAPTURE_STATUS_NONE is 0
-    }
-
-    /// An identifier of the stream for tables keyed by stream: its handle, 0 for the legacy default stream.
-    public static func key(_ stream: CUDAStream?) -> UInt {
-        stream.map { UInt(bitPattern: $0.handle) } ?? 0
-    }
-
     /// Waits until all work queued on the stream has finished (cuStreamSynchronize).
     public func synchronize() throws(CUDAError) {
         try context.makeCurrent()

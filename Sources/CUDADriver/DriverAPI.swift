@@ -37,7 +37,6 @@ enum DriverSignature {
             UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?
         ) -> CUresult
     typealias EventRecord = @convention(c) (CUhandle?, CUhandle?) -> CUresult
-    typealias StreamIsCapturing = @convention(c) (CUhandle?, UnsafeMutablePointer<Int32>?) -> CUresult
     typealias EventElapsedTime = @convention(c) (UnsafeMutablePointer<Float>?, CUhandle?, CUhandle?) -> CUresult
     /// (tensorMap, dataType, rank, globalAddress, globalDim, globalStrides, boxDim, elementStrides,
     ///  interleave, swizzle, l2Promotion, oobFill)
@@ -82,7 +81,6 @@ struct DriverAPI: @unchecked Sendable {
     let cuStreamCreate: S.HandleOut
     let cuStreamDestroy: S.OnHandle
     let cuStreamSynchronize: S.OnHandle
-    let cuStreamIsCapturing: S.StreamIsCapturing
     let cuEventCreate: S.HandleOut
     let cuEventDestroy: S.OnHandle
     let cuEventRecord: S.EventRecord
@@ -123,7 +121,6 @@ struct DriverAPI: @unchecked Sendable {
         cuStreamCreate = try library.required("cuStreamCreate", as: S.HandleOut.self)
         cuStreamDestroy = try library.required("cuStreamDestroy_v2", as: S.OnHandle.self)
         cuStreamSynchronize = try library.required("cuStreamSynchronize", as: S.OnHandle.self)
-        cuStreamIsCapturing = try library.required("cuStreamIsCapturing", as: S.StreamIsCapturing.self)
         cuEventCreate = try library.required("cuEventCreate", as: S.HandleOut.self)
         cuEventDestroy = try library.required("cuEventDestroy_v2", as: S.OnHandle.self)
         cuEventRecord = try library.required("cuEventRecord", as: S.EventRecord.self)

@@ -28,16 +28,6 @@ public enum KernelDevelopment {
     /// the one it chooses (`STAForwardKernel` parses and checks it); nil when unset.
     public static var portableShape: String? { environmentValue("STA_PORTABLE_SHAPE") }
 
-    /// `$STA_PERSISTENT_CTAS`: the most CTAs a persistent kernel launches (a positive integer; fewer than
-    /// multiprocessors makes every CTA compute many units, which the checks of small layouts want); nil
-    /// when unset or not a positive integer.
-    public static var persistentCTAs: Int? { persistentCTAs(environment: environmentValue) }
-
-    /// `persistentCTAs` with the environment given as a function (tests pass their own).
-    static func persistentCTAs(environment: (String) -> String?) -> Int? {
-        environment("STA_PERSISTENT_CTAS").flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil }
-    }
-
     /// `source(named:)` with the environment given as a function (tests pass their own).
     static func source(named name: String, environment: (String) -> String?) -> String? {
         guard let directory = environment("STA_KERNEL_SOURCES"), !name.contains("/"),

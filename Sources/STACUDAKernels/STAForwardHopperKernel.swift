@@ -16,12 +16,9 @@ import STATensors
 /// that attend no key (holes, padding text) get O = 0 and LSE = −∞. K and V must hold finite values at
 /// holes and padding text rows (the tile permutation writes zeros there).
 ///
-/// Launch shape: a persistent grid, one block per multiprocessor (at most one per unit), whose blocks take
-/// units of work from a counter of the stream (`WorkCounters`): `queryBlocks(layout:)` query blocks per
-/// (batch, head), text query blocks of every (batch, head) first, then `queryBlocksPerTile` blocks of
-/// `blockQueries` rows per video tile; while one unit finishes, the next one's query block and first key
-/// chunks load. Where no counter can be had (a new stream under CUDA graph capture), one block per unit.
-/// `threadsPerBlock` threads; `sharedMemoryBytes(headDim:)` of dynamic shared memory.
+/// Launch shape: a one-dimensional grid of `queryBlocks(layout:)` blocks per (batch, head), text query
+/// blocks of every (batch, head) first, then `queryBlocksPerTile` blocks of `blockQueries` rows per video
+/// tile; `threadsPerBlock` threads; `sharedMemoryBytes(headDim:)` of dynamic shared memory.
 public struct STAForwardHopperKernel: AttentionForwardKernel {
     /// Query rows per block (two consumer warpgroups of 64).
     public static let blockQueries = 128
@@ -76,7 +73,6 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
     /// The loaded kernel (registers, local bytes and so on can be queried from it).
     public var function: CUDAFunction { loaded.function }
     let loaded: LoadedPlanKernel
-    let counters = WorkCounters()
 
     /// Validates the parameters, compiles the kernel for sm_90a (or takes it from `cache`), loads it,
     /// allows its shared memory, and uploads the plan's tables as Int32.
@@ -150,8 +146,7 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
     /// allocation is). `textValid` is nil (the plan's valid text length for every row) or `batch` Int32
     /// valid lengths on the device (clamped into 0...text count by the kernel). `batch` must pass
     /// `validate(batch:heads:layout:)` and `scale` be positive and finite. Builds five tensor maps
-    /// (host-side encodings of a few microseconds each), takes the stream's work counter (allocated the
-    /// first time a stream is seen), then returns once queued; the kernel reads q,
+    /// (host-side encodings of a few microseconds each), then returns once queued; the kernel reads q,
     /// k, v (through the maps, and q also directly where it gathers the real rows of padded tiles) and
     /// overwrites every row of output and lse. Cost on the GPU: about 4 · headDim · (attended pairs) FLOPs.
     public func launch(
@@ -186,12 +181,9 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
                 arguments.append(try tensorMap(k, batch: batch))
                 arguments.append(try tensorMap(v, batch: batch))
             }
-            let units = batch * plan.heads * Self.queryBlocks(layout: plan.layout)
-            let counter = counters.counter(for: stream, context: context)
-            if let counter { arguments.append(counter) } else { arguments.append(UInt64(0)) }
             // The maps hold raw addresses of q, k and v: like output, those buffers must outlive the work.
             try function.launch(
-                grid: (x: counter == nil ? units : min(units, KernelDevelopment.persistentCTAs ?? context.multiprocessorCount), y: 1, z: 1),
+                grid: (x: batch * plan.heads * Self.queryBlocks(layout: plan.layout), y: 1, z: 1),
                 block: (x: Self.threadsPerBlock, y: 1, z: 1),
                 sharedMemoryBytes: Self.sharedMemoryBytes(headDim: headDim), stream: stream, arguments: arguments)
         } catch {

@@ -14,17 +14,4 @@ import Testing
         #expect(KernelDevelopment.source(named: "../k.cu", environment: set) == nil)
         #expect(KernelDevelopment.source(named: "k.cu", environment: { _ in nil }) == nil)
     }
-
-    @Test func persistentCTAsTakesPositiveIntegersOnly() {
-        func value(_ text: String?) -> Int? {
-            KernelDevelopment.persistentCTAs(environment: { $0 == "STA_PERSISTENT_CTAS" ? text : nil })
-        }
-        #expect(value("3") == 3)
-        #expect(value("132") == 132)
-        #expect(value(nil) == nil)
-        #expect(value("0") == nil)
-        #expect(value("-2") == nil)
-        #expect(value("three") == nil)
-        #expect(value("") == nil)
-    }
 }

@@ -160,10 +160,8 @@ int32_t sta_forward_cpu(const sta_plan *plan, int32_t dtype, int64_t batch, int6
  * default stream. kernel: "auto" (the Hopper kernel on compute capability 9.x when it can run the call,
  * else the portable one), "portable" (sm_80+) or "hopper" (sm_90); NULL means "auto". The kernel for
  * (device, geometry, head_dim, dtype, kernel) is compiled by NVRTC on first use (or read from the on-disk
- * kernel cache) and kept. The Hopper kernel keeps 8 bytes of work counters per stream it has seen,
- * allocated on the first call on that stream (a stream under CUDA graph capture that has none gets a grid
- * of one CTA per query block instead, and allocates nothing). Returns once the work is queued; the caller
- * keeps the memory alive until the stream reaches it.
+ * kernel cache) and kept. Returns once the work is queued; the caller keeps the memory alive until the
+ * stream reaches it.
  */
 int32_t sta_forward_cuda(const sta_plan *plan, int32_t dtype, int64_t batch, int64_t head_dim, uint64_t q,
                          uint64_t k, uint64_t v, uint64_t out, uint64_t lse, double scale,

@@ -1,14 +1,11 @@
 // Sliding Tile Attention forward pass for Hopper (sm_90a): TMA, wgmma and warp specialisation.
 //
-// One CTA of 384 threads computes units of work, query blocks of 128 rows of one (batch, head), one after
-// another (a persistent grid of one CTA per multiprocessor taking units from a work counter, or one CTA
-// per unit without one):
-//   warpgroup 0, the producer: one thread takes the units, and issues TMA copies (cp.async.bulk.tensor)
-//     of each unit's query block and then of every chunk of BLOCK_N keys (192 for D = 128, 128 for D = 64)
-//     of K and V the block attends, in 64 × 64 boxes, into a ring of STAGES shared-memory stages; each copy
-//     completes on a "full" mbarrier, each stage (and the query block) is handed back on an "empty"
-//     mbarrier, so the next unit's query block and first chunks load while the consumers finish the
-//     current one. The warpgroup gives its registers away (setmaxnreg.dec).
+// One CTA of 384 threads computes 128 query rows of one (batch, head):
+//   warpgroup 0, the producer: one thread issues TMA copies (cp.async.bulk.tensor) of the query block
+//     and then of every chunk of BLOCK_N keys (192 for D = 128, 128 for D = 64) of K and V the block
+//     attends, in 64 × 64 boxes, into a ring of STAGES
+//     shared-memory stages; each copy completes on a "full" mbarrier, each stage is handed back on an
+//     "empty" mbarrier. The warpgroup gives its registers away (setmaxnreg.dec).
 //   warpgroups 1 and 2, the consumers: each owns 64 query rows. Per chunk it computes S = Q·Kᵀ with
 //     wgmma (both operands in shared memory), applies the mask where a chunk needs one, does the online
 //     softmax in registers, and accumulates O += P·V with wgmma, P taken from registers. The Q·Kᵀ of
@@ -48,9 +45,8 @@
 // Files: sta_common.cuh (types, problem constants, holes, text), sta_sm90_ptx.cuh (mbarrier, TMA, wgmma
 // wrappers), sta_sm90_shape.cuh (blocking, named barriers, register budgets), sta_sm90_work.cuh (work
 // decoding, key-chunk cursor), sta_sm90_consumer.cuh (wgmma groups, masks, softmax), sta_sm90_mainloop.cuh
-// (scheduler, pipeline, producer and consumer loops), sta_sm90_epilogue.cuh (normalise, LSE, stores), and
-// this file: the kernel, which sets the pipeline up, gives each warpgroup its role and runs the consumers'
-// loop over units.
+// (pipeline, producer and consumer loops), sta_sm90_epilogue.cuh (normalise, LSE, stores), and this file:
+// the kernel, which sets the pipeline up and gives each warpgroup its role.
 //
 // Kernel parameters (sta_forward_sm90):
 //   q_map, k_map, v_map: CUtensorMaps (128 bytes, by value) over the 3D view [B·H][S][D] of Q, K, V:
@@ -65,13 +61,10 @@
 //   k_slices, v_slices: with STA_KEY_SLICES = k > 0, CUtensorMaps over the 4D view [B·H][S / SLICE][SLICE]
 //     [D] of K and V (SLICE = TILE_H · TILE_W: dimensions {D, SLICE, ⌊S / SLICE⌋, B·H}, box {64, REAL_H ·
 //     TILE_W, k, 1}, otherwise as q_map); with 0, unused (any map).
-//   work_counter: null, or two ints, zero before the launch; the kernel's last CTA zeroes them again, so
-//     launches in one stream can share them (launches that may run at the same time cannot).
-// Units: batch · heads · (TEXT_QBLOCKS + NUM_TILES · QBLOCKS_PER_TILE), the text query blocks of every
-// (batch, head) first (the long ones start early), then QBLOCKS_PER_TILE blocks per video tile.
-// Launch: grid.x = the units without a work counter; with one, at most the units (one CTA per
-// multiprocessor); block.x = STA_THREADS (384), dynamic shared memory STA_SHARED_BYTES (≥ 1024 + (128 + 2 ·
-// STAGES · BLOCK_N) · 2 · D bytes).
+// Launch: grid.x = batch · heads · (TEXT_QBLOCKS + NUM_TILES · QBLOCKS_PER_TILE) (see below),
+// block.x = STA_THREADS (384), dynamic shared memory STA_SHARED_BYTES (≥ 1024 + (128 + 2 · STAGES · BLOCK_N) ·
+// 2 · D bytes).
+// Text query blocks come first in grid.x, so that the long ones start early.
 
 #include "sta_common.cuh"
 #include "sta_sm90_consumer.cuh"
@@ -91,52 +84,39 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
                      const int* __restrict__ window_of_head, const int* __restrict__ key_tile_start,
                      const int* __restrict__ key_tiles, int heads, int batch, float scale,
                      const uint16_t* __restrict__ q, const int* __restrict__ text_valid, int default_text_valid,
-                     const __grid_constant__ StaTensorMap k_slices, const __grid_constant__ StaTensorMap v_slices,
-                     int* __restrict__ work_counter) {
-    __shared__ __align__(16) uint64_t control[CONTROL_WORDS];
+                     const __grid_constant__ StaTensorMap k_slices, const __grid_constant__ StaTensorMap v_slices) {
+    __shared__ __align__(8) uint64_t barriers[PIPELINE_BARRIERS];
+    __shared__ uint32_t chunk_info[STAGES];
     extern __shared__ unsigned char dynamic_smem[];
     Pipeline pipe;
-    pipe.base = (ptx::shared_address(dynamic_smem) + 1023u) & ~1023u;  // 128-byte swizzle atoms: 1 KiB aligned
-    pipe.control = ptx::shared_address(control);
-    const Problem problem{heads, batch, window_of_head, key_tile_start, key_tiles, text_valid, default_text_valid};
+    pipe.q_smem = (ptx::shared_address(dynamic_smem) + 1023u) & ~1023u;  // 128-byte swizzle atoms: 1 KiB aligned
+    pipe.k_smem = pipe.q_smem + Q_BYTES;
+    pipe.v_smem = pipe.k_smem + STAGES * KV_BYTES;
+    pipe.bar0 = ptx::shared_address(barriers);
+    pipe.info0 = ptx::shared_address(chunk_info);
 
-    if (threadIdx.x == 0) pipe.init();
+    const Work work = decode_work(blockIdx.x, heads, batch, window_of_head, key_tile_start, key_tiles, text_valid,
+                                  default_text_valid);
+
+    if (threadIdx.x == 0) pipe.init(computing_consumers(work));
     __syncthreads();
 
     const int warpgroup = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x) / WARPGROUP_THREADS, 0);
     if (warpgroup == 0) {
-        // The producer: a copy thread (warp 0) and a scheduler (warp 1); the warpgroup gives its registers to
-        // the consumers.
+        // The producer: one thread issues every copy; the warpgroup gives its registers to the consumers.
         setmaxnreg_dec<PRODUCER_REGISTERS>();
-        if (threadIdx.x == 0) {
-            producer_copies(problem, pipe, &k_map, &v_map, &k_slices, &v_slices);
-        } else if (threadIdx.x == 32) {
-            producer_schedule(Scheduler{work_counter, batch * heads * UNITS_PER_HEAD}, problem, pipe, &q_map);
-        }
+        if (threadIdx.x == 0 && work.any) producer_mainloop(work, pipe, &q_map, &k_map, &v_map, &k_slices, &v_slices);
         return;
     }
 
-    // The consumers: warpgroup cw owns rows 64·cw ..< 64·cw + 64 of each unit.
+    // The consumers: warpgroup cw owns rows 64·cw ..< 64·cw + 64 of the block.
     setmaxnreg_inc<CONSUMER_REGISTERS>();
     const int cw = warpgroup - 1;
-    const uint32_t q_rows = pipe.q_smem() + cw * 64 * 128;  // this warpgroup's 64 rows inside each Q panel
-    int g = 0;  // chunks of the CTA's units so far: the ring position
-    for (int b = 0;; ++b) {
-        mbar_wait(pipe.q_full(), b & 1);
-        bool computes;  // the unit has rows that attend something, and chunks
-        const int unit = pipe.unit(computes);
-        if (unit < 0) return;
-        const Work work = problem.rows(unit);
-        float acc[HEAD_DIM / 2];
+    const uint32_t q_rows = pipe.q_smem + cw * 64 * 128;  // this warpgroup's 64 rows inside each Q panel
+    float acc[HEAD_DIM / 2];
 #pragma unroll
-        for (int i = 0; i < HEAD_DIM / 2; ++i) acc[i] = 0.f;
-        float m0 = neg_inf(), m1 = neg_inf(), l0 = 0.f, l1 = 0.f;
-        if (computes && cw < computing_consumers(work)) {
-            g = consumer_mainloop(work, g, pipe, cw, q_rows, scale * LOG2E, q, acc, m0, m1, l0, l1);
-        } else {
-            release_stage(pipe.q_empty());
-            if (computes) g = consumer_skip(g, pipe);
-        }
-        epilogue(work, cw, acc, m0, m1, l0, l1, o, lse);
-    }
+    for (int i = 0; i < HEAD_DIM / 2; ++i) acc[i] = 0.f;
+    float m0 = neg_inf(), m1 = neg_inf(), l0 = 0.f, l1 = 0.f;
+    consumer_mainloop(work, pipe, cw, q_rows, scale * LOG2E, q, acc, m0, m1, l0, l1);
+    epilogue(work, cw, q_rows, acc, m0, m1, l0, l1, o, lse);
 }

@@ -1,7 +1,7 @@
 // Sliding Tile Attention, Hopper forward kernel: the epilogue. Each consumer warpgroup normalises its 64
-// rows of O, writes their log-sum-exp, stores O from registers (the query block's shared memory already
-// holds the next unit's), and, in the last block of a packed tile, writes O = 0 / LSE = −∞ to the tile's
-// hole rows. After sta_sm90_consumer.cuh.
+// rows of O, writes their log-sum-exp, stages O through its (now free) rows of the query block for 16-byte
+// stores, and, in the last block of a packed tile, writes O = 0 / LSE = −∞ to the tile's hole rows.
+// After sta_sm90_consumer.cuh.
 
 #pragma once
 
@@ -13,7 +13,7 @@
 
 namespace sta {
 
-__device__ __forceinline__ void epilogue(const Work& work, int cw, const float (&acc)[HEAD_DIM / 2],
+__device__ __forceinline__ void epilogue(const Work& work, int cw, uint32_t q_rows, const float (&acc)[HEAD_DIM / 2],
                                          float m0, float m1, float l0, float l1, uint16_t* __restrict__ o,
                                          float* __restrict__ lse) {
     const int lane = threadIdx.x % 32;
@@ -61,20 +61,35 @@ __device__ __forceinline__ void epilogue(const Work& work, int cw, const float (
         if (local1 < work.rows)
             lse[slice + row_of(local1)] = !valid1 ? neg_inf() : over1 ? nan : (m1 + ptx::log2_approx(l1)) * LN2;
     }
-    // Each quad of threads holds 16 contiguous bytes of a row per j: 4-byte stores, which the L2 merges.
-    if (local0 < work.rows) {
-        uint16_t* to = o + (slice + row_of(local0)) * HEAD_DIM + 2 * quad;
+    // Q smem of these rows is free: every wgmma that read it has completed. Same 128-byte swizzle.
+    const int r0 = warp * 16 + group;  // row inside this warpgroup's 64
 #pragma unroll
-        for (int j = 0; j < HEAD_DIM / 8; ++j)
-            *reinterpret_cast<uint32_t*>(to + 8 * j) =
-                ptx::pack2(valid0 ? acc[4 * j] * inv0 : 0.f, valid0 ? acc[4 * j + 1] * inv0 : 0.f);
+    for (int j = 0; j < HEAD_DIM / 8; ++j) {
+        const uint32_t chunk_base = q_rows + (j / 8) * Q_PANEL_BYTES + ((j % 8) ^ group) * 16 + quad * 4;
+        const uint32_t w0 = ptx::pack2(valid0 ? acc[4 * j] * inv0 : 0.f, valid0 ? acc[4 * j + 1] * inv0 : 0.f);
+        const uint32_t w1 = ptx::pack2(valid1 ? acc[4 * j + 2] * inv1 : 0.f, valid1 ? acc[4 * j + 3] * inv1 : 0.f);
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(chunk_base + r0 * 128), "r"(w0) : "memory");
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(chunk_base + (r0 + 8) * 128), "r"(w1) : "memory");
     }
-    if (local1 < work.rows) {
-        uint16_t* to = o + (slice + row_of(local1)) * HEAD_DIM + 2 * quad;
+    named_barrier_sync(CONSUMER_BARRIER + cw, WARPGROUP_THREADS);
+    constexpr int CHUNKS_PER_ROW = HEAD_DIM / 8;  // 16-byte pieces
 #pragma unroll
-        for (int j = 0; j < HEAD_DIM / 8; ++j)
-            *reinterpret_cast<uint32_t*>(to + 8 * j) =
-                ptx::pack2(valid1 ? acc[4 * j + 2] * inv1 : 0.f, valid1 ? acc[4 * j + 3] * inv1 : 0.f);
+    for (int it = 0; it < 64 * CHUNKS_PER_ROW / 128; ++it) {
+        const int index = tid + it * 128;
+        const int r = index / CHUNKS_PER_ROW;
+        const int piece = index % CHUNKS_PER_ROW;
+        const int local = cw * 64 + r;
+        if (local < work.rows) {
+            const uint32_t from = q_rows + (piece / 8) * Q_PANEL_BYTES + r * 128 + (((piece % 8) ^ (r % 8)) * 16);
+            uint32_t x, y, z, w;
+            asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                         : "=r"(x), "=r"(y), "=r"(z), "=r"(w)
+                         : "r"(from)
+                         : "memory");
+            uint16_t* to = o + (slice + row_of(local)) * HEAD_DIM + piece * 8;
+            asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"l"(to), "r"(x), "r"(y), "r"(z), "r"(w)
+                         : "memory");
+        }
     }
 
     // ---- Hole rows of a packed tile: O = 0, LSE = −∞ (the tile's last unit; both consumer warpgroups) ----

@@ -1,7 +1,7 @@
-// Sliding Tile Attention, Hopper forward kernel: work decoding. The units of work (query blocks: text
-// blocks of every (batch, head) first, then the video blocks), which of a unit's rows are real (holes,
-// packed rows of padded tiles, the row's valid text), its key tiles, and the cursor over the key chunks it
-// attends, which the producer walks. After sta_sm90_shape.cuh.
+// Sliding Tile Attention, Hopper forward kernel: work decoding. Which query block a CTA computes (text
+// blocks of every (batch, head) first, then the video blocks), which of its rows are real (holes, packed
+// rows of padded tiles, the row's valid text), and the cursor over the key chunks the block attends, which
+// the producer and the consumers each walk. After sta_sm90_shape.cuh.
 
 #pragma once
 
@@ -69,15 +69,15 @@ __device__ __forceinline__ int packed_offset(int rank, int axes) {
 
 // ---- Work decomposition -----------------------------------------------------------------------------
 
-/// A query block (a unit of work) and the key tiles it visits.
+/// The query block a CTA computes and the key tiles it visits.
 struct Work {
     int bh;            // batch · heads + head
     int row0;          // first query row (sequence index)
     int rows;          // query rows of this block that belong to it (≤ 128; the rest belong elsewhere)
     bool text_query;   // a block of text queries
     bool any;          // false when no row of the block attends anything (holes, padding text)
-    int tile_count;    // key tiles visited before the text (attach_keys)
-    int tile_start;    // its key tiles are key_tiles[tile_start ..< tile_start + tile_count] (video; attach_keys)
+    int tile_count;    // key tiles visited before the text
+    const int* tiles;  // key tiles of a video query block (nullptr for text queries: every tile)
     int axes;          // padded axes of the query tile (0 for text)
     bool packed;       // rows are the real rows pack_base ..< pack_base + rows of tile row0 / TILE_VOL
     int pack_base;
@@ -85,20 +85,15 @@ struct Work {
     int text_valid;    // valid text positions of the block's batch row (0 ... TEXT_COUNT)
 };
 
-/// Units of work of one (batch, head): its text query blocks, then QBLOCKS_PER_TILE blocks per video tile.
-constexpr int UNITS_PER_HEAD = TEXT_QBLOCKS + NUM_TILES * QBLOCKS_PER_TILE;
-
-/// The rows of unit `unit` (text blocks of every (batch, head) first, then the video blocks); the key
-/// tiles are left to `attach_keys`. Arithmetic and at most one load (the batch row's text length).
-__device__ __forceinline__ Work decode_rows(int unit, int heads, int batch, const int* __restrict__ text_valid,
-                                           int default_text_valid) {
+__device__ __forceinline__ Work decode_work(int unit, int heads, int batch, const int* __restrict__ window_of_head,
+                                            const int* __restrict__ key_tile_start,
+                                            const int* __restrict__ key_tiles, const int* __restrict__ text_valid,
+                                            int default_text_valid) {
     Work w;
     w.axes = 0;
     w.packed = false;
     w.pack_base = 0;
     w.writes_holes = false;
-    w.tile_count = 0;
-    w.tile_start = 0;
     const int text_units = batch * heads * TEXT_QBLOCKS;
     if (TEXT_QBLOCKS > 0 && unit < text_units) {
         constexpr int text_qblocks = TEXT_QBLOCKS > 0 ? TEXT_QBLOCKS : 1;  // no division by zero
@@ -107,6 +102,7 @@ __device__ __forceinline__ Work decode_rows(int unit, int heads, int batch, cons
         w.row0 = VIDEO_TOKENS + block * BLOCK_M;
         w.rows = min(BLOCK_M, TEXT_COUNT - block * BLOCK_M);
         w.text_query = true;
+        w.tiles = nullptr;
         w.text_valid = row_text_valid(text_valid, default_text_valid, w.bh / heads);
         w.any = block * BLOCK_M < w.text_valid;
         w.tile_count = NUM_TILES;
@@ -134,20 +130,14 @@ __device__ __forceinline__ Work decode_rows(int unit, int heads, int batch, cons
                 w.writes_holes = sub == QBLOCKS_PER_TILE - 1;
             }
         }
+        const int head = w.bh % heads;
         w.text_valid = row_text_valid(text_valid, default_text_valid, w.bh / heads);
+        const int row = __ldg(window_of_head + head) * NUM_TILES + tile;
+        const int start = __ldg(key_tile_start + row);
+        w.tile_count = __ldg(key_tile_start + row + 1) - start;
+        w.tiles = key_tiles + start;
     }
     return w;
-}
-
-/// Where the key tiles of a video unit `w` (of tile `row0 / TILE_VOL` in head `bh % heads`) lie in the
-/// plan's key_tiles: two dependent loads. Text units visit every tile (decode_rows set them).
-__device__ __forceinline__ void attach_keys(Work& w, int heads, const int* __restrict__ window_of_head,
-                                            const int* __restrict__ key_tile_start) {
-    if (w.text_query) return;
-    const int row = __ldg(window_of_head + w.bh % heads) * NUM_TILES + w.row0 / TILE_VOL;
-    const int start = __ldg(key_tile_start + row);
-    w.tile_count = __ldg(key_tile_start + row + 1) - start;
-    w.tile_start = start;
 }
 
 /// Consumer warpgroups that compute `w`: one when the block has at most 64 rows (the second would compute
@@ -204,7 +194,7 @@ struct ChunkInfo {
 };
 
 /// Walks the chunks of a query block in order: the live chunks of each key tile, then the text chunks.
-/// The producer walks it and publishes each chunk's ChunkInfo.
+/// The producer walks it and publishes each chunk's ChunkInfo; the consumers only ask whether it is empty.
 struct ChunkCursor {
     int listed;   // index into the key tile list; tile_count for the text
     int part;     // chunk inside the current tile (or the text)
@@ -212,10 +202,10 @@ struct ChunkCursor {
     int tile;     // current tile, or −1 for the text
     bool packed;  // the current tile's keys come in packed chunks
 
-    __device__ __forceinline__ void enter(const Work& w, const int* __restrict__ key_tiles) {
+    __device__ __forceinline__ void enter(const Work& w) {
         packed = false;
         if (listed < w.tile_count) {
-            tile = w.text_query ? listed : __ldg(key_tiles + w.tile_start + listed);
+            tile = w.text_query ? listed : __ldg(w.tiles + listed);
             const int axes = boundary_axes(tile);
             packed = packed_keys(axes);
             // Trailing all-hole chunks are not loaded.
@@ -225,19 +215,19 @@ struct ChunkCursor {
             parts = (w.text_valid + BLOCK_N - 1) / BLOCK_N;
         }
     }
-    __device__ __forceinline__ void start(const Work& w, const int* __restrict__ key_tiles) {
+    __device__ __forceinline__ void start(const Work& w) {
         listed = 0;
         part = 0;
-        enter(w, key_tiles);
+        enter(w);
         if (parts == 0) listed = w.tile_count + 1;  // no key at all (no tiles, no text)
     }
     /// Whether the cursor is on a chunk.
     __device__ __forceinline__ bool valid(const Work& w) const { return listed <= w.tile_count && part < parts; }
-    __device__ __forceinline__ void advance(const Work& w, const int* __restrict__ key_tiles) {
+    __device__ __forceinline__ void advance(const Work& w) {
         if (++part == parts && listed < w.tile_count) {
             ++listed;
             part = 0;
-            enter(w, key_tiles);
+            enter(w);
         }
     }
     __device__ __forceinline__ Chunk chunk(const Work& w) const {
