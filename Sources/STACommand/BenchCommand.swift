@@ -20,7 +20,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Untimed launches before timing, 0...\(STALimits.maximumRepetitions). Default 3.")
     var warmups: Int?
 
-    @Option(help: "Idle milliseconds before each problem is timed, 0...60000, so that each starts from an idle card as the matrix-product rate does. Default \(GPUBenchmark.defaultPauseMilliseconds).")
+    @Option(help: "Idle milliseconds before each problem is timed and before the matrix product the rates are compared with, 0...60000, so that all start from an idle card. Default \(GPUBenchmark.defaultPauseMilliseconds).")
     var pause: Int?
 
     @Flag(help: "Print the results as JSON on standard output instead of the table (progress stays on standard error).")
@@ -78,13 +78,15 @@ struct Bench: ParsableCommand {
         let gpu = try CUDABackend(ordinal: 0)
         let kernels = try kernelChoices(kernel ?? "all", direction: backward ? .backward : .forward, on: gpu)
         progress("bench on \(gpu.context.deviceName) (\(gpu.context.architecture), \(gpu.context.multiprocessorCount) SMs)")
-        // The matrix-product rate from idle (the one shares and --compare use), then after a second of
-        // back-to-back products, at the power limit where long kernels run.
+        // The matrix-product rate from idle, after the same pause as each problem (the rate shares and
+        // --compare use), then after a second of back-to-back products, at the power limit where long
+        // kernels run.
         var matrixRate: Double? = nil
         var sustainedRate: Double? = nil
         for sustain in [0.0, 1000.0] {
             do {
-                let rate = try GPUBenchmark.matrixProductRate(on: gpu, sustainMilliseconds: sustain)
+                let rate = try GPUBenchmark.matrixProductRate(
+                    on: gpu, sustainMilliseconds: sustain, pauseMilliseconds: sustain == 0 ? pause : 0)
                 if sustain == 0 { matrixRate = rate.teraFLOPsPerSecond } else { sustainedRate = rate.teraFLOPsPerSecond }
                 progress("  bf16 matrix product 8192³ (cuBLAS\(sustain == 0 ? "" : ", after \(Int(sustain)) ms of products")): \(fixed(rate.milliseconds, 3)) ms, \(fixed(rate.teraFLOPsPerSecond, 1)) TFLOP/s")
             } catch {

@@ -20,8 +20,8 @@ public enum GPUBenchmark {
 
     /// The idle time before each timing, in milliseconds: long enough for the clock to recover from the
     /// previous problem at the board's power limit, so that every problem starts from an idle card, as the
-    /// matrix-product rate it is compared with does, and no figure depends on the order of the problems
-    /// (on the H200, hunyuan mixed right after 5×5×5: 42.0 ms; alone: 39.4 ms).
+    /// matrix-product rate it is compared with does (`matrixProductRate`'s pause), and no figure depends on
+    /// the order of the problems (on the H200, hunyuan mixed right after 5×5×5: 42.0 ms; alone: 39.4 ms).
     public static let defaultPauseMilliseconds = 2000
 
     /// Runs each problem with each kernel of `kernels`, `repetitions` times after `warmups` launches,
@@ -126,10 +126,12 @@ extension GPUBenchmark {
 
     /// The bf16 matrix-product rate of this GPU through cuBLAS: C = A·B at `size`³ on random inputs, median
     /// of 10 event-timed runs after 3 warm-ups. The ceiling effective TFLOP/s figures are compared with.
+    /// With `pauseMilliseconds` > 0 the timing starts after that long idle, as each problem's does, so
+    /// that the rate does not depend on what ran before (a previous process at the power limit).
     /// Run from idle, the product often meets a clock that a kernel running for tens of milliseconds at the
     /// board's power limit does not: `sustainMilliseconds` > 0 first runs it back to back for that long.
     public static func matrixProductRate(
-        on gpu: CUDABackend, size: Int = 8192, sustainMilliseconds: Double = 0
+        on gpu: CUDABackend, size: Int = 8192, sustainMilliseconds: Double = 0, pauseMilliseconds: Int = 0
     ) throws -> (milliseconds: Double, teraFLOPsPerSecond: Double) {
         let blas = try CUBLAS(context: gpu.context)
         var random = RandomInputs(seed: 0xB1A5)
@@ -145,7 +147,9 @@ extension GPUBenchmark {
                 for _ in 0..<16 { try product() }
             }[0]
         }
-        let times = try eventTimes(on: stream, warmups: 3, repetitions: 10, product)
+        let times = try eventTimes(
+            on: stream, warmups: 3, repetitions: 10, pauseMilliseconds: sustainMilliseconds > 0 ? 0 : pauseMilliseconds,
+            product)
         let median = times[times.count / 2]
         return (median, 2 * Double(size) * Double(size) * Double(size) / (median * 1e-3) / 1e12)
     }
