@@ -129,7 +129,8 @@ extension GPUBenchmark {
     /// With `pauseMilliseconds` > 0 the timing starts after that long idle, as each problem's does, so
     /// that the rate does not depend on what ran before (a previous process at the power limit).
     /// Run from idle, the product often meets a clock that a kernel running for tens of milliseconds at the
-    /// board's power limit does not: `sustainMilliseconds` > 0 first runs it back to back for that long.
+    /// board's power limit does not: `sustainMilliseconds` > 0 first runs it back to back for that long
+    /// (give one or the other: a pause after it would undo it).
     public static func matrixProductRate(
         on gpu: CUDABackend, size: Int = 8192, sustainMilliseconds: Double = 0, pauseMilliseconds: Int = 0
     ) throws -> (milliseconds: Double, teraFLOPsPerSecond: Double) {
@@ -147,9 +148,7 @@ extension GPUBenchmark {
                 for _ in 0..<16 { try product() }
             }[0]
         }
-        let times = try eventTimes(
-            on: stream, warmups: 3, repetitions: 10, pauseMilliseconds: sustainMilliseconds > 0 ? 0 : pauseMilliseconds,
-            product)
+        let times = try eventTimes(on: stream, warmups: 3, repetitions: 10, pauseMilliseconds: pauseMilliseconds, product)
         let median = times[times.count / 2]
         return (median, 2 * Double(size) * Double(size) * Double(size) / (median * 1e-3) / 1e12)
     }
