@@ -17,6 +17,8 @@ struct Kernels: ParsableCommand {
     var ptxDirectory: String?
 
     func run() throws {
+        // A PTX directory that cannot take the files fails now, not after minutes of compiling.
+        if let ptxDirectory { try OutputFile.validate(ptxDirectory + "/kernel.ptx") }
         let compiler = try NVRTCCompiler.load()
         print("NVRTC \(compiler.version.major).\(compiler.version.minor) at \(compiler.libraryPath)")
         // Each specialisation with the option sets its launcher may try, best first.

@@ -92,6 +92,10 @@ import Testing
         #expect(missingDirectory.status == .cannotCreate)
         #expect(missingDirectory.message?.contains("does not exist") == true)
         #expect(missingDirectory.message?.contains("Usage") == false)
+        // Checked before any compile (and before NVRTC is needed).
+        let missingPTXDirectory = STA.outcome(["kernels", "--arch", "sm_90a", "--ptx", "/no/such/dir"])
+        #expect(missingPTXDirectory.status == .cannotCreate, "\(missingPTXDirectory)")
+        #expect(missingPTXDirectory.message?.contains("'/no/such/dir' does not exist") == true, "\(missingPTXDirectory)")
         let missingInput = STA.outcome(["search", "/no/such/capture.safetensors", "--output", NSTemporaryDirectory() + "s.json"])
         #expect(missingInput.status == .noInput, "\(missingInput)")
         #expect(missingInput.message?.contains("Usage") == false)
