@@ -13,7 +13,8 @@ cd "$(dirname "$0")/../../.."
 export PYTHONUNBUFFERED=1 STA_KERNEL_CACHE=/tmp/kc
 mkdir -p -m 700 /tmp/kc /tmp/kc-t
 N=$PWD/.device/sta
-T=$PWD/benchmarks/h200/2026-12-02-cta-timeline/timeline
+benchmarks/h200/2026-12-02-cta-timeline/variants.sh /tmp/variants
+T=/tmp/variants/timeline
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu --format=csv,noheader | tee $OUT/gpu.txt
 for w in 3x3x3 5x5x5; do
   STA_KERNEL_SOURCES=$T STA_KERNEL_CACHE=/tmp/kc-t timeout 100 $N bench --suite hunyuan --kernel hopper --only $w \

@@ -4,7 +4,8 @@
 # the printing filled the gaps between CTAs): hunyuan 3×3×3 and 5×5×5, wan 3×3×3, image 256², one timed
 # launch each.
 cd "$(dirname "$0")/../../.."
-export STA_KERNEL_CACHE=/tmp/kc-t2 STA_KERNEL_SOURCES=$PWD/benchmarks/h200/2026-12-02-cta-timeline/timeline
+benchmarks/h200/2026-12-02-cta-timeline/variants.sh /tmp/variants
+export STA_KERNEL_CACHE=/tmp/kc-t2 STA_KERNEL_SOURCES=/tmp/variants/timeline
 mkdir -p -m 700 /tmp/kc-t2 /tmp/tl
 for p in "hunyuan 3x3x3" "hunyuan 5x5x5" "wan 3x3x3" "image 256x256"; do
   set -- $p

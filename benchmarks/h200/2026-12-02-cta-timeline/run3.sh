@@ -5,7 +5,8 @@
 # timeline on hunyuan 3×3×3 (wrong results, timing only): tensor-only/ (no softmax: the scores go to P as
 # they are) and no-exp/ (the chunk softmax without its 96 exponentials).
 cd "$(dirname "$0")/../../.."
-D=$PWD/benchmarks/h200/2026-12-02-cta-timeline
+D=/tmp/variants
+benchmarks/h200/2026-12-02-cta-timeline/variants.sh $D
 mkdir -p /tmp/tl3
 one() { # variant, suite, problem
   mkdir -p -m 700 /tmp/kc-$1

@@ -7,7 +7,8 @@
 # three suites, Hopper kernel, median of 10 after 2 s idle), then N's checks: the forward matrix in ten
 # groups and the three suites' layouts.
 cd "$(dirname "$0")/../../.."
-D=$PWD/benchmarks/h200/2026-12-02-cta-timeline
+D=/tmp/variants
+benchmarks/h200/2026-12-02-cta-timeline/variants.sh $D
 mkdir -p /tmp/tl4 /tmp/v
 for p in "hunyuan 3x3x3" "image 256x256"; do
   set -- $p; mkdir -p -m 700 /tmp/kc-ppt
