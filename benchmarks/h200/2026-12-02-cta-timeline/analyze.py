@@ -11,10 +11,26 @@ thread's (warpgroup 1): on layouts where that warpgroup computes no chunk of som
 import statistics as st
 import sys
 
+BACKWARD = ["Q wait", "issue Sᵀ, dPᵀ", "Sᵀ wait", "Pᵀ, dV issue", "dPᵀ wait", "dSᵀ, dK issue",
+            "DS barrier", "dQ issue", "wait all", "dQ out, DQ barrier"]
 STAMPS = ["init", "Q in", "K0 in", "first softmax", "last P·V", "epilogue", "producer last"]
 PHASES = ["stage waits", "issue", "Q·Kᵀ wait", "mask+softmax", "P·V wait", "release+pack"]
 
+def backward(name):
+    rows = [line.split() for line in open(name) if line.startswith("B ")]
+    rs = [dict(sm=int(f[2]), n=int(f[3]), ph=[int(x) for x in f[5:15]]) for f in rows]
+    rs = [r for r in rs if r["sm"] == 0 and r["n"] > 0]
+    n = st.median(r["n"] for r in rs)
+    same = [r for r in rs if r["n"] == n]
+    ph = [st.median(r["ph"][k] / r["n"] for r in same) for k in range(10)]
+    print(f"{name}: {len(same)} key blocks of {n} chunks on SM 0, {sum(ph):.0f} cycles per chunk")
+    print("  per chunk: " + ", ".join(f"{p} {x:.0f}" for p, x in zip(BACKWARD, ph)))
+
+
 for name in sys.argv[1:]:
+    if any(line.startswith("B ") for line in open(name)):
+        backward(name)
+        continue
     records = []
     for line in open(name):
         if not line.startswith("T "):
