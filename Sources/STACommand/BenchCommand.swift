@@ -133,8 +133,8 @@ struct Bench: ParsableCommand {
     }
 
     /// Prints (on standard error with `--json`, else standard output) each problem's share of the matrix
-    /// rate against the baseline's; exits 1 when one dropped by more than `tolerance`, or when nothing
-    /// could be compared.
+    /// rate against the baseline's, with the ratio of the raw rates beside it; exits 1 when a share dropped
+    /// by more than `tolerance`, or when nothing could be compared.
     func compareWithBaseline(
         _ measurements: [GPUBenchmark.Measurement], matrixRate: Double?, baseline: String, path: String, tolerance: Double
     ) throws {
@@ -152,14 +152,15 @@ struct Bench: ParsableCommand {
             throw UsageError("--compare \(path): \(error)")
         }
         let regressions = comparison.regressions(tolerance: tolerance)
-        var table = TextTable("problem", "kernel", "of matmul", "baseline", "ratio", "result")
+        var table = TextTable("problem", "kernel", "of matmul", "baseline", "ratio", "rate ratio", "result")
         for row in comparison.rows {
             let regressed = regressions.contains { $0.problem == row.problem && $0.kernel == row.kernel }
             table.append(
                 row.problem, row.kernel, fixed(row.share * 100, 1) + "%", fixed(row.baselineShare * 100, 1) + "%",
-                fixed(row.ratio, 3), regressed ? "REGRESSION" : "ok")
+                fixed(row.ratio, 3), fixed(row.rateRatio, 3), regressed ? "REGRESSION" : "ok")
         }
-        say("against \(path) (tolerance \(fixed(tolerance * 100, 1))%):")
+        say("against \(path) (tolerance \(fixed(tolerance * 100, 1))% on the share; matrix product "
+            + "\(fixed(matrixRate, 1)) TFLOP/s now, \(fixed(comparison.baselineMatrixRate, 1)) in the baseline):")
         say(table.rendered)
         if !comparison.unmatched.isEmpty { say("not in the baseline: \(comparison.unmatched.joined(separator: ", "))") }
         if comparison.rows.isEmpty {

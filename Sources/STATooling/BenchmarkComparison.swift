@@ -4,7 +4,10 @@ import STATensors
 ///
 /// Rates are compared as shares of each run's own matrix-product rate (`matmul_bf16_tflops`), so a
 /// baseline taken on another day, with other clocks, still compares: `ratio` = (tflops / matmul) now ÷
-/// (tflops / matmul) then. Problems are matched by `problem` and `kernel`.
+/// (tflops / matmul) then. Problems are matched by `problem` and `kernel`. The two matrix rates differ from
+/// card to card by more than a kernel's own spread (729–815 TFLOP/s across the H200 calls of 2026-12-02),
+/// so each row also carries the ratio of the raw rates, which tells a share that fell with a faster
+/// matrix product from a kernel that slowed down.
 public struct BenchmarkComparison: Sendable {
     /// One problem found in both runs.
     public struct Row: Sendable {
@@ -13,7 +16,11 @@ public struct BenchmarkComparison: Sendable {
         /// Share of the matrix rate now and in the baseline.
         public let share: Double
         public let baselineShare: Double
+        /// This run's matrix rate over the baseline's.
+        public let matrixRatio: Double
         public var ratio: Double { share / baselineShare }
+        /// The effective rate now over the baseline's (`ratio` · `matrixRatio`).
+        public var rateRatio: Double { ratio * matrixRatio }
     }
 
     /// Why a baseline could not be read.
@@ -22,6 +29,8 @@ public struct BenchmarkComparison: Sendable {
     }
 
     public let rows: [Row]
+    /// The baseline's matrix rate (TFLOP/s).
+    public let baselineMatrixRate: Double
     /// Problems of this run that the baseline does not have.
     public let unmatched: [String]
 
@@ -56,13 +65,14 @@ public struct BenchmarkComparison: Sendable {
             if let baselineShare = shares[Self.key(m.problem, m.kernel)] {
                 rows.append(Row(
                     problem: m.problem, kernel: m.kernel, share: m.teraFLOPsPerSecond / matrixRate,
-                    baselineShare: baselineShare))
+                    baselineShare: baselineShare, matrixRatio: matrixRate / baseRate))
             } else {
                 unmatched.append("\(m.problem) (\(m.kernel))")
             }
         }
         self.rows = rows
         self.unmatched = unmatched
+        self.baselineMatrixRate = baseRate
     }
 
     /// Rows whose ratio is below 1 − `tolerance`: the regressions.

@@ -66,6 +66,10 @@ import SlidingTileAttention
         #expect(abs(comparison.rows[1].ratio - 0.95) < 1e-12)
         #expect(comparison.regressions(tolerance: 0.03).map(\.kernel) == ["portable"])
         #expect(comparison.regressions(tolerance: 0.06).isEmpty)
+        // The raw rates: the same share of a slower matrix product is a lower rate (700 / 800).
+        #expect(comparison.baselineMatrixRate == 800)
+        #expect(abs(comparison.rows[0].rateRatio - 0.875) < 1e-12)
+        #expect(abs(comparison.rows[1].rateRatio - 0.95 * 0.875) < 1e-12)
     }
 
     @Test func rejectsWhatIsNotABenchmarkFile() {
