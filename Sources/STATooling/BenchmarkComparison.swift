@@ -5,7 +5,7 @@ import STATensors
 /// Rates are compared as shares of each run's own matrix-product rate (`matmul_bf16_tflops`), so a
 /// baseline taken on another day, with other clocks, still compares: `ratio` = (tflops / matmul) now ÷
 /// (tflops / matmul) then. Problems are matched by `problem` and `kernel`. The two matrix rates differ from
-/// card to card by more than a kernel's own spread (729–815 TFLOP/s across the H200 calls of 2026-12-02),
+/// call to call by more than a kernel's own spread (757–815 TFLOP/s across the H200 calls of 2026-12-02),
 /// so each row also carries the ratio of the raw rates, which tells a share that fell with a faster
 /// matrix product from a kernel that slowed down.
 public struct BenchmarkComparison: Sendable {
