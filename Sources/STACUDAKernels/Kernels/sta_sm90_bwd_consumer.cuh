@@ -92,13 +92,48 @@ static_assert(STA_BWD_STATS_AHEAD == 1 || STA_BWD_STATS_AHEAD == 2, "STA_BWD_STA
 constexpr int LSE2_AHEAD = STA_BWD_STATS_AHEAD == 2 ? CHUNK / 4 : CHUNK / 8;
 constexpr int DELTA_AHEAD = STA_BWD_STATS_AHEAD == 2 ? CHUNK / 4 : 0;
 
-/// Reads the first `Ahead` of this thread's CHUNK / 4 values of a chunk statistic (query columns
-/// 8j + 2·quad and + 1, pair j) from `at`: the chunk's LSE2 (`stats`) or its Δ (`stats` + CHUNK floats).
+/// Whether a chunk's statistics are stored grouped for 16-byte loads (all of both read ahead) or in query
+/// order (half of the LSE ahead: those layouts have no registers to spare for the aligned register quads of
+/// 16-byte loads, which ptxas also forms from two adjacent 8-byte ones).
+constexpr bool STATS_GROUPED = STA_BWD_STATS_AHEAD == 2;
+
+/// Where query column `column` (0 ..< CHUNK) of a chunk statistic lies in its CHUNK floats. The thread with
+/// quad q reads columns 8j + 2q and 8j + 2q + 1 (pair j = 0 ..< CHUNK / 8); grouped, pairs 2v and 2v + 1 of
+/// quad q are the four floats at 16v + 4q, one 16-byte load for both, the four quads of a warp one
+/// conflict-free 64-byte wavefront. Both orders give statistic_slot(8j + 2q) = statistic_slot(8j) +
+/// statistic_slot(2q): a per-thread base plus a constant per pair.
+__host__ __device__ __forceinline__ int statistic_slot(int column) {
+    if (!STATS_GROUPED) return column;
+    const int j = column / 8, quad = (column % 8) / 2;
+    return (j / 2) * 16 + quad * 4 + (j % 2) * 2 + column % 2;
+}
+
+/// The first of the two adjacent query columns whose values lie at slots 2·lane and 2·lane + 1 (the inverse
+/// of statistic_slot), so that the statistics warp stores as it loads: one 8-byte store per lane.
+__host__ __device__ __forceinline__ int statistic_column(int lane) {
+    return STATS_GROUPED ? 16 * (lane >> 3) + 8 * (lane & 1) + 2 * ((lane >> 1) & 3) : 2 * lane;
+}
+
+/// Reads the first `Ahead` (a multiple of 4) of this thread's CHUNK / 4 values of a chunk statistic (pair
+/// j in x[2j], x[2j + 1]) from `at`: the chunk's LSE2 (`stats`) or its Δ (`stats` + CHUNK floats).
 template <int Ahead>
 __device__ __forceinline__ void load_ahead(float (&x)[CHUNK / 4], uint32_t at, int quad) {
+    static_assert(Ahead % 4 == 0, "whole 16-byte groups");
+    const uint32_t mine = at + statistic_slot(2 * quad) * 4;  // pair j at + statistic_slot(8j) · 4
 #pragma unroll
-    for (int j = 0; j < Ahead / 2; ++j)
-        asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n" : "=f"(x[2 * j]), "=f"(x[2 * j + 1]) : "r"(at + (8 * j + 2 * quad) * 4));
+    for (int v = 0; v < Ahead / 4; ++v) {
+        if constexpr (STATS_GROUPED) {
+            asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];\n"
+                         : "=f"(x[4 * v]), "=f"(x[4 * v + 1]), "=f"(x[4 * v + 2]), "=f"(x[4 * v + 3])
+                         : "r"(mine + statistic_slot(16 * v) * 4));
+        } else {
+#pragma unroll
+            for (int j = 2 * v; j < 2 * v + 2; ++j)
+                asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n"
+                             : "=f"(x[2 * j]), "=f"(x[2 * j + 1])
+                             : "r"(mine + statistic_slot(8 * j) * 4));
+        }
+    }
 }
 
 /// Pair j of a chunk statistic (the LSE2 for `First` 0, Δ for `First` CHUNK): from `ahead` when load_ahead<Ahead>
@@ -110,7 +145,9 @@ __device__ __forceinline__ void statistic_pair(const float (&ahead)[CHUNK / 4], 
         v0 = ahead[2 * j];
         v1 = ahead[2 * j + 1];
     } else {
-        asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n" : "=f"(v0), "=f"(v1) : "r"(stats + (First + 8 * j + 2 * quad) * 4));
+        asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n"
+                     : "=f"(v0), "=f"(v1)
+                     : "r"(stats + (First + statistic_slot(2 * quad) + statistic_slot(8 * j)) * 4));
     }
 }
 

@@ -86,8 +86,9 @@ __device__ __forceinline__ void producer_copies(const KeyWork& work, const Pipel
     }
 }
 
-/// The producer's statistics warp: LSE2 and Δ of every chunk's queries into the stage's statistics
-/// (+∞ and 0 for rows the chunk does not hold), then one arrival per lane on the stage's "Q full".
+/// The producer's statistics warp: LSE2 and Δ of every chunk's queries into the stage's statistics in the
+/// consumers' order (lane l fills slots 2l and 2l + 1, statistic_column; +∞ and 0 for rows the chunk does
+/// not hold), then one arrival per lane on the stage's "Q full".
 __device__ __forceinline__ void producer_statistics(const KeyWork& work, const Pipeline& pipe,
                                                     const float* __restrict__ lse2, const float* __restrict__ delta) {
     const int lane = threadIdx.x % 32;
@@ -101,7 +102,7 @@ __device__ __forceinline__ void producer_statistics(const KeyWork& work, const P
         float l[2], d[2];
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-            const int column = 2 * lane + e;
+            const int column = statistic_column(lane) + e;
             const bool inside = column < c.valid;
             l[e] = inside ? __ldg(lse2 + slice + c.row0 + column) : pos_inf();
             d[e] = inside ? __ldg(delta + slice + c.row0 + column) : 0.f;
