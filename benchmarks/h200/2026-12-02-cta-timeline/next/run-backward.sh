@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Not run yet (written 2026-12-02, compile-checked). One H200, the release binary of this record's commit:
+# Written 2026-12-02, compile-checked; run as the first step of ../../2026-12-02-dk-split/run.sh. One H200, the release binary of this record's commit:
 # the phase timeline of the Hopper backward's consumer loop (next/backward-timeline.patch through
 # STA_KERNEL_SOURCES; thread 160's cycle sums per key block for SMs 0 and 1, printed by the last CTA), on
 # the hunyuan 3×3×3 backward, one timed launch (the variant forces the statistics all ahead, as the
