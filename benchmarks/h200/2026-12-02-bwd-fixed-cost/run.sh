@@ -5,13 +5,15 @@
 #     hunyuan 3×3×3, 5×5×5 and dense, one launch each (clocks left alone);
 #  2. the CTA timeline (.device/ctl = A with cta-timeline.patch) on hunyuan 3×3×3 and 5×5×5, one launch;
 #  3. c1 (.device/c1 = A with c1.patch: the last reduction awaited only until it has read its buffer)
-#     against A, alternating, median of 10; c1's checks (the backward on the three suites' layouts).
+#     against A, alternating, median of 10; c12 (.device/c12 = c1 with c12.patch: dK and dV staged in the
+#     free K and V buffers and written in 16-byte pieces, whole rows per warp) beside them; c12's checks
+#     (the backward matrix in ten groups, the three suites' layouts).
 cd "$(dirname "$0")/../../.."
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu --format=csv,noheader
 mkdir -p /tmp/res
 for p in 3x3x3 5x5x5 dense; do
   mkdir -p -m 700 /tmp/kc-A
-  STA_KERNEL_CACHE=/tmp/kc-A timeout 120 ncu --clock-control none --metrics gpu__time_duration.sum \
+  STA_KERNEL_CACHE=/tmp/kc-A timeout 90 ncu --clock-control none --metrics gpu__time_duration.sum \
     -k regex:sta_backward .device/sta bench --backward --suite hunyuan --kernel hopper --only $p \
     --repetitions 1 --warmups 0 --pause 0 > /tmp/res/ncu-$p.txt 2>&1
   echo "ncu $p exit $?"; grep -E "sta_backward|gpu__time_duration" /tmp/res/ncu-$p.txt | tee -a $OUT/summary.txt
@@ -36,12 +38,16 @@ for r in d["results"]:
 P
   cp /tmp/$tag.json /tmp/res/bench-$tag-$(date +%s%N).json
 }
-for tag in A c1 c1 A A c1; do one $tag --suite hunyuan --kernel hopper --backward --only 3x3x3; done
-for tag in A c1 c1 A; do one $tag --suite image --kernel hopper --backward; done
-for s in hunyuan wan image; do
-  (mkdir -p -m 700 /tmp/kc-v-$s; STA_KERNEL_SOURCES=$PWD/.device/c1 STA_KERNEL_CACHE=/tmp/kc-v-$s timeout 200 \
-    .device/sta verify --backward --suite $s --kernel hopper > /tmp/res/verify-c1-$s.txt 2>&1
-   echo "c1 verify $s exit $?: $(tail -1 /tmp/res/verify-c1-$s.txt)" | tee -a $OUT/summary.txt) &
+for tag in A c1 c12 c12 c1 A; do one $tag --suite hunyuan --kernel hopper --backward --only 3x3x3; done
+for tag in A c1 c12 c12 c1 A; do one $tag --suite image --kernel hopper --backward; done
+check() { local tag=$1; shift; mkdir -p -m 700 /tmp/kc-v-$tag
+  STA_KERNEL_SOURCES=$PWD/.device/c12 STA_KERNEL_CACHE=/tmp/kc-v-$tag timeout 150 .device/sta verify "$@" > /tmp/res/verify-$tag.txt 2>&1
+  echo "c12 verify $tag exit $?: $(tail -1 /tmp/res/verify-$tag.txt)" | tee -a $OUT/summary.txt; }
+n=0
+for only in "1D 1000" "2D 48x40" "text 50/64" "text 16 w1x3x1" "clamped" "scale 0.05" "large finite" \
+            "NaN contract" "rows 77,256" "rows 0,50"; do
+  n=$((n + 1)); check matrix-$n --backward --kernel hopper --only "$only" &
 done
+for s in hunyuan wan image; do check $s --backward --suite $s --kernel hopper & done
 wait
 tar czf $OUT/results.tgz -C /tmp res
