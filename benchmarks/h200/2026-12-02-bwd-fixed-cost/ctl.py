@@ -1,7 +1,9 @@
 """Reads the `C` records of the CTA-timeline variant (cta-timeline.patch: block sm chunks t0..t5 in one SM's
 clock64 cycles: entry, K and V in, first chunk's "Q full", loop end, last reduction done, epilogue done)
 and prints, per multiprocessor, where its cycles went between the first CTA's entry and the last CTA's
-exit: inside CTAs before the loop, in the loop, after it, and between CTAs. Usage: python3 ctl.py FILE"""
+exit in the file's last launch (`sta bench` launches the kernel more than once; a launch starts after a
+gap of more than 20 M cycles): inside CTAs before the loop, in the loop, after it, and between CTAs.
+Usage: python3 ctl.py FILE"""
 import statistics as st
 import sys
 
@@ -9,6 +11,8 @@ rows = [l.split() for l in open(sys.argv[1]) if l.startswith("C ")]
 recs = [dict(b=int(f[1]), sm=int(f[2]), n=int(f[3]), t=[int(x) for x in f[4:10]]) for f in rows]
 for sm in sorted({r["sm"] for r in recs}):
     rs = sorted((r for r in recs if r["sm"] == sm), key=lambda r: r["t"][0])
+    last = max([k for k in range(1, len(rs)) if rs[k]["t"][0] - rs[k - 1]["t"][0] > 20_000_000] or [0])
+    rs = rs[last:]
     real = [r for r in rs if r["n"] > 0]
     span = max(r["t"][5] if r["n"] > 0 else r["t"][0] for r in rs) - rs[0]["t"][0]
     ends = [r["t"][5] if r["n"] > 0 else r["t"][0] for r in rs]
