@@ -28,7 +28,7 @@
 //                              into shared memory, then dQ = dS K, each warpgroup half of the head
 //                              dimension, staged in shared memory and added into the float32 accumulator
 //                              by one bulk reduction (cp.reduce.async.bulk .add.f32) per chunk. dK and dV
-//                              are written once at the end.
+//                              are written once at the end, staged through the K and V buffers.
 //   sta_backward_dq_sm90       per row: dQ = scale · accumulator in the input type (0 for rows that attend
 //                              nothing). Block = PREP_THREADS, grid as the prepare kernel's.
 // The query chunks of a key block are the query tiles of the plan's inverse lists (query_tile_start /
@@ -177,7 +177,7 @@ extern "C" __global__ void __launch_bounds__(sta::THREADS, 1)
 #pragma unroll
     for (int i = 0; i < HEAD_DIM / 2; ++i) acc_dk[i] = acc_dv[i] = 0.f;
     consumer_mainloop(work, pipe, cw, scale * LOG2E, dq_accum, acc_dk, acc_dv);
-    epilogue(work, cw, acc_dk, acc_dv, scale, dk, dv);
+    epilogue(work, pipe.k_smem(), pipe.v_smem(), cw, acc_dk, acc_dv, scale, dk, dv);
 }
 
 // ---- Kernel 2: dQ in the input type --------------------------------------------------------------------

@@ -192,7 +192,8 @@ __device__ __forceinline__ void consumer_mainloop(const KeyWork& work, const Pip
             bulk_commit();
         }
     }
-    if (issuer) bulk_wait<0>();
+    // The dQ buffer must outlive the last reduction's read of it; its writes complete without the CTA.
+    if (issuer) bulk_wait_read<0>();
 }
 
 }  // namespace sta

@@ -66,6 +66,8 @@ constexpr int STATS_ARRIVALS = 32;                  // the statistics warp's lan
 // DQ_READY once the chunk's dQ contribution is in shared memory (and every dQ product has read dSᵀ).
 constexpr uint32_t DS_READY_BARRIER = 1;
 constexpr uint32_t DQ_READY_BARRIER = 2;
+// EPILOGUE_BARRIER once both warpgroups' dK and dV rows are staged in the K and V buffers.
+constexpr uint32_t EPILOGUE_BARRIER = 3;
 constexpr uint32_t CONSUMER_THREADS = 2 * WARPGROUP_THREADS;
 // Registers per thread after setmaxnreg: 24 · 128 + 2 · 240 · 128 = 64,512 of the SM's 65,536.
 constexpr uint32_t PRODUCER_REGISTERS = 24;
