@@ -26,10 +26,6 @@ __device__ __forceinline__ void epilogue(const KeyWork& work, uint32_t k_smem, u
     const int lane = threadIdx.x % 32;
     const int warp = tid / 32;
     const int group = lane / 4, quad = lane % 4;
-    // Byte offset of 16-byte piece `piece` (8 columns) of block row `r` in a K/V buffer.
-    auto piece_at = [](int r, int piece) {
-        return static_cast<uint32_t>((piece / 8) * KV_PANEL_BYTES + r * 128 + (((piece % 8) ^ (r % 8)) * 16));
-    };
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
         const int r = cw * 64 + warp * 16 + group + 8 * half;
@@ -38,7 +34,7 @@ __device__ __forceinline__ void epilogue(const KeyWork& work, uint32_t k_smem, u
         for (int j = 0; j < HEAD_DIM / 8; ++j) {
             const uint32_t kw = real ? ptx::pack2(dk[4 * j + 2 * half] * scale, dk[4 * j + 2 * half + 1] * scale) : 0u;
             const uint32_t vw = real ? ptx::pack2(dv[4 * j + 2 * half], dv[4 * j + 2 * half + 1]) : 0u;
-            const uint32_t at = piece_at(r, j) + quad * 4;
+            const uint32_t at = swizzled_piece(r, j, KV_PANEL_BYTES) + quad * 4;
             asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(k_smem + at), "r"(kw) : "memory");
             asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(v_smem + at), "r"(vw) : "memory");
         }
@@ -52,12 +48,9 @@ __device__ __forceinline__ void epilogue(const KeyWork& work, uint32_t k_smem, u
         // Rows past the block's tile or text are another block's. A guard, not a `break`: with the break
         // ptxas moved descriptor arithmetic into the main loop (76 instructions per chunk, +2.3 %).
         if (r >= work.keys) continue;
-        const uint32_t at = piece_at(r, piece);
-        uint4 kx, vx;
-        asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n" : "=r"(kx.x), "=r"(kx.y), "=r"(kx.z), "=r"(kx.w) : "r"(k_smem + at));
-        asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n" : "=r"(vx.x), "=r"(vx.y), "=r"(vx.z), "=r"(vx.w) : "r"(v_smem + at));
-        reinterpret_cast<uint4*>(dk_out + (first_row + r) * HEAD_DIM)[piece] = kx;
-        reinterpret_cast<uint4*>(dv_out + (first_row + r) * HEAD_DIM)[piece] = vx;
+        const uint32_t at = swizzled_piece(r, piece, KV_PANEL_BYTES);
+        reinterpret_cast<uint4*>(dk_out + (first_row + r) * HEAD_DIM)[piece] = load_shared_v4(k_smem + at);
+        reinterpret_cast<uint4*>(dv_out + (first_row + r) * HEAD_DIM)[piece] = load_shared_v4(v_smem + at);
     }
 }
 

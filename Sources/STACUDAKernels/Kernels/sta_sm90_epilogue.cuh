@@ -80,14 +80,9 @@ __device__ __forceinline__ void epilogue(const Work& work, int cw, uint32_t q_ro
         const int piece = index % CHUNKS_PER_ROW;
         const int local = cw * 64 + r;
         if (local < work.rows) {
-            const uint32_t from = q_rows + (piece / 8) * Q_PANEL_BYTES + r * 128 + (((piece % 8) ^ (r % 8)) * 16);
-            uint32_t x, y, z, w;
-            asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
-                         : "=r"(x), "=r"(y), "=r"(z), "=r"(w)
-                         : "r"(from)
-                         : "memory");
+            const uint4 v = load_shared_v4(q_rows + swizzled_piece(r, piece, Q_PANEL_BYTES));
             uint16_t* to = o + (slice + row_of(local)) * HEAD_DIM + piece * 8;
-            asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"l"(to), "r"(x), "r"(y), "r"(z), "r"(w)
+            asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"l"(to), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w)
                          : "memory");
         }
     }

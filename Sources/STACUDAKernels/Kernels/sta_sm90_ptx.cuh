@@ -119,6 +119,23 @@ __device__ __forceinline__ void fence_registers(uint32_t (&x)[N]) {
     for (int i = 0; i < N; ++i) asm volatile("" : "+r"(x[i])::"memory");
 }
 
+/// Byte offset of the 16-byte piece `piece` (16-bit columns 8·piece ..< 8·piece + 8) of row `row` in a
+/// tile as TMA writes it with the 128-byte swizzle: panels of 64 columns `panel_bytes` apart, 128 bytes
+/// per row, the piece's place in its row XORed with row mod 8 (so eight consecutive rows hit distinct banks).
+__device__ __forceinline__ uint32_t swizzled_piece(int row, int piece, int panel_bytes) {
+    return static_cast<uint32_t>((piece / 8) * panel_bytes + row * 128 + (((piece % 8) ^ (row % 8)) * 16));
+}
+
+/// 16 bytes of shared memory at `address`.
+__device__ __forceinline__ uint4 load_shared_v4(uint32_t address) {
+    uint4 v;
+    asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "r"(address)
+                 : "memory");
+    return v;
+}
+
 /// A wgmma shared-memory matrix descriptor with the 128-byte swizzle. `address` is a shared-memory byte
 /// address inside a 1024-byte-aligned swizzle atom; `leading` and `stride` are the leading- and
 /// stride-dimension byte offsets.
