@@ -13,7 +13,10 @@ A loop is a backward branch and the instructions from its target to it; the retr
 waits show up as outer "loops" around the main loop, so the shortest one with every wgmma is the main loop.
 """
 import re
+import signal
 import sys
+
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quiet when piped into head
 
 
 def kernels(sass):
