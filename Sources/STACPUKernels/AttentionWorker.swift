@@ -8,7 +8,7 @@ import Darwin
 
 /// The read-only description of one attention call that every worker thread shares: raw pointers into
 /// the caller's buffers and the schedule's arrays, valid for the duration of the call.
-struct AttentionJob: @unchecked Sendable {
+struct AttentionJob: AttendingRowLists, @unchecked Sendable {
     var kind: StorageKind
     /// Which implementation of the C micro-kernels runs (`sta_cpu_best_level()` unless a test asks).
     var level: Int32
@@ -95,38 +95,12 @@ struct AttentionWorker {
         let paddedRows = rowGroups16 * 16
 
         // Key list: the batch row's valid text keys follow the video keys.
-        let textValid = Int(job.textValid[Int(item.batchHead) / job.heads])
-        let keys: UnsafePointer<Int32>
-        let keyCount: Int
-        if item.keySet < 0 {
-            keys = job.attendingRows
-            keyCount = job.realVideoCount + textValid
-        } else {
-            var count = 0
-            let set = Int(item.keySet)
-            for position in Int(job.keyTileStart[set])..<Int(job.keyTileStart[set + 1]) {
-                let tile = Int(job.keyTiles[position])
-                let first = Int(job.tileRealStart[tile])
-                let n = Int(job.tileRealStart[tile + 1]) - first
-                (keyIndex + count).update(from: job.attendingRows + first, count: n)
-                count += n
-            }
-            for t in 0..<textValid { keyIndex[count + t] = Int32(job.textStart + t) }
-            keys = UnsafePointer(keyIndex)
-            keyCount = count + textValid
-        }
+        let (keys, keyCount) = job.otherRows(of: item, start: job.keyTileStart, tiles: job.keyTiles, scratch: keyIndex)
 
         // Qᵀ, scaled; padding rows are zero (their scores are 0, harmless, and never written out).
-        for r in 0..<paddedRows {
-            if r < rowCount {
-                job.kind.loadRow(
-                    from: job.q, offset: (headBase + Int(rows[r])) * d, count: d, scale: job.scoreScale,
-                    into: rowBuffer, level: job.level)
-                for c in 0..<d { queryT[c * rowStride + r] = rowBuffer[c] }
-            } else {
-                for c in 0..<d { queryT[c * rowStride + r] = 0 }
-            }
-        }
+        job.kind.loadTransposed(
+            job.q, rows: rows, rowCount: rowCount, paddedRows: paddedRows, headBase: headBase, width: d,
+            scale: job.scoreScale, buffer: rowBuffer, into: queryT, stride: rowStride, level: job.level)
         (runningMax).update(repeating: -.infinity, count: paddedRows)
         (runningSum).update(repeating: 0, count: paddedRows)
 
@@ -134,7 +108,9 @@ struct AttentionWorker {
         while chunkStart < keyCount {
             let n = min(job.keyChunk, keyCount - chunkStart)
             let chunkKeys = keys + chunkStart
-            gatherKeysAndValues(keys: chunkKeys, count: n, headBase: headBase)
+            job.kind.gatherRowPairs(
+                chunkKeys, count: n, headBase: headBase, width: d, from: job.k, job.v, into: keyChunk, valueChunk,
+                level: job.level)
 
             // Sᵀ = (Q Kᵀ)ᵀ for this chunk.
             sta_cpu_product(
@@ -174,34 +150,6 @@ struct AttentionWorker {
             }
             job.kind.storeRow(rowBuffer, count: d, to: job.output, offset: row * d, level: job.level)
             job.lse[row] = Float((Double(maximum) + log2(Double(sum))) * 0.693_147_180_559_945_3)
-        }
-    }
-
-    /// Gathers the K and V rows of `keys` into the worker's chunks as `Float` (row stride headDim):
-    /// one copy per run of consecutive fp32 keys, one vectorised row conversion per 16-bit key. Copying
-    /// even contiguous fp32 keys pays: the sequential copy streams from L3 at full speed, while the
-    /// micro-kernel's six interleaved row streams would each wait on cache misses.
-    @inline(__always)
-    private func gatherKeysAndValues(keys: UnsafePointer<Int32>, count n: Int, headBase: Int) {
-        let d = job.headDim
-        if job.kind == .float32 {
-            let kSource = job.k.assumingMemoryBound(to: Float.self)
-            let vSource = job.v.assumingMemoryBound(to: Float.self)
-            var j = 0
-            while j < n {
-                var run = 1
-                while j + run < n, keys[j + run] == keys[j] + Int32(run) { run += 1 }
-                let offset = (headBase + Int(keys[j])) * d
-                (keyChunk + j * d).update(from: kSource + offset, count: run * d)
-                (valueChunk + j * d).update(from: vSource + offset, count: run * d)
-                j += run
-            }
-            return
-        }
-        for j in 0..<n {
-            let offset = (headBase + Int(keys[j])) * d
-            job.kind.loadRow(from: job.k, offset: offset, count: d, into: keyChunk + j * d, level: job.level)
-            job.kind.loadRow(from: job.v, offset: offset, count: d, into: valueChunk + j * d, level: job.level)
         }
     }
 }

@@ -8,7 +8,7 @@ import Darwin
 
 /// The read-only description of one backward call that every worker thread shares: raw pointers into
 /// the caller's buffers, the per-row statistics and both schedules, valid for the duration of the call.
-struct BackwardJob: @unchecked Sendable {
+struct BackwardJob: AttendingRowLists, @unchecked Sendable {
     var kind: StorageKind
     /// Which implementation of the C micro-kernels runs (`sta_cpu_best_level()` unless a test asks).
     var level: Int32
@@ -111,46 +111,16 @@ struct BackwardWorker {
         list.deallocate()
     }
 
-    // MARK: Row lists
-
-    /// The rows on the other side of an item: the real rows of the tiles of CSR row `set` of
-    /// (`start`, `tiles`) plus the valid text rows of the item's batch row, or every attending row of that
-    /// batch row when `set` is negative.
-    private func otherRows(
-        of item: WorkItem, start: UnsafePointer<Int32>, tiles: UnsafePointer<Int32>
-    ) -> (rows: UnsafePointer<Int32>, count: Int) {
-        let set = item.keySet
-        let textValid = Int(job.textValid[Int(item.batchHead) / job.heads])
-        if set < 0 { return (job.attendingRows, job.realVideoCount + textValid) }
-        var count = 0
-        for position in Int(start[Int(set)])..<Int(start[Int(set) + 1]) {
-            let tile = Int(tiles[position])
-            let first = Int(job.tileRealStart[tile])
-            let n = Int(job.tileRealStart[tile + 1]) - first
-            (list + count).update(from: job.attendingRows + first, count: n)
-            count += n
-        }
-        for t in 0..<textValid { list[count + t] = Int32(job.textStart + t) }
-        return (UnsafePointer(list), count + textValid)
-    }
-
     /// Loads the item's own rows of `source` transposed into `destination` [headDim][rowStride], scaled;
     /// padding lanes are zero.
+    @inline(__always)
     private func loadTransposed(
         _ source: UnsafeRawPointer, rows: UnsafePointer<Int32>, rowCount: Int, paddedRows: Int, headBase: Int,
         scale: Float, into destination: UnsafeMutablePointer<Float>
     ) {
-        let d = job.headDim
-        for r in 0..<paddedRows {
-            if r < rowCount {
-                job.kind.loadRow(
-                    from: source, offset: (headBase + Int(rows[r])) * d, count: d, scale: scale, into: rowBuffer,
-                    level: job.level)
-                for c in 0..<d { destination[c * rowStride + r] = rowBuffer[c] }
-            } else {
-                for c in 0..<d { destination[c * rowStride + r] = 0 }
-            }
-        }
+        job.kind.loadTransposed(
+            source, rows: rows, rowCount: rowCount, paddedRows: paddedRows, headBase: headBase, width: job.headDim,
+            scale: scale, buffer: rowBuffer, into: destination, stride: rowStride, level: job.level)
     }
 
     /// Writes lane `r` of the transposed accumulator `source`, times `scale`, to row `row` of `destination`.
@@ -185,7 +155,8 @@ struct BackwardWorker {
         let keyCount = Int(item.rowCount)
         let rowGroups16 = (keyCount + 15) / 16
         let paddedKeys = rowGroups16 * 16
-        let (queries, queryCount) = otherRows(of: item, start: job.queryTileStart, tiles: job.queryTiles)
+        let (queries, queryCount) = job.otherRows(
+            of: item, start: job.queryTileStart, tiles: job.queryTiles, scratch: list)
         let keyT = ownA, valueT = ownB, dKT = accumulatorA, dVT = accumulatorB
 
         loadTransposed(
@@ -254,7 +225,7 @@ struct BackwardWorker {
         let rowCount = Int(item.rowCount)
         let rowGroups16 = (rowCount + 15) / 16
         let paddedRows = rowGroups16 * 16
-        let (keys, keyCount) = otherRows(of: item, start: job.keyTileStart, tiles: job.keyTiles)
+        let (keys, keyCount) = job.otherRows(of: item, start: job.keyTileStart, tiles: job.keyTiles, scratch: list)
         let queryT = ownA, gradientT = ownB, dQT = accumulatorA
 
         loadTransposed(
@@ -281,7 +252,9 @@ struct BackwardWorker {
         var chunkStart = 0
         while chunkStart < keyCount {
             let n = min(job.chunk, keyCount - chunkStart)
-            gather(keys: keys + chunkStart, count: n, headBase: headBase)
+            job.kind.gatherRowPairs(
+                keys + chunkStart, count: n, headBase: headBase, width: d, from: job.k, job.v, into: chunkA, chunkB,
+                level: job.level)
             // Sᵀ[key][queries] = (Q Kᵀ)ᵀ and dPᵀ[key][queries] = (dO Vᵀ)ᵀ.
             product(
                 rowGroups16: rowGroups16, depth: d, x: queryT, y: chunkA, yStride: 1, yColumnStride: d, columns: n,
@@ -306,31 +279,6 @@ struct BackwardWorker {
             } else {
                 storeLane(r, of: dQT, scale: job.scale, to: job.dq, row: row)
             }
-        }
-    }
-
-    /// Gathers the K and V rows of `keys` into `chunkA` and `chunkB` as `Float` (row stride headDim).
-    @inline(__always)
-    private func gather(keys: UnsafePointer<Int32>, count n: Int, headBase: Int) {
-        let d = job.headDim
-        if job.kind == .float32 {
-            let kSource = job.k.assumingMemoryBound(to: Float.self)
-            let vSource = job.v.assumingMemoryBound(to: Float.self)
-            var j = 0
-            while j < n {
-                var run = 1
-                while j + run < n, keys[j + run] == keys[j] + Int32(run) { run += 1 }
-                let offset = (headBase + Int(keys[j])) * d
-                (chunkA + j * d).update(from: kSource + offset, count: run * d)
-                (chunkB + j * d).update(from: vSource + offset, count: run * d)
-                j += run
-            }
-            return
-        }
-        for j in 0..<n {
-            let offset = (headBase + Int(keys[j])) * d
-            job.kind.loadRow(from: job.k, offset: offset, count: d, into: chunkA + j * d, level: job.level)
-            job.kind.loadRow(from: job.v, offset: offset, count: d, into: chunkB + j * d, level: job.level)
         }
     }
 }
