@@ -74,74 +74,11 @@ struct AttentionSchedule: Sendable {
             }
             tileRealStart[tile + 1] = Int32(attendingRows.count)
         }
-        let realVideoCount = attendingRows.count
         for index in video..<(video + longestText) { attendingRows.append(Int32(index)) }
 
-        var keyCountByKeySet = [Int](repeating: 0, count: plan.windows.count * tileCount)
-        for row in 0..<keyCountByKeySet.count {
-            for position in Int(plan.keyTileStart[row])..<Int(plan.keyTileStart[row + 1]) {
-                let tile = Int(plan.keyTiles[position])
-                keyCountByKeySet[row] += Int(tileRealStart[tile + 1] - tileRealStart[tile])
-            }
-        }
-
-        let blockRows = Self.queryBlockRows
-        func paddedRows(_ rows: Int) -> Int { (rows + 15) / 16 * 16 }
-        var items = [WorkItem]()
-        // Consecutive query tiles with the same key tiles (the windows clamped at a border) share items,
-        // so that small tiles still fill 128-row blocks.
-        func sameKeys(_ a: Int, _ b: Int) -> Bool {
-            let aStart = Int(plan.keyTileStart[a]), bStart = Int(plan.keyTileStart[b])
-            let count = Int(plan.keyTileStart[a + 1]) - aStart
-            guard count == Int(plan.keyTileStart[b + 1]) - bStart else { return false }
-            for i in 0..<count where plan.keyTiles[aStart + i] != plan.keyTiles[bStart + i] { return false }
-            return true
-        }
-        var tileRunsByWindow = [[Range<Int>]]()
-        for window in 0..<plan.windows.count {
-            var runs = [Range<Int>]()
-            var first = 0
-            while first < tileCount {
-                var end = first + 1
-                while end < tileCount, sameKeys(window * tileCount + first, window * tileCount + end) { end += 1 }
-                runs.append(first..<end)
-                first = end
-            }
-            tileRunsByWindow.append(runs)
-        }
-
-        for batchHead in 0..<(batch * plan.heads) {
-            let window = Int(plan.windowIndexByHead[batchHead % plan.heads])
-            let text = textValid[batchHead / plan.heads]
-            let realCount = realVideoCount + text
-            for run in tileRunsByWindow[window] {
-                let keySet = window * tileCount + run.lowerBound
-                let keys = keyCountByKeySet[keySet] + text
-                var start = Int(tileRealStart[run.lowerBound])
-                let end = Int(tileRealStart[run.upperBound])
-                while start < end {
-                    let rows = min(blockRows, end - start)
-                    items.append(
-                        WorkItem(
-                            batchHead: Int32(batchHead), keySet: Int32(keySet), rowStart: Int32(start),
-                            rowCount: Int32(rows), cost: 2 * paddedRows(rows) * (keys + 16)))
-                    start += rows
-                }
-            }
-            var start = Int(tileRealStart[tileCount])
-            while start < realCount {
-                let rows = min(blockRows, realCount - start)
-                items.append(
-                    WorkItem(
-                        batchHead: Int32(batchHead), keySet: -1, rowStart: Int32(start), rowCount: Int32(rows),
-                        cost: 2 * paddedRows(rows) * (realCount + 16)))
-                start += rows
-            }
-        }
-        // Most expensive first; equal costs keep their (batch, head, tile) order, so that the threads work
-        // on neighbouring query blocks of one head at a time and share its keys and values in cache.
-        items = items.enumerated().sorted { ($0.element.cost, $1.offset) > ($1.element.cost, $0.offset) }
-            .map(\.element)
+        let (items, keyCountByKeySet) = Self.workItems(
+            plan: plan, batch: batch, start: plan.keyTileStart, tiles: plan.keyTiles, tileRealStart: tileRealStart,
+            textValid: { textValid[$0] }, weight: 2)
 
         self.attendingRows = attendingRows
         self.tileRealStart = tileRealStart

@@ -22,74 +22,11 @@ struct BackwardKeySchedule: Sendable {
     let items: [WorkItem]
 
     init(plan: AttentionPlan, batch: Int, forward: AttentionSchedule) {
-        let layout = plan.layout
-        let tileCount = layout.tileCount
-        let tileRealStart = forward.tileRealStart
-        let setCount = plan.windows.count * tileCount
-
         let (start, queryTiles) = plan.inverseKeyTileLists()
-        var queryCountByQuerySet = [Int](repeating: 0, count: setCount)
-        for set in 0..<setCount {
-            for position in Int(start[set])..<Int(start[set + 1]) {
-                let tile = Int(queryTiles[position])
-                queryCountByQuerySet[set] += Int(tileRealStart[tile + 1] - tileRealStart[tile])
-            }
-        }
-
         // Consecutive key tiles attended by the same query tiles share items (as in the forward).
-        func sameQueries(_ a: Int, _ b: Int) -> Bool {
-            let aStart = Int(start[a]), bStart = Int(start[b])
-            let count = Int(start[a + 1]) - aStart
-            guard count == Int(start[b + 1]) - bStart else { return false }
-            for i in 0..<count where queryTiles[aStart + i] != queryTiles[bStart + i] { return false }
-            return true
-        }
-        var tileRunsByWindow = [[Range<Int>]]()
-        for window in 0..<plan.windows.count {
-            var runs = [Range<Int>]()
-            var first = 0
-            while first < tileCount {
-                var end = first + 1
-                while end < tileCount, sameQueries(window * tileCount + first, window * tileCount + end) { end += 1 }
-                runs.append(first..<end)
-                first = end
-            }
-            tileRunsByWindow.append(runs)
-        }
-
-        let blockRows = AttentionSchedule.queryBlockRows
-        func paddedRows(_ rows: Int) -> Int { (rows + 15) / 16 * 16 }
-        var items = [WorkItem]()
-        for batchHead in 0..<(batch * plan.heads) {
-            let window = Int(plan.windowIndexByHead[batchHead % plan.heads])
-            let text = Int(forward.textValid[batchHead / plan.heads])
-            let realCount = forward.realVideoCount + text
-            for run in tileRunsByWindow[window] {
-                let set = window * tileCount + run.lowerBound
-                let queries = queryCountByQuerySet[set] + text
-                var first = Int(tileRealStart[run.lowerBound])
-                let end = Int(tileRealStart[run.upperBound])
-                while first < end {
-                    let rows = min(blockRows, end - first)
-                    items.append(
-                        WorkItem(
-                            batchHead: Int32(batchHead), keySet: Int32(set), rowStart: Int32(first),
-                            rowCount: Int32(rows), cost: 4 * paddedRows(rows) * (queries + 16)))
-                    first += rows
-                }
-            }
-            var first = Int(tileRealStart[tileCount])
-            while first < realCount {
-                let rows = min(blockRows, realCount - first)
-                items.append(
-                    WorkItem(
-                        batchHead: Int32(batchHead), keySet: -1, rowStart: Int32(first), rowCount: Int32(rows),
-                        cost: 4 * paddedRows(rows) * (realCount + 16)))
-                first += rows
-            }
-        }
-        items = items.enumerated().sorted { ($0.element.cost, $1.offset) > ($1.element.cost, $0.offset) }
-            .map(\.element)
+        let (items, queryCountByQuerySet) = AttentionSchedule.workItems(
+            plan: plan, batch: batch, start: start, tiles: queryTiles, tileRealStart: forward.tileRealStart,
+            textValid: { Int(forward.textValid[$0]) }, weight: 4)
 
         self.queryTileStart = start
         self.queryTiles = queryTiles
