@@ -44,7 +44,9 @@ extension StorageKind {
     ) {
         for r in 0..<paddedRows {
             if r < rowCount {
-                loadRow(from: source, offset: (headBase + Int(rows[r])) * d, count: d, scale: scale, into: buffer, level: level)
+                loadRow(
+                    from: source, offset: (headBase + Int(rows[r])) * d, count: d, scale: scale, into: buffer,
+                    level: level)
                 for c in 0..<d { destination[c * stride + r] = buffer[c] }
             } else {
                 for c in 0..<d { destination[c * stride + r] = 0 }
@@ -75,7 +77,8 @@ extension AttendingRowLists {
     /// attending row of that batch row when the set is negative (no copy).
     @inline(__always)
     func otherRows(
-        of item: WorkItem, start: UnsafePointer<Int32>, tiles: UnsafePointer<Int32>, scratch: UnsafeMutablePointer<Int32>
+        of item: WorkItem, start: UnsafePointer<Int32>, tiles: UnsafePointer<Int32>,
+        scratch: UnsafeMutablePointer<Int32>
     ) -> (rows: UnsafePointer<Int32>, count: Int) {
         let textValid = Int(self.textValid[Int(item.batchHead) / heads])
         let set = Int(item.keySet)
