@@ -15,6 +15,8 @@
 //     softmax does not look for the chunk's row maxima: it takes the exponentials against the running
 //     maxima, which move (and O is rescaled) only when a row's sum shows its scores rose by about 8 in
 //     log2 units; an overflow there leaves the row's LSE NaN for the exact-rows pass.
+//     The exponentials come in chained groups (EXP_GROUP), so that the other warpgroup's wgmmas issue between
+//     them: a warp that streams MUFU.EX2 holds up the wgmma issue on its scheduler.
 // Holes: query blocks made only of holes write O = 0 and LSE = −∞ without loading anything; trailing key
 // chunks of a padded tile that hold only holes are not loaded; partial chunks take their mask from a
 // compile-time table in constant memory (one 64-bit word per padded-axis combination, chunk and lane

@@ -175,6 +175,17 @@ __device__ __forceinline__ void softmax_first_chunk(float (&s)[BLOCK_N / 2], flo
 /// below it, far inside fp32 and the 16-bit P).
 constexpr float SOFTMAX_SLACK_SUM = 256.f;
 
+/// A chunk's exponentials come in groups of EXP_GROUP per thread: each group's FFMAs wait for the row sums
+/// of the groups before (their base plus r − r, which is the base for every finite r), so the warp issues
+/// no MUFU.EX2 between one group's last exponential and the next group's first. While a warp streams
+/// exponentials, the other consumer warpgroup's wgmmas on the same scheduler wait to issue
+/// (`scripts/issue_contention.cu`); the pauses let them through. Groups of 24 (four in a 192-key chunk)
+/// measured −0.8 % on hunyuan 3×3×3, −1.7 % on wan and −4.8 % dense on the H200, 16 no better
+/// (`benchmarks/h200/2026-12-02-exp-groups`). A sum that overflowed makes the rest of its row's chunk NaN,
+/// and the row goes to the exact-rows pass as before.
+constexpr int EXP_GROUP = 24;
+static_assert(EXP_GROUP % 4 == 0, "whole column pairs of both rows");
+
 /// Online softmax of a chunk of N keys after the first, without the chunk's row maxima (a third fewer instructions
 /// than a softmax that finds them): the exponentials are taken against the running maxima as they stand,
 /// and the thread's row sums updated. A maximum moves only when a thread's row sum passes
@@ -191,12 +202,17 @@ __device__ __forceinline__ bool softmax_chunk(float (&s)[BLOCK_N / 2], float sca
     const float b0 = m0 == neg_inf() ? 0.f : m0;
     const float b1 = m1 == neg_inf() ? 0.f : m1;
     float r0 = 0.f, r1 = 0.f;
+    float g0 = b0, g1 = b1;  // the bases as the current group sees them
 #pragma unroll
     for (int j = 0; j < N / 8; ++j) {
-        s[4 * j] = ptx::exp2_approx(fmaf(s[4 * j], scale_log2, -b0));
-        s[4 * j + 1] = ptx::exp2_approx(fmaf(s[4 * j + 1], scale_log2, -b0));
-        s[4 * j + 2] = ptx::exp2_approx(fmaf(s[4 * j + 2], scale_log2, -b1));
-        s[4 * j + 3] = ptx::exp2_approx(fmaf(s[4 * j + 3], scale_log2, -b1));
+        if (j > 0 && j % (EXP_GROUP / 4) == 0) {
+            g0 = b0 + (r0 - r0);
+            g1 = b1 + (r1 - r1);
+        }
+        s[4 * j] = ptx::exp2_approx(fmaf(s[4 * j], scale_log2, -g0));
+        s[4 * j + 1] = ptx::exp2_approx(fmaf(s[4 * j + 1], scale_log2, -g0));
+        s[4 * j + 2] = ptx::exp2_approx(fmaf(s[4 * j + 2], scale_log2, -g1));
+        s[4 * j + 3] = ptx::exp2_approx(fmaf(s[4 * j + 3], scale_log2, -g1));
         r0 += s[4 * j] + s[4 * j + 1];
         r1 += s[4 * j + 2] + s[4 * j + 3];
     }
