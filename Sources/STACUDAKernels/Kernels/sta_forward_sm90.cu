@@ -9,7 +9,8 @@
 //   warpgroups 1 and 2, the consumers: each owns 64 query rows. Per chunk it computes S = Q·Kᵀ with
 //     wgmma (both operands in shared memory), applies the mask where a chunk needs one, does the online
 //     softmax in registers, and accumulates O += P·V with wgmma, P taken from registers. The Q·Kᵀ of
-//     chunk i is issued with the P·V of chunk i − 1, and the softmax of chunk i runs while that P·V
+//     chunk i is issued with the P·V of chunk i − 1 (V_{i−1} is waited for after Q·K_iᵀ is issued, which
+//     gives V's copy that issue's time), and the softmax of chunk i runs while that P·V
 //     does (a shared-memory store keeps ptxas from moving the P·V wait ahead of it); the two consumers
 //     issue independently, and the tensor cores interleave their products. After the first chunk the
 //     softmax does not look for the chunk's row maxima: it takes the exponentials against the running

@@ -133,8 +133,8 @@ __device__ __forceinline__ ChunkInfo consumer_step(int i, const Pipeline& pipe, 
     const int stage = i % STAGES;
     const int previous = (i - 1) % STAGES;
     mbar_wait(pipe.k_full(stage), (i / STAGES) & 1);
-    mbar_wait(pipe.v_full(previous), ((i - 1) / STAGES) & 1);
     issue_qk<NC>(s, q_rows, pipe.k_smem + stage * KV_BYTES);
+    mbar_wait(pipe.v_full(previous), ((i - 1) / STAGES) & 1);  // V's copy has the Q·Kᵀ issue's time more
     issue_pv<NP>(acc, p, pipe.v_smem + previous * KV_BYTES);
     const ChunkInfo c = pipe.info(stage);
     wgmma_wait<1>();
