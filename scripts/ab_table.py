@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Tables of an A/B record: the mean time of each variant per problem and its change against a base.
+"""The table of an A/B record: each variant's times per problem and its mean's change against a base.
 
 Reads the summary lines the device records' run scripts print for each `sta bench --json` run,
 
     TAG PROBLEM   MS ms  SHARE % of RATE        e.g.  VW  hunyuan 3x3x3   21.763 ms  87.7 % of 807
 
-and prints, per problem, every variant's mean time (over its runs, in the order they ran) and its change
-against the base variant's mean (the first tag seen, or --base). Lines of any other form are skipped.
+and prints a Markdown table: per problem, every variant's times (in the order they ran) and the change of
+their mean against the base variant's mean (the first tag seen, or --base). Other lines are skipped.
 
 Usage:
   python3 scripts/ab_table.py benchmarks/h200/DATE-WHAT/summary.txt [more summaries] [--base A]
