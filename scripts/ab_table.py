@@ -13,7 +13,10 @@ Usage:
 """
 import argparse
 import re
+import signal
 import sys
+
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quiet when piped into head
 
 LINE = re.compile(r"^(\S+)\s+(.+?)\s+([0-9.]+) ms\s+([0-9.]+) % of ([0-9.]+)\s*$")
 
