@@ -16,6 +16,12 @@ struct Kernels: ParsableCommand {
     @Option(name: .customLong("ptx"), help: "Write each specialisation's PTX (virtual target compute_XX) to this directory instead of compiling CUBINs; compare two such directories to check that a source change leaves the code alone.")
     var ptxDirectory: String?
 
+    @Option(help: "Compile the specialisations of N problems of `verify --random` (1...1000, drawn from --seed) instead of the suites' and the matrix's.")
+    var random: Int?
+
+    @Option(help: "Seed of the --random problems (default: from the clock, printed).")
+    var seed: UInt64?
+
     func run() throws {
         // A PTX directory that cannot take the files fails now, not after minutes of compiling.
         if let ptxDirectory { try OutputFile.validate(ptxDirectory + "/kernel.ptx") }
@@ -24,8 +30,17 @@ struct Kernels: ParsableCommand {
         // Each specialisation with the option sets its launcher may try, best first.
         var specialisations = [(name: String, candidates: [[String]], source: KernelSource)]()
         var seen = Set<[String]>()
+        var problems = try KernelCatalogue.problems()
+        if let random {
+            _ = try STALimits.check(random, "--random", minimum: 1, maximum: 1000)
+            let seed = self.seed ?? UInt64(MonotonicClock.now * 1e6)
+            print("random problems: \(random), seed \(seed)")
+            problems = try Verification.randomCases(count: random, seed: seed)
+        } else {
+            try rejectIgnored(seed.map { _ in ["--seed"] } ?? [], by: "kernels without --random")
+        }
         for architecture in architectures {
-            for problem in try KernelCatalogue.problems() {
+            for problem in problems {
                 let plan = try problem.plan()
                 for variant in KernelCatalogue.variants(for: architecture) {
                     let candidates = variant.candidates(plan, problem.headDim, problem.dtype, architecture)

@@ -39,6 +39,11 @@ struct Verify: ParsableCommand {
     @Option(help: "GPU kernels to check: all (every kernel this GPU runs), automatic, portable or hopper. Default all.")
     var kernel: String?
 
+    @Option(help: ArgumentHelp(
+        "Check N problems drawn from the seed instead of the matrix (1...1000), every row referenced.",
+        discussion: "1D, 2D and 3D layouts with holes, text (padded or not) and per-head windows, batch 1 or 2, some with another softmax scale; each case's name is the options that describe it."))
+    var random: Int?
+
     func run() throws {
         var backends: [AttentionBackend] = [.cpu(threads: nil)]
         if cpu {
@@ -49,8 +54,19 @@ struct Verify: ParsableCommand {
             backends = try choices.map { .cuda(try CUDABackend(ordinal: 0, kernel: KernelPreference(name: $0.rawValue))) }
         }
         let sampled = problem.namesProblem
-        let cases = sampled ? try problem.problems() : try Verification.gpuCases()
         let seed = self.seed ?? UInt64(MonotonicClock.now * 1e6)
+        let cases: [AttentionProblem]
+        if let random {
+            try rejectIgnored(problem.givenOptions, by: "verify --random (it draws every shape)")
+            _ = try STALimits.check(random, "--random", minimum: 1, maximum: 1000)
+            cases = try cpu
+                ? Verification.randomCases(count: random, seed: seed, dtypes: [.bfloat16, .float16, .float32], headDims: [16, 40, 64, 128])
+                : Verification.randomCases(count: random, seed: seed)
+        } else {
+            cases = sampled ? try problem.problems() : try Verification.gpuCases()
+        }
+        // The matrix's own cases follow it: large finite inputs, the NaN contract, per-row text lengths.
+        let matrix = !sampled && random == nil
         let heading = "verify \(backward ? "backward" : "forward") on \(backends.map(\.description).joined(separator: "; ")), seed \(seed)"
         if json { progress(heading) } else { print(heading) }
         var table = TextTable("backend", "case", "dtype", "D", "S", "rel err", "tolerance", "lse err", "empty rows", "result")
@@ -102,7 +118,7 @@ struct Verify: ParsableCommand {
             }
             // Scores and P·V sums past the fp32 range: the float64 reference's numbers (the GPU backward
             // marks the gradients of such rows NaN instead).
-            if !sampled {
+            if matrix {
                 for (index, testCase) in try Verification.largeInputCases().enumerated() where keep(testCase.name) {
                     let outcome = try Verification.runLargeInputs(
                         testCase, backward: backward, on: backend, seed: seed &+ UInt64(3000 + index))
@@ -110,7 +126,7 @@ struct Verify: ParsableCommand {
                 }
             }
             // NaN in q and dO reaches exactly the gradient rows it touches, as NaN (never zeros).
-            if !sampled && backward {
+            if matrix && backward {
                 for (index, testCase) in try Verification.nanContractCases().enumerated() where keep(testCase.name) {
                     let outcome = try Verification.runNaNContractBackward(
                         testCase, on: backend, seed: seed &+ UInt64(4000 + index))
@@ -118,7 +134,7 @@ struct Verify: ParsableCommand {
                 }
             }
             // Batches whose rows have their own valid text lengths (a device array; CUDA kernels only).
-            if case .cuda(let gpu) = backend, !sampled {
+            if case .cuda(let gpu) = backend, matrix {
                 for (index, testCase) in try Verification.textRowsCases().enumerated() where keep(testCase.name) {
                     let outcome = try Verification.runTextRows(
                         testCase, backward: backward, on: gpu, seed: seed &+ UInt64(1000 + index))

@@ -6,7 +6,7 @@ import STATensors
 extension Verification {
     /// What a sampled backward check measured: the relative error ‖g − ref‖ / ‖ref‖ of each gradient over
     /// its sampled real rows of every (batch, head) (infinite when any real row of that gradient, sampled or
-    /// not, holds NaN or ±∞), and the rows of holes and padding text whose dq, dk or dv is not exactly 0.
+    /// not, holds NaN or ±∞; dq and dk against `cancellationFloor` where it applies), and the rows of holes and padding text whose dq, dk or dv is not exactly 0.
     public struct SampledGradientErrors: Sendable {
         public let dq: Double, dk: Double, dv: Double
         /// Rows that attend nothing and that nothing attends, counted once per gradient that is not 0 there.
@@ -57,27 +57,27 @@ extension Verification {
         _ c: AttentionProblem, plan: AttentionPlan, q: [T], k: [T], v: [T], output: [T], lse: [Float],
         outputGradient: [T], gradients: (dq: [T], dk: [T], dv: [T]), rows: [Int]
     ) throws -> SampledGradientErrors {
-        let reference = try ReferenceAttention.sampledBackward(
-            q: q, k: k, v: v, output: output, lse: lse, outputGradient: outputGradient, batch: c.batch,
-            headDim: c.headDim, plan: plan, scale: c.scale.map(Double.init), queryRows: rows, keyRows: rows)
+        func reference(output: [T]) throws -> ReferenceAttention.Gradients {
+            try ReferenceAttention.sampledBackward(
+                q: q, k: k, v: v, output: output, lse: lse, outputGradient: outputGradient, batch: c.batch,
+                headDim: c.headDim, plan: plan, scale: c.scale.map(Double.init), queryRows: rows, keyRows: rows)
+        }
+        let expected = try reference(output: output)
         let length = c.layout.sequenceLength
         let d = c.headDim
         let real = ReferenceAttention.realQueryMask(layout: c.layout)
         // NaN compares unequal to 0: an unwritten empty row counts too.
         let badEmptyRows = nonZeroEmptyRows(c, [gradients.dq, gradients.dk, gradients.dv])
-        var errors = [Double]()
-        for (gradient, expected) in [(gradients.dq, reference.dq), (gradients.dk, reference.dk), (gradients.dv, reference.dv)] {
-            var finite = true
-            for slice in 0..<(c.batch * c.heads) where finite {
+        /// The relative error on the sampled real rows, against the larger of the reference's norm and
+        /// `cancellationFloor` times `floor`'s; infinite when a real row anywhere is not finite.
+        func error(_ gradient: [T], _ expected: [Double], floor: [Double]?) -> Double {
+            for slice in 0..<(c.batch * c.heads) {
                 for row in 0..<length where real[row] {
                     let start = (slice * length + row) * d
-                    if gradient[start..<(start + d)].contains(where: { !$0.floatValue.isFinite }) {
-                        finite = false
-                        break
-                    }
+                    if gradient[start..<(start + d)].contains(where: { !$0.floatValue.isFinite }) { return .infinity }
                 }
             }
-            var difference = 0.0, norm = 0.0
+            var difference = 0.0, norm = 0.0, floorNorm = 0.0
             for slice in 0..<(c.batch * c.heads) {
                 for (index, row) in rows.enumerated() where real[row] {
                     let start = (slice * length + row) * d, expectedStart = (slice * rows.count + index) * d
@@ -86,11 +86,21 @@ extension Verification {
                         let e = Double(gradient[start + i].floatValue) - r
                         difference += e * e
                         norm += r * r
+                        if let floor { floorNorm += floor[expectedStart + i] * floor[expectedStart + i] }
                     }
                 }
             }
-            let error = (difference / norm).squareRoot()
-            errors.append(finite && !error.isNaN ? error : .infinity)
+            if difference == 0 { return 0 }
+            let error = (difference / max(norm, floorNorm * cancellationFloor * cancellationFloor)).squareRoot()
+            return error.isNaN ? .infinity : error
+        }
+        var errors = [(gradients.dq, expected.dq), (gradients.dk, expected.dk), (gradients.dv, expected.dv)].map {
+            error($0.0, $0.1, floor: nil)
+        }
+        if errors[0] >= tolerance(c.dtype) || errors[1] >= tolerance(c.dtype) {
+            let withoutDelta = try reference(output: [T](repeating: T(0 as Float), count: output.count))
+            errors[0] = error(gradients.dq, expected.dq, floor: withoutDelta.dq)
+            errors[1] = error(gradients.dk, expected.dk, floor: withoutDelta.dk)
         }
         return SampledGradientErrors(dq: errors[0], dk: errors[1], dv: errors[2], badEmptyRows: badEmptyRows)
     }

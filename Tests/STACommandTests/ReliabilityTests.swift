@@ -72,6 +72,9 @@ import Testing
         (["plan", "--suite", "wan", "--canvas", "8x8"], "--canvas"),
         (["search", "x.safetensors", "--output", "y.json", "--gpu", "--threads", "2"], "--threads"),
         (["verify", "--json", "out.json"], "standard output"),
+        (["verify", "--cpu", "--random", "3", "--canvas", "8x8"], "--canvas"),
+        (["verify", "--cpu", "--random", "0"], "--random"),
+        (["kernels", "--seed", "3"], "--seed"),
     ])
     func optionsTheModeIgnoresAreRejected(_ arguments: [String], _ named: String) {
         let outcome = STA.outcome(arguments)
@@ -85,6 +88,12 @@ import Testing
         #expect(none.status == .usage)
         #expect(none.message?.contains("'no such case'") == true, "\(none.message ?? "")")
         #expect(STA.outcome(["verify", "--cpu", "--only", "1D 1000", "--json"]).status == .success)
+    }
+
+    /// `verify --random` checks the drawn problems on the CPU, every row referenced, and passes.
+    @Test func verifyRandomChecksDrawnProblems() {
+        #expect(STA.outcome(["verify", "--cpu", "--random", "3", "--seed", "5"]).status == .success)
+        #expect(STA.outcome(["verify", "--cpu", "--backward", "--random", "2", "--seed", "6", "--json"]).status == .success)
     }
 
     @Test func fileSystemErrorsHaveTheirOwnStatusAndNoUsageText() throws {

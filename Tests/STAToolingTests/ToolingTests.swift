@@ -93,3 +93,65 @@ import SlidingTileAttention
         }
     }
 }
+
+@Suite struct RandomVerificationCaseTests {
+    /// The same seed draws the same problems; each is within the bounds the reference cost relies on, its
+    /// windows are valid for its layout, and its storage type and head dimension come from the sets given.
+    @Test func randomCasesAreReproducibleAndBounded() throws {
+        let first = try Verification.randomCases(count: 200, seed: 42)
+        let again = try Verification.randomCases(count: 200, seed: 42)
+        #expect(first.map(\.name) == again.map(\.name))
+        #expect(first.map(\.headDim) == again.map(\.headDim) && first.map(\.dtype) == again.map(\.dtype))
+        #expect(try Verification.randomCases(count: 200, seed: 43).map(\.name) != first.map(\.name))
+        for c in first {
+            #expect(c.layout.sequenceLength <= 2304 && c.batch * c.heads <= 4, "\(c.name)")
+            #expect([DType.bfloat16, .float16].contains(c.dtype) && [64, 128].contains(c.headDim))
+            for window in c.headWindows { #expect(try c.layout.resolve(window) == window, "\(c.name)") }
+            _ = try c.plan()
+        }
+        // What the draws are for: every rank, holes, text with and without padding, per-head windows.
+        #expect(Set(first.map(\.layout.rank)) == [1, 2, 3])
+        #expect(first.contains { $0.layout.hasHoles } && first.contains { !$0.layout.hasHoles })
+        #expect(first.contains { $0.layout.text.count > 128 && $0.layout.text.valid < $0.layout.text.count })
+        #expect(first.contains { $0.layout.text.count > 0 && $0.layout.text.valid == 0 })
+        #expect(first.contains { Set($0.headWindows).count > 1 } && first.contains { $0.scale != nil })
+        #expect(first.contains { $0.batch == 2 })
+        let cpu = try Verification.randomCases(count: 50, seed: 1, dtypes: [.float32], headDims: [40])
+        #expect(cpu.allSatisfy { $0.dtype == .float32 && $0.headDim == 40 })
+    }
+
+    /// The drawn problems pass on the CPU backend, forward and backward, every row referenced.
+    @Test func randomCasesPassOnTheCPU() throws {
+        for (index, c) in try Verification.randomCases(count: 6, seed: 9, dtypes: [.float32, .bfloat16], headDims: [16, 64]).enumerated() {
+            let forward = try Verification.run(c, on: .cpu(threads: 2), seed: UInt64(index))
+            #expect(forward.passed, "\(c.name): rel err \(forward.outputError), bad rows \(forward.badEmptyRows)")
+            let backward = try Verification.run(c, .backward, on: .cpu(threads: 2), seed: UInt64(index))
+            #expect(backward.passed, "\(c.name): rel err \(backward.outputError), bad rows \(backward.badEmptyRows)")
+        }
+    }
+}
+
+@Suite struct CancellationFloorTests {
+    /// Queries that attend one key each have dq = dk = 0 exactly (dS = P ∘ (dP − Δ) = 0): the backward
+    /// checks pass on the CPU's rounding there, whole and sampled, instead of reporting an infinite error.
+    @Test(arguments: [DType.float32, .bfloat16])
+    func singleKeyQueriesPass(_ dtype: DType) throws {
+        let layout = try STALayout(canvas: [4], tile: [1])
+        let testCase = AttentionProblem(
+            name: "one key per query", layout: layout, headWindows: [Window(tiles: [1])], batch: 2, headDim: 64, dtype: dtype)
+        for check in [Verification.Check.backward, .sampledBackward] {
+            let outcome = try Verification.run(testCase, check, on: .cpu(threads: 2), seed: 3)
+            #expect(outcome.passed, "\(check): rel err \(outcome.outputError)")
+        }
+    }
+
+    /// The floor keeps a wrong gradient far outside any tolerance: a unit error against a zero reference
+    /// whose gradient without Δ has unit entries measures 10; rounding-sized errors measure as such.
+    @Test func wrongGradientsStillFail() {
+        #expect(Verification.gradientError([Float(1), 1], [0, 0], floor: [1, 1]) == 10)
+        #expect(Verification.gradientError([Float(1e-7), 0], [0, 0], floor: [1, 1]) < 1e-6)
+        #expect(Verification.gradientError([Float(1e-7), 0], [0, 0], floor: nil) == .infinity)
+        #expect(Verification.gradientError([Float.nan, 0], [0, 0], floor: [1, 1]).isNaN)
+        #expect(Verification.gradientError([Float(2), 0], [1, 0], floor: [0.1, 0]) == 1)
+    }
+}
