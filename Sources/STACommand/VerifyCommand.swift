@@ -41,7 +41,7 @@ struct Verify: ParsableCommand {
 
     @Option(help: ArgumentHelp(
         "Check N problems drawn from the seed instead of the matrix (1...1000), every row referenced.",
-        discussion: "1D, 2D and 3D layouts with holes, text (padded or not) and per-head windows, batch 1 or 2, some with another softmax scale; each case's name is the options that describe it."))
+        discussion: "1D, 2D and 3D layouts with holes, text (padded or not) and per-head windows, batch 1 or 2, some with another softmax scale; each case's name is the options that describe it. On a GPU, each drawn problem with text runs again as a batch of two rows with their own drawn valid text lengths."))
     var random: Int?
 
     func run() throws {
@@ -133,7 +133,16 @@ struct Verify: ParsableCommand {
                     reportNaN(outcome, backend: backendName)
                 }
             }
-            // Batches whose rows have their own valid text lengths (a device array; CUDA kernels only).
+            // Batches whose rows have their own valid text lengths (a device array; CUDA kernels only): the
+            // matrix's, or with --random the drawn problems with text, two rows of drawn lengths each.
+            if case .cuda(let gpu) = backend, random != nil {
+                for (index, testCase) in Verification.randomTextRowsCases(cases, seed: seed).enumerated()
+                where keep(testCase.name) {
+                    let outcome = try Verification.runTextRows(
+                        testCase, backward: backward, on: gpu, seed: seed &+ UInt64(1000 + index))
+                    report(outcome, backend: backendName, textValid: testCase.textValid)
+                }
+            }
             if case .cuda(let gpu) = backend, matrix {
                 for (index, testCase) in try Verification.textRowsCases().enumerated() where keep(testCase.name) {
                     let outcome = try Verification.runTextRows(

@@ -60,5 +60,20 @@ extension Verification {
         return cases
     }
 
+    /// Per-row text cases made from drawn problems (`verify --random` on a GPU): each problem with text
+    /// becomes a batch of two rows whose valid text lengths are drawn from 0...count (the same seed, the
+    /// same lengths). Cost: O(problems).
+    public static func randomTextRowsCases(_ problems: [AttentionProblem], seed: UInt64) -> [TextRowsCase] {
+        var random = RandomInputs(seed: ~seed)
+        return problems.filter { $0.layout.text.count > 0 }.map { p in
+            let count = p.layout.text.count
+            let lengths = (0..<2).map { _ in Int(random.next() % UInt64(count + 1)) }
+            let problem = AttentionProblem(
+                name: p.name, layout: p.layout, headWindows: p.headWindows, batch: 2, headDim: p.headDim,
+                dtype: p.dtype, scale: p.scale)
+            return TextRowsCase(problem: problem, textValid: lengths)
+        }
+    }
+
     private static func shape(_ extents: [Int]) -> String { extents.map(String.init).joined(separator: "x") }
 }

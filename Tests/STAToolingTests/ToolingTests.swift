@@ -116,6 +116,15 @@ import SlidingTileAttention
         #expect(first.contains { $0.layout.text.count > 0 && $0.layout.text.valid == 0 })
         #expect(first.contains { Set($0.headWindows).count > 1 } && first.contains { $0.scale != nil })
         #expect(first.contains { $0.batch == 2 })
+        // On a GPU the problems with text run again as two rows with drawn valid lengths.
+        let rows = Verification.randomTextRowsCases(first, seed: 42)
+        #expect(rows.count == first.filter { $0.layout.text.count > 0 }.count && !rows.isEmpty)
+        #expect(rows.map(\.textValid) == Verification.randomTextRowsCases(first, seed: 42).map(\.textValid))
+        for c in rows {
+            #expect(c.problem.batch == 2 && c.textValid.count == 2)
+            #expect(c.textValid.allSatisfy { (0...c.problem.layout.text.count).contains($0) })
+        }
+        #expect(rows.contains { $0.textValid[0] != $0.textValid[1] })
         let cpu = try Verification.randomCases(count: 50, seed: 1, dtypes: [.float32], headDims: [40])
         #expect(cpu.allSatisfy { $0.dtype == .float32 && $0.headDim == 40 })
     }
