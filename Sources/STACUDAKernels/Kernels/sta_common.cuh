@@ -163,6 +163,38 @@ __host__ __device__ constexpr int boundary_axes(int tile) {
            ((PAD_H && (tile / GRID_W) % GRID_H == GRID_H - 1) ? 2 : 0) | ((PAD_W && tile % GRID_W == GRID_W - 1) ? 4 : 0);
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Visit order
+// ---------------------------------------------------------------------------------------------------------
+//
+// The Hopper kernels take a head's blocks tile by tile in an order whose outermost axis is the grid's
+// longest and whose innermost is its shortest (ties keep T, H, W: a square or row-major-shaped grid keeps
+// row-major order). A window's tiles then lie closer together in that order, so the CTAs running at once
+// need fewer distinct tiles of K and V (or Q and dO), and more of them stay in L2. visited_tile(n) is the
+// n-th tile of the order.
+
+__host__ __device__ constexpr int grid_extent(int axis) { return axis == 0 ? GRID_T : axis == 1 ? GRID_H : GRID_W; }
+
+// The axis (0: t, 1: h, 2: w) at position `rank` of the visit order, 0 the outermost.
+__host__ __device__ constexpr int visit_axis(int rank) {
+    for (int a = 0; a < 3; ++a) {
+        int before = 0;  // axes ahead of a: longer, or as long and earlier
+        for (int b = 0; b < 3; ++b)
+            if (b != a && (grid_extent(b) > grid_extent(a) || (grid_extent(b) == grid_extent(a) && b < a))) ++before;
+        if (before == rank) return a;
+    }
+    return rank;
+}
+
+__device__ __forceinline__ int visited_tile(int n) {
+    constexpr int outer = visit_axis(0), middle = visit_axis(1), inner = visit_axis(2);
+    int c[3] = {0, 0, 0};
+    c[inner] = n % grid_extent(inner);
+    c[middle] = (n / grid_extent(inner)) % grid_extent(middle);
+    c[outer] = n / (grid_extent(inner) * grid_extent(middle));
+    return (c[0] * GRID_H + c[1]) * GRID_W + c[2];
+}
+
 // Whether offset `offset` inside a tile whose padded axes are `axes` is a hole.
 __host__ __device__ constexpr bool hole_under(int offset, int axes) {
     return (PAD_T && (axes & 1) && offset / (TILE_H * TILE_W) >= REAL_T) ||

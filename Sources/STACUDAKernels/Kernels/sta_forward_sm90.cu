@@ -67,7 +67,9 @@
 // Launch: grid.x = batch · heads · (TEXT_QBLOCKS + NUM_TILES · QBLOCKS_PER_TILE) (see below),
 // block.x = STA_THREADS (384), dynamic shared memory STA_SHARED_BYTES (≥ 1024 + (128 + 2 · STAGES · BLOCK_N) ·
 // 2 · D bytes).
-// Text query blocks come first in grid.x, so that the long ones start early.
+// Text query blocks come first in grid.x, so that the long ones start early; then each head's video blocks
+// tile by tile, the grid's longest axis outermost (`visited_tile`, sta_common.cuh), which keeps the K and V
+// tiles the CTAs in flight read in L2.
 
 #include "sta_common.cuh"
 #include "sta_sm90_consumer.cuh"

@@ -1,7 +1,8 @@
 // Sliding Tile Attention, Hopper backward kernel: work decoding. Which key block a CTA owns (text key
-// blocks of every (batch, head) first, then the video key blocks), which of its key rows are real, and the
-// cursor over the query chunks that attend it: the query tiles of the plan's inverse lists (every tile
-// for text keys), then the valid text queries. After sta_sm90_bwd_shape.cuh.
+// blocks of every (batch, head) first, then the video key blocks, tile by tile in `visited_tile` order),
+// which of its key rows are real, and the cursor over the query chunks that attend it: the query tiles of
+// the plan's inverse lists (every tile for text keys), then the valid text queries. After
+// sta_sm90_bwd_shape.cuh.
 
 #pragma once
 
@@ -55,8 +56,9 @@ __device__ __forceinline__ KeyWork decode_key_work(int unit, int heads, int batc
         constexpr int per_head = NUM_TILES * KBLOCKS_PER_TILE;
         w.bh = unit / per_head;
         const int rest = unit - w.bh * per_head;
-        w.tile = rest / KBLOCKS_PER_TILE;
-        w.offset = (rest - w.tile * KBLOCKS_PER_TILE) * BLOCK_N;
+        const int visit = rest / KBLOCKS_PER_TILE;
+        w.tile = visited_tile(visit);
+        w.offset = (rest - visit * KBLOCKS_PER_TILE) * BLOCK_N;
         w.key0 = w.tile * TILE_VOL + w.offset;
         w.keys = min(BLOCK_N, TILE_VOL - w.offset);
         w.text_valid = row_text_valid(text_valid, default_text_valid, w.bh / heads);

@@ -1,7 +1,7 @@
 // Sliding Tile Attention, Hopper forward kernel: work decoding. Which query block a CTA computes (text
-// blocks of every (batch, head) first, then the video blocks), which of its rows are real (holes, packed
-// rows of padded tiles, the row's valid text), and the cursor over the key chunks the block attends, which
-// the producer and the consumers each walk. After sta_sm90_shape.cuh.
+// blocks of every (batch, head) first, then the video blocks, tile by tile in `visited_tile` order), which
+// of its rows are real (holes, packed rows of padded tiles, the row's valid text), and the cursor over the
+// key chunks the block attends, which the producer and the consumers each walk. After sta_sm90_shape.cuh.
 
 #pragma once
 
@@ -111,8 +111,9 @@ __device__ __forceinline__ Work decode_work(int unit, int heads, int batch, cons
         constexpr int per_head = NUM_TILES * QBLOCKS_PER_TILE;
         w.bh = unit / per_head;
         const int rest = unit - w.bh * per_head;
-        const int tile = rest / QBLOCKS_PER_TILE;
-        const int sub = rest - tile * QBLOCKS_PER_TILE;
+        const int visit = rest / QBLOCKS_PER_TILE;
+        const int tile = visited_tile(visit);
+        const int sub = rest - visit * QBLOCKS_PER_TILE;
         w.row0 = tile * TILE_VOL + sub * BLOCK_M;
         w.rows = min(BLOCK_M, TILE_VOL - sub * BLOCK_M);
         w.text_query = false;
