@@ -102,19 +102,22 @@ public struct STABackwardHopperKernel: AttentionBackwardKernel {
     let windowOfHead: DeviceBuffer
     let queryTileStart: DeviceBuffer
     let queryTiles: DeviceBuffer
+    /// Each head's visit order of its key tiles (`AttentionPlan.visitOrderByHead`).
+    let visitOfHead: DeviceBuffer
 
     /// dq is accumulated by float32 atomics in no fixed order.
     public var isDeterministic: Bool { false }
 
     /// Validates the parameters, compiles the kernels for sm_90a (or takes them from `cache`) in the first
     /// shape of `Shape.candidates(headDim:)` whose main kernel has no local memory, loads them, allows the
-    /// main kernel its shared memory and uploads the window table and the plan's inverse lists.
+    /// main kernel its shared memory and uploads the window table, the plan's inverse lists and each head's
+    /// visit order.
     ///
     /// Throws `requiresHopper` unless the device is compute capability 9.x, `unsupportedHeadDim` unless
     /// `headDim` is 64 or 128, `unsupportedDType` unless `dtype` is bf16 or f16, `sharedMemoryTooSmall`
     /// when the device's opt-in limit is below `sharedMemoryBytes(headDim:)`, and `driver` when NVRTC or
     /// the driver fail. Cost: one NVRTC compile (a few seconds) per candidate tried on a cache miss (two at
-    /// most), a module load per candidate, three small uploads and O(plan size) host work for the inverse
+    /// most), a module load per candidate, four small uploads and O(plan size) host work for the inverse
     /// lists.
     public init(
         context: CUDAContext, plan: AttentionPlan, headDim: Int, dtype: DType, cache: KernelCache = KernelCache()
@@ -151,6 +154,7 @@ public struct STABackwardHopperKernel: AttentionBackwardKernel {
             windowOfHead = try upload(plan.windowIndexByHead)
             queryTileStart = try upload(inverse.queryTileStart)
             queryTiles = try upload(inverse.queryTiles)
+            visitOfHead = try upload(plan.visitOrderByHead)
         } catch {
             throw .driver(error)
         }
@@ -245,6 +249,7 @@ public struct STABackwardHopperKernel: AttentionBackwardKernel {
             main.append(windowOfHead)
             main.append(queryTileStart)
             main.append(queryTiles)
+            main.append(visitOfHead)
             main.append(Int32(plan.heads))
             main.append(Int32(batch))
             main.append(scale)

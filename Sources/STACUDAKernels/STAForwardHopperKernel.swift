@@ -73,15 +73,17 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
     /// The loaded kernel (registers, local bytes and so on can be queried from it).
     public var function: CUDAFunction { loaded.function }
     let loaded: LoadedPlanKernel
+    /// Each head's visit order of its tiles (`AttentionPlan.visitOrderByHead`), Int32 on the device.
+    let visitOfHead: DeviceBuffer
 
     /// Validates the parameters, compiles the kernel for sm_90a (or takes it from `cache`), loads it,
-    /// allows its shared memory, and uploads the plan's tables as Int32.
+    /// allows its shared memory, and uploads the plan's tables and each head's visit order as Int32.
     ///
     /// Throws `requiresHopper` unless the device is compute capability 9.x (use `STAForwardKernel`
     /// elsewhere), `unsupportedHeadDim` unless `headDim` is 64 or 128, `unsupportedDType` unless `dtype`
     /// is bf16 or f16, `sharedMemoryTooSmall` when the
     /// device's opt-in limit is below `sharedMemoryBytes(headDim:)`, and `driver` when NVRTC or the
-    /// driver fail. Cost: one NVRTC compile (about a second) on a cache miss, a module load, three small
+    /// driver fail. Cost: one NVRTC compile (about a second) on a cache miss, a module load, four small
     /// uploads.
     public init(
         context: CUDAContext, plan: AttentionPlan, headDim: Int, dtype: DType, cache: KernelCache = KernelCache()
@@ -101,6 +103,7 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
                 context: context, plan: plan, source: Self.kernelSource,
                 functionName: Self.functionName, options: Self.compileOptions(plan: plan, headDim: headDim, dtype: dtype),
                 architecture: Self.architecture, sharedMemoryBytes: shared, cache: cache)
+            visitOfHead = try DeviceBuffer(context: context, copying: plan.visitOrderByHead)
         } catch {
             throw .driver(error)
         }
@@ -168,6 +171,7 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
             arguments.append(output)
             arguments.append(lse)
             loaded.appendPlanTables(to: &arguments)
+            arguments.append(visitOfHead)
             arguments.append(Int32(plan.heads))
             arguments.append(Int32(batch))
             arguments.append(scale)

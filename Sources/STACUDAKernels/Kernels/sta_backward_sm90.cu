@@ -47,6 +47,7 @@
 //     kernel's (box {64, 64, 1}, 128-byte swizzle, rows past S read as 0);
 //   lse2, delta, dq_accum: the workspace arrays; dk, dv: the outputs;
 //   window_of_head [heads], query_tile_start [windows · NUM_TILES + 1], query_tiles: the inverse plan;
+//   visit_of_head [heads]: each head's visit order of its key tiles (`visited_tile`, sta_common.cuh);
 //   heads, batch: the tensor shape; scale: the factor applied to Q·Kᵀ; text_valid, default_text_valid.
 // Launch: grid.x = batch · heads · (TEXT_KBLOCKS + NUM_TILES · KBLOCKS_PER_TILE), block.x = 384, dynamic
 // shared memory STA_BWD_SHARED_BYTES.
@@ -139,8 +140,9 @@ extern "C" __global__ void __launch_bounds__(sta::THREADS, 1)
                       const __grid_constant__ StaTensorMap v_map, const __grid_constant__ StaTensorMap do_map,
                       const float* __restrict__ lse2, const float* __restrict__ delta, float* __restrict__ dq_accum,
                       uint16_t* __restrict__ dk, uint16_t* __restrict__ dv, const int* __restrict__ window_of_head,
-                      const int* __restrict__ query_tile_start, const int* __restrict__ query_tiles, int heads,
-                      int batch, float scale, const int* __restrict__ text_valid, int default_text_valid) {
+                      const int* __restrict__ query_tile_start, const int* __restrict__ query_tiles,
+                      const int* __restrict__ visit_of_head, int heads, int batch, float scale,
+                      const int* __restrict__ text_valid, int default_text_valid) {
     __shared__ __align__(8) uint64_t barriers[PIPELINE_BARRIERS];
     extern __shared__ unsigned char dynamic_smem[];
     Pipeline pipe;
@@ -148,7 +150,7 @@ extern "C" __global__ void __launch_bounds__(sta::THREADS, 1)
     pipe.bar0 = ptx::shared_address(barriers);
 
     const KeyWork work = decode_key_work(blockIdx.x, heads, batch, window_of_head, query_tile_start, query_tiles,
-                                         text_valid, default_text_valid);
+                                         visit_of_head, text_valid, default_text_valid);
     // A block of holes and padding text only: its gradients are zero, nothing to load.
     const bool real = threadIdx.x < BLOCK_N && key_row_real(work, threadIdx.x);
     if (!__syncthreads_or(real)) {

@@ -167,32 +167,22 @@ __host__ __device__ constexpr int boundary_axes(int tile) {
 // Visit order
 // ---------------------------------------------------------------------------------------------------------
 //
-// The Hopper kernels take a head's blocks tile by tile in an order whose outermost axis is the grid's
-// longest and whose innermost is its shortest (ties keep T, H, W: a square or row-major-shaped grid keeps
-// row-major order). A window's tiles then lie closer together in that order, so the CTAs running at once
-// need fewer distinct tiles of K and V (or Q and dO), and more of them stay in L2. visited_tile(n) is the
-// n-th tile of the order.
+// The Hopper kernels take a head's blocks tile by tile in an order the Swift launcher picks per head from
+// its window (`AttentionPlan.visitOrderByHead`): the order in which the tiles a window reaches lie closest
+// together, so that the CTAs running at once read fewer distinct tiles of K and V (or Q and dO) and more
+// of them stay in L2. An order packs three axes (0: t, 1: h, 2: w), outermost first: outer | middle << 2 |
+// inner << 4 (row-major: 36). visited_tile(n, order) is the n-th tile of that order.
 
 __host__ __device__ constexpr int grid_extent(int axis) { return axis == 0 ? GRID_T : axis == 1 ? GRID_H : GRID_W; }
 
-// The axis (0: t, 1: h, 2: w) at position `rank` of the visit order, 0 the outermost.
-__host__ __device__ constexpr int visit_axis(int rank) {
-    for (int a = 0; a < 3; ++a) {
-        int before = 0;  // axes ahead of a: longer, or as long and earlier
-        for (int b = 0; b < 3; ++b)
-            if (b != a && (grid_extent(b) > grid_extent(a) || (grid_extent(b) == grid_extent(a) && b < a))) ++before;
-        if (before == rank) return a;
-    }
-    return rank;
-}
-
-__device__ __forceinline__ int visited_tile(int n) {
-    constexpr int outer = visit_axis(0), middle = visit_axis(1), inner = visit_axis(2);
-    int c[3] = {0, 0, 0};
-    c[inner] = n % grid_extent(inner);
-    c[middle] = (n / grid_extent(inner)) % grid_extent(middle);
-    c[outer] = n / (grid_extent(inner) * grid_extent(middle));
-    return (c[0] * GRID_H + c[1]) * GRID_W + c[2];
+__device__ __forceinline__ int visited_tile(int n, int order) {
+    const int outer = order & 3, middle = (order >> 2) & 3, inner = (order >> 4) & 3;
+    const int inner_extent = grid_extent(inner), middle_extent = grid_extent(middle);
+    const int ci = n % inner_extent, cm = (n / inner_extent) % middle_extent, co = n / (inner_extent * middle_extent);
+    const int tt = outer == 0 ? co : middle == 0 ? cm : ci;
+    const int th = outer == 1 ? co : middle == 1 ? cm : ci;
+    const int tw = outer == 2 ? co : middle == 2 ? cm : ci;
+    return (tt * GRID_H + th) * GRID_W + tw;
 }
 
 // Whether offset `offset` inside a tile whose padded axes are `axes` is a hole.

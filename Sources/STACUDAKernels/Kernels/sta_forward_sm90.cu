@@ -57,6 +57,7 @@
 //     type bf16 or fp16 as compiled, 128-byte swizzle, no interleave, out-of-range elements read as 0.
 //   o: [B, H, S, D] 16-bit output; lse: [B, H, S] float32;
 //   window_of_head [heads], key_tile_start [windows · NUM_TILES + 1], key_tiles: the attention plan;
+//   visit_of_head [heads]: each head's visit order of its tiles (`visited_tile`, sta_common.cuh);
 //   heads, batch: the tensor shape; scale: the factor applied to Q·Kᵀ (positive and finite);
 //   q: the raw Q tensor (the rows of packed query blocks are gathered from it; 16-byte aligned);
 //   text_valid: null or [batch] ints, the valid text length of each batch row; default_text_valid: the
@@ -68,8 +69,8 @@
 // block.x = STA_THREADS (384), dynamic shared memory STA_SHARED_BYTES (≥ 1024 + (128 + 2 · STAGES · BLOCK_N) ·
 // 2 · D bytes).
 // Text query blocks come first in grid.x, so that the long ones start early; then each head's video blocks
-// tile by tile, the grid's longest axis outermost (`visited_tile`, sta_common.cuh), which keeps the K and V
-// tiles the CTAs in flight read in L2.
+// tile by tile in the head's visit order (`visited_tile`, sta_common.cuh), which keeps the K and V tiles
+// the CTAs in flight read in L2.
 
 #include "sta_common.cuh"
 #include "sta_sm90_consumer.cuh"
@@ -87,7 +88,8 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
     sta_forward_sm90(const __grid_constant__ StaTensorMap q_map, const __grid_constant__ StaTensorMap k_map,
                      const __grid_constant__ StaTensorMap v_map, uint16_t* __restrict__ o, float* __restrict__ lse,
                      const int* __restrict__ window_of_head, const int* __restrict__ key_tile_start,
-                     const int* __restrict__ key_tiles, int heads, int batch, float scale,
+                     const int* __restrict__ key_tiles, const int* __restrict__ visit_of_head, int heads, int batch,
+                     float scale,
                      const uint16_t* __restrict__ q, const int* __restrict__ text_valid, int default_text_valid,
                      const __grid_constant__ StaTensorMap k_slices, const __grid_constant__ StaTensorMap v_slices) {
     __shared__ __align__(8) uint64_t barriers[PIPELINE_BARRIERS];
@@ -100,8 +102,8 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
     pipe.bar0 = ptx::shared_address(barriers);
     pipe.info0 = ptx::shared_address(chunk_info);
 
-    const Work work = decode_work(blockIdx.x, heads, batch, window_of_head, key_tile_start, key_tiles, text_valid,
-                                  default_text_valid);
+    const Work work = decode_work(blockIdx.x, heads, batch, window_of_head, key_tile_start, key_tiles, visit_of_head,
+                                  text_valid, default_text_valid);
 
     if (threadIdx.x == 0) pipe.init(computing_consumers(work));
     __syncthreads();

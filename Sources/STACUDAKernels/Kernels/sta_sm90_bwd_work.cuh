@@ -1,5 +1,5 @@
 // Sliding Tile Attention, Hopper backward kernel: work decoding. Which key block a CTA owns (text key
-// blocks of every (batch, head) first, then the video key blocks, tile by tile in `visited_tile` order),
+// blocks of every (batch, head) first, then the video key blocks, tile by tile in the head's `visited_tile` order),
 // which of its key rows are real, and the cursor over the query chunks that attend it: the query tiles of
 // the plan's inverse lists (every tile for text keys), then the valid text queries. After
 // sta_sm90_bwd_shape.cuh.
@@ -36,6 +36,7 @@ __device__ __forceinline__ bool key_row_real(const KeyWork& w, int r) {
 __device__ __forceinline__ KeyWork decode_key_work(int unit, int heads, int batch, const int* __restrict__ window_of_head,
                                                    const int* __restrict__ query_tile_start,
                                                    const int* __restrict__ query_tiles,
+                                                   const int* __restrict__ visit_of_head,
                                                    const int* __restrict__ text_valid, int default_text_valid) {
     KeyWork w;
     const int text_units = batch * heads * TEXT_KBLOCKS;
@@ -55,15 +56,15 @@ __device__ __forceinline__ KeyWork decode_key_work(int unit, int heads, int batc
         unit -= text_units;
         constexpr int per_head = NUM_TILES * KBLOCKS_PER_TILE;
         w.bh = unit / per_head;
+        const int head = w.bh % heads;
         const int rest = unit - w.bh * per_head;
         const int visit = rest / KBLOCKS_PER_TILE;
-        w.tile = visited_tile(visit);
+        w.tile = visited_tile(visit, __ldg(visit_of_head + head));
         w.offset = (rest - visit * KBLOCKS_PER_TILE) * BLOCK_N;
         w.key0 = w.tile * TILE_VOL + w.offset;
         w.keys = min(BLOCK_N, TILE_VOL - w.offset);
         w.text_valid = row_text_valid(text_valid, default_text_valid, w.bh / heads);
         w.any = true;  // the kernel asks its threads (holes)
-        const int head = w.bh % heads;
         const int row = __ldg(window_of_head + head) * NUM_TILES + w.tile;
         const int start = __ldg(query_tile_start + row);
         w.tile_count = __ldg(query_tile_start + row + 1) - start;

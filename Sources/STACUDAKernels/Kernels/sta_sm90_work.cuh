@@ -1,5 +1,5 @@
 // Sliding Tile Attention, Hopper forward kernel: work decoding. Which query block a CTA computes (text
-// blocks of every (batch, head) first, then the video blocks, tile by tile in `visited_tile` order), which
+// blocks of every (batch, head) first, then the video blocks, tile by tile in the head's `visited_tile` order), which
 // of its rows are real (holes, packed rows of padded tiles, the row's valid text), and the cursor over the
 // key chunks the block attends, which the producer and the consumers each walk. After sta_sm90_shape.cuh.
 
@@ -87,8 +87,8 @@ struct Work {
 
 __device__ __forceinline__ Work decode_work(int unit, int heads, int batch, const int* __restrict__ window_of_head,
                                             const int* __restrict__ key_tile_start,
-                                            const int* __restrict__ key_tiles, const int* __restrict__ text_valid,
-                                            int default_text_valid) {
+                                            const int* __restrict__ key_tiles, const int* __restrict__ visit_of_head,
+                                            const int* __restrict__ text_valid, int default_text_valid) {
     Work w;
     w.axes = 0;
     w.packed = false;
@@ -110,9 +110,10 @@ __device__ __forceinline__ Work decode_work(int unit, int heads, int batch, cons
         unit -= text_units;
         constexpr int per_head = NUM_TILES * QBLOCKS_PER_TILE;
         w.bh = unit / per_head;
+        const int head = w.bh % heads;
         const int rest = unit - w.bh * per_head;
         const int visit = rest / QBLOCKS_PER_TILE;
-        const int tile = visited_tile(visit);
+        const int tile = visited_tile(visit, __ldg(visit_of_head + head));
         const int sub = rest - visit * QBLOCKS_PER_TILE;
         w.row0 = tile * TILE_VOL + sub * BLOCK_M;
         w.rows = min(BLOCK_M, TILE_VOL - sub * BLOCK_M);
@@ -131,7 +132,6 @@ __device__ __forceinline__ Work decode_work(int unit, int heads, int batch, cons
                 w.writes_holes = sub == QBLOCKS_PER_TILE - 1;
             }
         }
-        const int head = w.bh % heads;
         w.text_valid = row_text_valid(text_valid, default_text_valid, w.bh / heads);
         const int row = __ldg(window_of_head + head) * NUM_TILES + tile;
         const int start = __ldg(key_tile_start + row);
