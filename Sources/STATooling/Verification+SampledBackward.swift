@@ -94,14 +94,9 @@ extension Verification {
             let error = (difference / max(norm, floorNorm * cancellationFloor * cancellationFloor)).squareRoot()
             return error.isNaN ? .infinity : error
         }
-        var errors = [(gradients.dq, expected.dq), (gradients.dk, expected.dk), (gradients.dv, expected.dv)].map {
-            error($0.0, $0.1, floor: nil)
-        }
-        if errors[0] >= tolerance(c.dtype) || errors[1] >= tolerance(c.dtype) {
-            let withoutDelta = try reference(output: [T](repeating: T(0 as Float), count: output.count))
-            errors[0] = error(gradients.dq, expected.dq, floor: withoutDelta.dq)
-            errors[1] = error(gradients.dk, expected.dk, floor: withoutDelta.dk)
-        }
+        let errors = try gradientErrors(
+            [gradients.dq, gradients.dk, gradients.dv], expected, tolerance: tolerance(c.dtype), measure: error,
+            withoutDelta: { try reference(output: [T](repeating: T(0 as Float), count: output.count)) })
         return SampledGradientErrors(dq: errors[0], dk: errors[1], dv: errors[2], badEmptyRows: badEmptyRows)
     }
 }

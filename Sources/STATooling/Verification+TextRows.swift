@@ -112,14 +112,11 @@ extension Verification {
                     lse: rowLSE, outputGradient: row(outputGradient, b, rowElements), batch: 1, headDim: headDim,
                     plan: rowPlan)
             }
-            let expected = try referenceGradients(output: rowOutput)
             let rowGradients = gradients.map { row($0, b, rowElements) }
-            var errors = zip(rowGradients, [expected.dq, expected.dk, expected.dv]).map { gradientError($0, $1, floor: nil) }
-            if errors[0] >= tolerance(problem.dtype) || errors[1] >= tolerance(problem.dtype) {  // see cancellationFloor
-                let withoutDelta = try referenceGradients(output: [T](repeating: T(0 as Float), count: rowOutput.count))
-                errors[0] = gradientError(rowGradients[0], expected.dq, floor: withoutDelta.dq)
-                errors[1] = gradientError(rowGradients[1], expected.dk, floor: withoutDelta.dk)
-            }
+            let errors = try gradientErrors(
+                rowGradients, try referenceGradients(output: rowOutput), tolerance: tolerance(problem.dtype),
+                measure: gradientError,
+                withoutDelta: { try referenceGradients(output: [T](repeating: T(0 as Float), count: rowOutput.count)) })
             for (gradient, error) in zip(rowGradients, errors) {
                 let values = gradient.map { Double($0.floatValue) }
                 worst = max(worst, error.isNaN ? .infinity : error)

@@ -134,15 +134,10 @@ public enum Verification {
                 q: q, k: k, v: v, output: output, lse: forward.lse, outputGradient: outputGradient,
                 batch: c.batch, headDim: c.headDim, plan: plan, scale: c.scale.map(Double.init))
         }
-        let expected = try reference(output: forward.output)
-        var errors = [(gradients.dq, expected.dq), (gradients.dk, expected.dk), (gradients.dv, expected.dv)].map {
-            gradientError($0.0, $0.1, floor: nil)
-        }
-        if errors[0] >= tolerance(c.dtype) || errors[1] >= tolerance(c.dtype) {
-            let withoutDelta = try reference(output: [T](repeating: T(0 as Float), count: q.count))
-            errors[0] = gradientError(gradients.dq, expected.dq, floor: withoutDelta.dq)
-            errors[1] = gradientError(gradients.dk, expected.dk, floor: withoutDelta.dk)
-        }
+        let errors = try gradientErrors(
+            [gradients.dq, gradients.dk, gradients.dv], try reference(output: forward.output),
+            tolerance: tolerance(c.dtype), measure: gradientError,
+            withoutDelta: { try reference(output: [T](repeating: T(0 as Float), count: q.count)) })
         return Outcome(
             name: c.name, dtype: c.dtype, headDim: c.headDim, sequenceLength: c.layout.sequenceLength,
             outputError: errors.contains { $0.isNaN } ? .infinity : errors.max() ?? .infinity, lseError: 0,
@@ -157,6 +152,23 @@ public enum Verification {
     /// rounding of dP − Δ scales with). Wherever rows attend several keys the reference's norm is the larger
     /// and the measure is spec §4's; a wrong gradient stays far outside the tolerance either way.
     static let cancellationFloor = 0.1
+
+    /// The errors of dq, dk and dv (`gradients`, in that order) against `expected` by `measure`, which
+    /// takes a gradient, its reference and a floor (nil: none); dq and dk that miss `tolerance` are
+    /// measured again against the same gradients without Δ (`withoutDelta`, called only then): see
+    /// `cancellationFloor`.
+    static func gradientErrors<T>(
+        _ gradients: [[T]], _ expected: ReferenceAttention.Gradients, tolerance: Double,
+        measure: ([T], [Double], [Double]?) -> Double, withoutDelta: () throws -> ReferenceAttention.Gradients
+    ) rethrows -> [Double] {
+        var errors = zip(gradients, [expected.dq, expected.dk, expected.dv]).map { measure($0, $1, nil) }
+        if errors[0] >= tolerance || errors[1] >= tolerance {
+            let floor = try withoutDelta()
+            errors[0] = measure(gradients[0], expected.dq, floor.dq)
+            errors[1] = measure(gradients[1], expected.dk, floor.dk)
+        }
+        return errors
+    }
 
     /// ‖output − reference‖ / max(‖reference‖, cancellationFloor · ‖floor‖): NaN anywhere gives NaN;
     /// 0 / 0 gives 0.
