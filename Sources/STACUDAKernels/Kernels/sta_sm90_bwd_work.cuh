@@ -1,8 +1,8 @@
 // Sliding Tile Attention, Hopper backward kernel: work decoding. Which key block a CTA owns (text key
-// blocks of every (batch, head) first, then the video key blocks, tile by tile in the head's `visited_tile` order),
-// which of its key rows are real, and the cursor over the query chunks that attend it: the query tiles of
-// the plan's inverse lists (every tile for text keys), then the valid text queries. After
-// sta_sm90_bwd_shape.cuh.
+// blocks of every (batch, head) first, then the video key blocks, tile by tile in the head's
+// `visited_tile` order), which of its key rows are real, and the cursor over the query chunks that attend
+// it: the query tiles of the plan's inverse lists (every tile for text keys), then the valid text queries.
+// After sta_sm90_bwd_shape.cuh.
 
 #pragma once
 

@@ -1,7 +1,8 @@
 // Sliding Tile Attention, Hopper forward kernel: work decoding. Which query block a CTA computes (text
-// blocks of every (batch, head) first, then the video blocks, tile by tile in the head's `visited_tile` order), which
-// of its rows are real (holes, packed rows of padded tiles, the row's valid text), and the cursor over the
-// key chunks the block attends, which the producer and the consumers each walk. After sta_sm90_shape.cuh.
+// blocks of every (batch, head) first, then the video blocks, tile by tile in the head's `visited_tile`
+// order), which of its rows are real (holes, packed rows of padded tiles, the row's valid text), and the
+// cursor over the key chunks the block attends, which the producer and the consumers each walk. After
+// sta_sm90_shape.cuh.
 
 #pragma once
 
