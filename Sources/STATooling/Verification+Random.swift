@@ -3,12 +3,12 @@ import STATensors
 
 extension Verification {
     /// `count` random problems drawn from `seed`, small enough to reference every row in float64: 1D, 2D
-    /// and 3D canvases (3D twice as often) of 1–8 tiles per axis whose last tile is partial on about half
-    /// the axes of more than one tile (holes), tile extents that are odd, even or not multiples of 8; text on about half of
-    /// them (1–300 tokens, sometimes padded, sometimes with no valid token); one to three heads, each with
-    /// its own window (odd sizes below the axis' tile count, or the whole axis); batch 1 or 2; a softmax
-    /// scale other than 1/√D on about a third; the storage type and head dimension from `dtypes` and
-    /// `headDims`.
+    /// and 3D canvases (3D twice as often) of 1–8, 1–6 or 1–4 tiles per axis, the last tile partial on
+    /// about half the axes of more than one tile (holes); tile extents odd, even or not multiples of 8;
+    /// text on about half of them (1–300 tokens, sometimes padded, sometimes with no valid token); one to
+    /// three heads, each with its own window (odd sizes below the axis' tile count, or the whole axis);
+    /// batch 1 or 2; a softmax scale other than 1/√D on about a third; the storage type and head dimension
+    /// from `dtypes` and `headDims`.
     ///
     /// The same seed gives the same problems on every machine (SplitMix64 only). Each name is the
     /// command-line options that describe the problem, so a failure can be rerun alone. Padded sequences
@@ -24,7 +24,8 @@ extension Verification {
         var cases = [AttentionProblem]()
         while cases.count < count {
             let rank = pick([1, 2, 3, 3])
-            let tileChoices: [Int] = rank == 1 ? [1, 16, 24, 48, 64, 100, 128, 200] : rank == 2 ? [1, 3, 4, 6, 8, 12, 16] : [1, 2, 3, 4, 6, 8]
+            let tileChoices: [Int] =
+                rank == 1 ? [1, 16, 24, 48, 64, 100, 128, 200] : rank == 2 ? [1, 3, 4, 6, 8, 12, 16] : [1, 2, 3, 4, 6, 8]
             var tile = [Int](), canvas = [Int]()
             for _ in 0..<rank {
                 let t = pick(tileChoices)
