@@ -151,16 +151,14 @@ func specialisationOptions(plan: AttentionPlan, headDim: Int, dtype: DType, arch
 struct LoadedPlanKernel: Sendable {
     let module: CUDAModule
     let function: CUDAFunction
-    /// The plan's tables as Int32 on the device: window index per head, CSR row starts, key tiles, and
-    /// each head's visit order of its tiles (`AttentionPlan.visitOrderByHead`).
+    /// The plan's tables as Int32 on the device: window index per head, CSR row starts, key tiles.
     let windowOfHead: DeviceBuffer
     let keyTileStart: DeviceBuffer
     let keyTiles: DeviceBuffer
-    let visitOfHead: DeviceBuffer
 
     /// Compiles `source` with `options` for `architecture` (or takes it from `cache`), loads
     /// `functionName`, allows it `sharedMemoryBytes` of dynamic shared memory and uploads `plan`'s
-    /// tables. Cost: one NVRTC compile (seconds) on a cache miss, a module load, four small uploads.
+    /// tables. Cost: one NVRTC compile (seconds) on a cache miss, a module load, three small uploads.
     init(
         context: CUDAContext, plan: AttentionPlan, source: KernelSource, functionName: String,
         options: [String], architecture: String, sharedMemoryBytes: Int, cache: KernelCache
@@ -172,16 +170,13 @@ struct LoadedPlanKernel: Sendable {
         windowOfHead = try DeviceBuffer(context: context, copying: plan.windowIndexByHead)
         keyTileStart = try DeviceBuffer(context: context, copying: plan.keyTileStart)
         keyTiles = try DeviceBuffer(context: context, copying: plan.keyTiles)
-        visitOfHead = try DeviceBuffer(context: context, copying: plan.visitOrderByHead)
     }
 
-    /// Appends the plan tables in the kernels' parameter order: the window per head, the CSR and, when
-    /// `visitOrder` (the forward kernels), the visit order per head.
-    func appendPlanTables(to arguments: inout KernelArguments, visitOrder: Bool) {
+    /// Appends the three plan tables, in the kernels' parameter order.
+    func appendPlanTables(to arguments: inout KernelArguments) {
         arguments.append(windowOfHead)
         arguments.append(keyTileStart)
         arguments.append(keyTiles)
-        if visitOrder { arguments.append(visitOfHead) }
     }
 }
 

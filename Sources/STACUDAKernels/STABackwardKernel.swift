@@ -78,23 +78,20 @@ public struct STABackwardKernel: Sendable {
     public let prepareFunction: CUDAFunction
     public let keysFunction: CUDAFunction
     public let queriesFunction: CUDAFunction
-    /// Int32 tables on the device: window per head, the plan's CSR (for dQ), its inverse (for dK, dV),
-    /// each head's visit order of its tiles (`AttentionPlan.visitOrderByHead`, for both).
+    /// Int32 tables on the device: window per head, the plan's CSR (for dQ), its inverse (for dK, dV).
     let windowOfHead: DeviceBuffer
     let keyTileStart: DeviceBuffer
     let keyTiles: DeviceBuffer
     let queryTileStart: DeviceBuffer
     let queryTiles: DeviceBuffer
-    let visitOfHead: DeviceBuffer
 
     /// Validates the parameters, compiles the kernels for `context.architecture` (or takes them from
-    /// `cache`), loads them, allows their shared memory and uploads the plan's tables, their inverse and
-    /// each head's visit order.
+    /// `cache`), loads them, allows their shared memory and uploads the plan's tables and their inverse.
     ///
     /// Throws `unsupportedHeadDim` unless `headDim` is 64 or 128, `unsupportedDType` unless `dtype` is
     /// bf16 or f16, `unsupportedDevice` below compute capability 8.0, `sharedMemoryTooSmall` when the
     /// device's opt-in limit is below what the kernels need, and `driver` when NVRTC or the driver fail.
-    /// Cost: one NVRTC compile (seconds) on a cache miss, a module load, six small uploads, and
+    /// Cost: one NVRTC compile (seconds) on a cache miss, a module load, five small uploads, and
     /// O(plan size) host work for the inverse lists.
     public init(
         context: CUDAContext, plan: AttentionPlan, headDim: Int, dtype: DType, cache: KernelCache = KernelCache()
@@ -131,7 +128,6 @@ public struct STABackwardKernel: Sendable {
             keyTiles = try upload(plan.keyTiles)
             queryTileStart = try upload(inverse.queryTileStart)
             queryTiles = try upload(inverse.queryTiles)
-            visitOfHead = try upload(plan.visitOrderByHead)
         } catch {
             throw .driver(error)
         }
@@ -217,7 +213,6 @@ public struct STABackwardKernel: Sendable {
             keys.append(windowOfHead)
             keys.append(queryTileStart)
             keys.append(queryTiles)
-            keys.append(visitOfHead)
             keys.append(Int32(plan.heads))
             keys.append(scale)
             appendTextValid(textValid, plan: plan, to: &keys)
@@ -231,7 +226,6 @@ public struct STABackwardKernel: Sendable {
             queries.append(windowOfHead)
             queries.append(keyTileStart)
             queries.append(keyTiles)
-            queries.append(visitOfHead)
             queries.append(Int32(plan.heads))
             queries.append(scale)
             appendTextValid(textValid, plan: plan, to: &queries)

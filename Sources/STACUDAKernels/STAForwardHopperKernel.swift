@@ -73,6 +73,8 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
     /// The loaded kernel (registers, local bytes and so on can be queried from it).
     public var function: CUDAFunction { loaded.function }
     let loaded: LoadedPlanKernel
+    /// Each head's visit order of its tiles (`AttentionPlan.visitOrderByHead`), Int32 on the device.
+    let visitOfHead: DeviceBuffer
 
     /// Validates the parameters, compiles the kernel for sm_90a (or takes it from `cache`), loads it,
     /// allows its shared memory, and uploads the plan's tables and each head's visit order as Int32.
@@ -101,6 +103,7 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
                 context: context, plan: plan, source: Self.kernelSource,
                 functionName: Self.functionName, options: Self.compileOptions(plan: plan, headDim: headDim, dtype: dtype),
                 architecture: Self.architecture, sharedMemoryBytes: shared, cache: cache)
+            visitOfHead = try DeviceBuffer(context: context, copying: plan.visitOrderByHead)
         } catch {
             throw .driver(error)
         }
@@ -167,7 +170,8 @@ public struct STAForwardHopperKernel: AttentionForwardKernel {
             arguments.append(try tensorMap(v, batch: batch))
             arguments.append(output)
             arguments.append(lse)
-            loaded.appendPlanTables(to: &arguments, visitOrder: true)
+            loaded.appendPlanTables(to: &arguments)
+            arguments.append(visitOfHead)
             arguments.append(Int32(plan.heads))
             arguments.append(Int32(batch))
             arguments.append(scale)

@@ -142,7 +142,7 @@ public struct STAForwardKernel: AttentionForwardKernel {
         arguments.append(v)
         arguments.append(output)
         arguments.append(lse)
-        loaded.appendPlanTables(to: &arguments, visitOrder: true)
+        loaded.appendPlanTables(to: &arguments)
         arguments.append(Int32(plan.heads))
         arguments.append(scale)
         appendTextValid(textValid, plan: plan, to: &arguments)

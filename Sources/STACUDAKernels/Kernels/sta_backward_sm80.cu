@@ -24,10 +24,9 @@
 //                              blocks stream every tile and the text. Each warp owns 16 key rows and works on
 //                              the transposed problem: Sᵀ = K Qᵀ, dPᵀ = V dOᵀ, dV += Pᵀ dO, dK += dSᵀ Q, all in
 //                              registers; written once. Grid = (TEXT_K_BLOCKS + VIDEO_K_BLOCKS, heads, batch),
-//                              text blocks first (they do the most work), then the video key tiles in the
-//                              head's visit order (visit_of_head[h], `visited_tile`, sta_common.cuh).
-//   sta_backward_dq_sm80       one block per query block of DQ_BLOCK_M rows, exactly the forward's grid and
-//                              order; it streams the forward's key chunks: S = Q Kᵀ, dP = dO Vᵀ, dQ += dS K.
+//                              text blocks first (they do the most work).
+//   sta_backward_dq_sm80       one block per query block of DQ_BLOCK_M rows, exactly the forward's grid; it
+//                              streams the forward's key chunks: S = Q Kᵀ, dP = dO Vᵀ, dQ += dS K.
 // Block = STA_THREADS for all three. No atomics: every output row has one owner.
 //
 // Compile-time constants: the problem's (sta_common.cuh) and the kernel shapes, which the Swift launcher
@@ -273,8 +272,8 @@ sta_backward_prepare_sm80(const uint16_t* o, const uint16_t* dout, const float* 
 extern "C" __global__ void __launch_bounds__(sta::THREADS, 1)
 sta_backward_dkdv_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, const uint16_t* dout,
                        const float* lse2, const float* delta, uint16_t* dk, uint16_t* dv, const int* window_of_head,
-                       const int* query_tile_start, const int* query_tiles, const int* visit_of_head, int heads,
-                       float scale, const int* text_valid, int default_text_valid) {
+                       const int* query_tile_start, const int* query_tiles, int heads, float scale,
+                       const int* text_valid, int default_text_valid) {
     using namespace sta;
     extern __shared__ __align__(128) unsigned char shared[];
     __shared__ float chunk_lse2[2][DKV_CHUNK];
@@ -302,9 +301,8 @@ sta_backward_dkdv_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, 
         query_tile_count = NUM_TILES;
     } else {
         const int video_block = blockIdx.x - TEXT_K_BLOCKS;
-        const int visit = video_block / KBLOCKS_PER_TILE;
-        k_tile = visited_tile(visit, __ldg(visit_of_head + head));
-        k_tile_offset = (video_block - visit * KBLOCKS_PER_TILE) * DKV_BLOCK_KEYS;
+        k_tile = video_block / KBLOCKS_PER_TILE;
+        k_tile_offset = (video_block - k_tile * KBLOCKS_PER_TILE) * DKV_BLOCK_KEYS;
         k_first = k_tile * TILE_VOL + k_tile_offset;
         k_rows = min(DKV_BLOCK_KEYS, TILE_VOL - k_tile_offset);
         const int row = __ldg(window_of_head + head) * NUM_TILES + k_tile;
@@ -413,8 +411,8 @@ sta_backward_dkdv_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, 
 extern "C" __global__ void __launch_bounds__(sta::THREADS, 1)
 sta_backward_dq_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, const uint16_t* dout,
                      const float* lse2, const float* delta, uint16_t* dq, const int* window_of_head,
-                     const int* key_tile_start, const int* key_tiles, const int* visit_of_head, int heads,
-                     float scale, const int* text_valid, int default_text_valid) {
+                     const int* key_tile_start, const int* key_tiles, int heads, float scale,
+                     const int* text_valid, int default_text_valid) {
     using namespace sta;
     extern __shared__ __align__(128) unsigned char shared[];
     __shared__ unsigned char key_valid[2][DQ_CHUNK];
@@ -437,9 +435,8 @@ sta_backward_dq_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, co
         key_tile_count = NUM_TILES;
     } else {
         const int video_block = blockIdx.x - TEXT_Q_BLOCKS;
-        const int visit = video_block / QBLOCKS_PER_TILE;
-        q_tile = visited_tile(visit, __ldg(visit_of_head + head));
-        q_tile_offset = (video_block - visit * QBLOCKS_PER_TILE) * DQ_BLOCK_M;
+        q_tile = video_block / QBLOCKS_PER_TILE;
+        q_tile_offset = (video_block - q_tile * QBLOCKS_PER_TILE) * DQ_BLOCK_M;
         q_first = q_tile * TILE_VOL + q_tile_offset;
         q_rows = min(DQ_BLOCK_M, TILE_VOL - q_tile_offset);
         const int row = __ldg(window_of_head + head) * NUM_TILES + q_tile;

@@ -24,9 +24,7 @@
 // Launch: block = STA_THREADS, grid = (TEXT_Q_BLOCKS + VIDEO_Q_BLOCKS, heads, batch), dynamic shared memory
 // STA_SHARED_BYTES ≥ (BLOCK_M + 4·BLOCK_N)·HEAD_DIM·2 bytes. blockIdx.x < TEXT_Q_BLOCKS are the text query
 // blocks (they do the most work, so they start first); the rest are video query blocks, QBLOCKS_PER_TILE per
-// tile, tile by tile in the head's visit order (visit_of_head[h], `visited_tile`, sta_common.cuh), which
-// keeps the K and V tiles the blocks in flight read close together in L2. A query block never straddles
-// two tiles; a key chunk never straddles two tiles.
+// tile, in tile order. A query block never straddles two tiles; a key chunk never straddles two tiles.
 //
 // Structure: each warp owns ROWS_PER_WARP query rows, one m16 row block (16) or two (32) that share every K
 // and V fragment the warp loads (half the shared-memory reads of P·V, a quarter fewer for Q·Kᵀ). Q is held
@@ -363,9 +361,8 @@ struct QueryBlock {
     int tile;          // query tile, or -1 for a text block
     int tile_offset;   // offset of the first query in its tile
 
-    // Block `block` of the grid's x axis: text blocks first, then QBLOCKS_PER_TILE blocks per video tile,
-    // the tiles in visit order `order`.
-    __device__ __forceinline__ QueryBlock(int block, int order) {
+    // Block `block` of the grid's x axis: text blocks first, then QBLOCKS_PER_TILE blocks per video tile.
+    __device__ __forceinline__ explicit QueryBlock(int block) {
         if (block < TEXT_Q_BLOCKS) {
             first = VIDEO_TOKENS + block * BLOCK_M;
             rows = min(BLOCK_M, SEQ - first);
@@ -373,9 +370,8 @@ struct QueryBlock {
             tile_offset = 0;
         } else {
             const int video_block = block - TEXT_Q_BLOCKS;
-            const int visit = video_block / QBLOCKS_PER_TILE;
-            tile = visited_tile(visit, order);
-            tile_offset = (video_block - visit * QBLOCKS_PER_TILE) * BLOCK_M;
+            tile = video_block / QBLOCKS_PER_TILE;
+            tile_offset = (video_block - tile * QBLOCKS_PER_TILE) * BLOCK_M;
             first = tile * TILE_VOL + tile_offset;
             rows = min(BLOCK_M, TILE_VOL - tile_offset);
         }
@@ -406,8 +402,8 @@ __device__ __forceinline__ size_t head_offset(int heads, int per_position) {
 
 extern "C" __global__ void __launch_bounds__(sta::THREADS, sta::MIN_BLOCKS_PER_SM)
 sta_forward_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16_t* o, float* lse,
-                 const int* window_of_head, const int* key_tile_start, const int* key_tiles, const int* visit_of_head,
-                 int heads, float scale, const int* text_valid, int default_text_valid) {
+                 const int* window_of_head, const int* key_tile_start, const int* key_tiles, int heads, float scale,
+                 const int* text_valid, int default_text_valid) {
     using namespace sta;
     extern __shared__ __align__(128) unsigned char shared[];
     __shared__ uint32_t key_mask[2][BLOCK_N / 32];   // per buffered chunk: bit j % 32 of word j / 32 = key j is attended
@@ -421,7 +417,7 @@ sta_forward_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16
     if (thread == 0) row_text_shared = row_text;
 
     // ---- Which queries, which keys ----
-    const QueryBlock block(blockIdx.x, __ldg(visit_of_head + head));
+    const QueryBlock block(blockIdx.x);
     int key_tile_count = NUM_TILES;
     const int* key_tile_list = nullptr;   // null: every tile, in order
     if (block.tile >= 0) {
@@ -563,8 +559,7 @@ sta_forward_sm80(const uint16_t* q, const uint16_t* k, const uint16_t* v, uint16
     __syncthreads();   // every warp is done with the Q tile (and the K/V tiles) before O is staged there
 
     // ---- Epilogue: normalise, stage O through the Q tile (swizzled), 16-byte stores, LSE ----
-    // Recomputed: nothing of it stays live through the loop.
-    const QueryBlock rows(ptx::block_index_x(), __ldg(visit_of_head + blockIdx.y));
+    const QueryBlock rows(ptx::block_index_x());   // recomputed: nothing of it stays live through the loop
     float* lse_block = lse + (head_offset(heads, 1) + rows.first);
     const int g = lane >> 2, c = lane & 3;
 #pragma unroll
