@@ -35,6 +35,8 @@ WORLD = 2
 # Canvas with holes on T and H; tile grid (3, 4, 4) = 48 tiles; 3 heads (uneven over 2 ranks).
 CANVAS, TILE = (5, 7, 16), (2, 2, 4)
 WINDOWS = [(1, 1, 1), (3, 3, 1), (1, 3, 3)]
+# Tile grid (3, 3, 3) = 27 tiles of 16 tokens: 13.5 tiles per rank, the shards meet inside tile 13.
+SPLIT_CANVAS = (5, 5, 12)
 # 5 heads: 3 + 2 over 2 ranks, in 2 chunks each (the exchanges of one chunk overlap the other's attention).
 WINDOWS5 = [(1, 1, 1), (3, 3, 1), (1, 3, 3), (3, 1, 3), (1, 1, 3)]
 
@@ -79,16 +81,23 @@ def test_sharding_layout_and_round_trip():
     # P dividing nT gives whole tile-frames; otherwise the description names tile coordinates.
     assert "whole slabs" in TileSharding((6, 4, 4), (2, 2, 2), 3).describe()
     assert "tile (1, 2, 0)" in sharding.describe()
+    # A world size that does not divide the tiles: equal token ranges that end inside a tile.
+    split = TileSharding(SPLIT_CANVAS, TILE, WORLD)
+    assert split.tiles == 27 and split.tokens_per_rank == 216 and split.tiles_per_rank == 13.5
+    assert split.tile_range(0) == range(0, 14) and split.tile_range(1) == range(13, 27)
+    assert "from token 8 of the first tile" in split.describe()
 
 
-def test_world_size_not_dividing_tiles_names_the_sizes_that_would():
+def test_world_size_not_dividing_the_tokens_names_the_sizes_that_would():
+    # HunyuanVideo 720p: 300 tiles of 384 tokens share on 8 ranks (37.5 tiles each), not on 7.
+    assert TileSharding((30, 48, 80), (6, 8, 8), 8).tokens_per_rank == 14400
     with pytest.raises(ValueError) as error:
-        TileSharding((30, 48, 80), (6, 8, 8), 8)
+        TileSharding((30, 48, 80), (6, 8, 8), 7)
     message = str(error.value)
-    assert "300 tiles" in message and "8 ranks" in message
-    for size in (2, 3, 4, 5, 6, 10, 12):
+    assert "115200 tile-order tokens" in message and "300 tiles of 384" in message and "7 ranks" in message
+    for size in (2, 3, 4, 5, 6, 8, 10, 12):
         assert f" {size}," in message
-    assert valid_world_sizes((21, 45, 80), (6, 8, 8), limit=16) == [1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 16]
+    assert valid_world_sizes((21, 45, 80), (6, 8, 8), limit=16) == [1, 2, 3, 4, 5, 6, 8, 9, 10, 12, 15, 16]
 
 
 def test_head_ranges_are_uneven_and_contiguous():
@@ -124,10 +133,10 @@ def test_single_process_equals_sta_attention():
 # MARK: helpers shared with the workers
 
 
-def _inputs(seed: int, batch: int = 2, head_dim: int = 8, windows=WINDOWS):
+def _inputs(seed: int, batch: int = 2, head_dim: int = 8, windows=WINDOWS, canvas=CANVAS):
     generator = torch.Generator().manual_seed(seed)
-    sharding = TileSharding(CANVAS, TILE, 1)
-    plan = sta.Plan(CANVAS, TILE, text=0, windows=[(1, 1, 1)])
+    sharding = TileSharding(canvas, TILE, 1)
+    plan = sta.Plan(canvas, TILE, text=0, windows=[(1, 1, 1)])
     tensors = []
     for _ in range(3):
         raster = torch.randn(batch, plan.video_tokens, len(windows), head_dim, generator=generator)
@@ -137,11 +146,11 @@ def _inputs(seed: int, batch: int = 2, head_dim: int = 8, windows=WINDOWS):
     return (*tensors, text)
 
 
-def _reference(q, k, v, text, windows=WINDOWS):
+def _reference(q, k, v, text, windows=WINDOWS, canvas=CANVAS):
     """One-process STA per batch row (each row its own valid text length) over the whole sequence."""
     outs = []
     for row, valid in enumerate(TEXT_VALID):
-        plan = sta.Plan(CANVAS, TILE, text=TEXT, text_valid=valid, windows=windows)
+        plan = sta.Plan(canvas, TILE, text=TEXT, text_valid=valid, windows=windows)
         full = [torch.cat([x[row:row + 1], t[row:row + 1]], dim=1).transpose(1, 2).contiguous()
                 for x, t in zip((q, k, v), text)]
         outs.append(sta.attention(*full, plan)[0])
@@ -217,6 +226,15 @@ def _case_ulysses(rank, world):
     reference_video = sta.attention(*[x.transpose(1, 2).contiguous() for x in (q, k, v)], plan)[0]
     results["ulysses_video_only_error"] = (
         _gather_tokens(video_only.contiguous(), world).transpose(1, 2) - reference_video).abs().max().item()
+    # Shards that meet inside a tile: the same result as one process.
+    attend = UlyssesAttention(SPLIT_CANVAS, TILE, WINDOWS)
+    q, k, v, text = _inputs(seed=5, canvas=SPLIT_CANVAS)
+    local = [attend.sharding.shard(x, rank, dim=1) for x in (q, k, v)]
+    out, text_out = attend(*local, text=text, text_valid=valid)
+    (reference,), reference_text = _reference(q, k, v, text, canvas=SPLIT_CANVAS)
+    results["split_tile_error"] = max(
+        (_gather_tokens(out.contiguous(), world).transpose(1, 2) - reference).abs().max().item(),
+        (text_out.transpose(1, 2) - reference_text).abs().max().item())
     # 5 heads in 2 chunks per rank, and in 1: the same result.
     q, k, v, text = _inputs(seed=4, windows=WINDOWS5)
     (reference,), reference_text = _reference(q, k, v, text, windows=WINDOWS5)
@@ -318,7 +336,9 @@ def _case_models(rank, world):
     from sta.parallel.diffusers import enable_sta_parallelism
 
     results = {}
+    # hunyuan_split: tile grid (3, 1, 1), 1.5 tiles per rank.
     cases = (("hunyuan", tiny_hunyuan, hunyuan_inputs, HUNYUAN_WINDOWS, (3, 2, 4)),
+             ("hunyuan_split", tiny_hunyuan, hunyuan_inputs, HUNYUAN_WINDOWS, (2, 4, 8)),
              ("wan", tiny_wan, wan_inputs, WAN_WINDOWS, (3, 2, 4)))
     for name, build, inputs, windows, tile in cases:
         with torch.no_grad():
@@ -341,10 +361,10 @@ def _case_model_errors(rank, world):
     from sta.parallel.diffusers import enable_sta_parallelism
 
     model = tiny_wan()
-    enable_sta_parallelism(model, per_layer(WAN_WINDOWS), tile=(3, 2, 4),
+    enable_sta_parallelism(model, per_layer(WAN_WINDOWS), tile=(3, 1, 3),
                            config=ContextParallelConfig(ulysses_degree=world))
     arguments = wan_inputs()
-    arguments["hidden_states"] = torch.randn(2, 4, 3, 2, 4)  # latent grid (3, 1, 2): a single tile
+    arguments["hidden_states"] = torch.randn(2, 4, 3, 2, 4)  # latent grid (3, 1, 2): one tile of 9 tokens
     try:
         with torch.no_grad():
             model(**arguments)
@@ -377,6 +397,11 @@ def test_two_ranks_ulysses_equals_one_process(two_ranks):
     assert two_ranks[1]["ulysses_plan_windows"] == WINDOWS[2:]
 
 
+def test_two_ranks_meeting_inside_a_tile_equal_one_process(two_ranks):
+    for rank, result in enumerate(two_ranks):
+        assert result["split_tile_error"] <= 1e-5, rank
+
+
 @pytest.mark.skipif(PER_ROW_TEXT, reason="per-row text lengths run here; the cases above use them")
 def test_per_row_text_lengths_need_a_library_whose_cpu_kernels_take_them():
     pytest.skip("the loaded libsta_c offers text_valid but its CPU kernels refuse it: the cases ran with every "
@@ -399,18 +424,19 @@ def test_two_ranks_gradients_equal_one_process(two_ranks):
 
 
 @pytest.mark.skipif(not HAVE_DIFFUSERS, reason="needs diffusers")
-@pytest.mark.parametrize("model", ["hunyuan", "wan"])
+@pytest.mark.parametrize("model", ["hunyuan", "hunyuan_split", "wan"])
 def test_two_ranks_model_equals_one_process(two_ranks, model):
     for result in two_ranks:
         assert result[f"{model}_state_world"] == WORLD
         assert result[f"{model}_relative_error"] <= 1e-5
-    assert two_ranks[0][f"{model}_shape"] == ((2, 4, 6, 8, 16) if model == "hunyuan" else (2, 4, 5, 14, 16))
+    assert two_ranks[0][f"{model}_shape"] == ((2, 4, 5, 14, 16) if model == "wan" else (2, 4, 6, 8, 16))
 
 
 @pytest.mark.skipif(not HAVE_DIFFUSERS, reason="needs diffusers")
-def test_two_ranks_odd_tile_count_is_a_clear_error(two_ranks):
+def test_two_ranks_odd_token_count_is_a_clear_error(two_ranks):
     message = two_ranks[0]["odd_tiles_error"]
-    assert message is not None and "cannot share the 1 tiles" in message and "World sizes that would: 1" in message
+    assert message is not None and "cannot share the 9 tile-order tokens" in message
+    assert "World sizes that would: 1, 3, 9" in message
 
 
 @pytest.mark.skipif(not HAVE_DIFFUSERS, reason="needs diffusers")

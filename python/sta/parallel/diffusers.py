@@ -23,7 +23,8 @@ What it does to the transformer:
 * **Sharding** (with ``config``): a tile-aware context-parallel plan goes through diffusers' own machinery
   (``enable_parallelism(cp_plan=...)``; ``apply_context_parallel`` on machines without an accelerator):
   the tile-order hidden states and rotary tables are split into equal contiguous chunks before the first
-  block, which are whole tiles (``TileSharding``), and gathered after ``proj_out``. The text stream is not
+  block (``TileSharding``: equal token ranges, whole tiles where the world size divides the tiles), and
+  gathered after ``proj_out``. The text stream is not
   split: every rank holds all text tokens.
 
 Without ``config`` (one GPU) the same processors and tile-order hooks run without exchanges: the
@@ -68,7 +69,7 @@ class ContextParallelSTAContext(STAContext):
     @property
     def sharding(self) -> TileSharding:
         """The current canvas' sharding; raises (naming the world sizes that would work) when the world
-        size does not split its tiles evenly."""
+        size does not split its tile-order tokens evenly."""
         self.require_call()
         key = (self.canvas, self.tile)
         sharding = self._shardings.get(key)
@@ -231,7 +232,8 @@ def enable_sta_parallelism(pipe_or_transformer, strategy=(3, 3, 3), *, tile: Seq
 
     Returns the context. Raises for an unsupported model, a model with STA or parallelism already enabled,
     a ring degree above 1, a strategy whose heads do not match the model, and (at the first call) a world
-    size that does not split the latent grid's tiles evenly (the message lists the sizes that would).
+    size that does not split the latent grid's tile-order tokens evenly (the message lists the sizes that
+    would).
     The change cannot be undone (``enable_parallelism`` cannot either); build a fresh model instead.
     """
     transformer, scheduler = _transformer_and_scheduler(pipe_or_transformer, scheduler)
@@ -301,7 +303,8 @@ def _check_config(config):
 
 def _tile_aware_plan(hunyuan: bool) -> dict[str, Any]:
     """diffusers' context-parallel plan over tile-order tensors: split the rotary tables and the first
-    block's hidden states in equal chunks (whole tiles), gather proj_out's output. Text is not split."""
+    block's hidden states in equal chunks (``TileSharding``'s ranges), gather proj_out's output. Text is not
+    split."""
     from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 
     if hunyuan:

@@ -2,14 +2,14 @@
 attention heads for Ulysses.
 
 Layout. The video tokens are kept in **tile order** (spec §2: tile index row-major over the tile grid
-(nT, nH, nW), token offset row-major inside the tile, holes where a tile overhangs the canvas). With P
-ranks and N = nT·nH·nW tiles, rank r holds the contiguous range of tiles [r·N/P, (r+1)·N/P), that is the
-tile-order tokens [r·N/P·V, (r+1)·N/P·V) with V the tile volume. When P divides nT every rank holds whole
-tile-frames (slabs of nT/P tile-frames = frames [r·T'/P, (r+1)·T'/P) of the padded canvas); otherwise a
-rank's range ends inside a tile-frame at a tile-row boundary (or, for larger P, a tile boundary). Every
-token of a tile lives on one rank, so the raster <-> tile permutation of a tile never crosses ranks, and
-the ranks' shards concatenated in rank order are the full tile-order sequence, which is what the
-Ulysses all-to-all reassembles. P must divide N: shards are equal, so the all-to-alls are balanced.
+(nT, nH, nW), token offset row-major inside the tile, holes where a tile overhangs the canvas): the
+model's hidden states are permuted once, whole, before they are sharded. With P ranks and T = N·V
+tile-order tokens (N = nT·nH·nW tiles of V tokens), rank r holds the contiguous tokens [r·T/P, (r+1)·T/P).
+When P divides N these are whole tiles, and when P divides nT whole tile-frames (slabs of nT/P
+tile-frames = frames [r·T'/P, (r+1)·T'/P) of the padded canvas); otherwise a rank's range ends inside a
+tile-frame or inside a tile (HunyuanVideo 720p's 300 tiles on 8 ranks: 37.5 tiles each). Ulysses
+reassembles the whole sequence (the ranks' shards concatenated in rank order) before it attends, so
+nothing needs whole tiles per rank. P must divide T: shards are equal, so the all-to-alls are balanced.
 
 Heads. Rank r gets the contiguous heads [start_r, stop_r): the first H mod P ranks one head more than the
 others (uneven splits: no padded heads travel or get computed; the all-to-alls take the split sizes).
@@ -24,14 +24,14 @@ from typing import Sequence
 __all__ = ["TileSharding", "head_ranges", "valid_world_sizes"]
 
 
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+def _divisors(n: int, limit: int) -> list[int]:
+    return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
 
 
 def valid_world_sizes(canvas: Sequence[int], tile: Sequence[int], limit: int = 128) -> list[int]:
-    """The world sizes (up to ``limit``) that split the canvas' tiles into equal whole-tile shards."""
+    """The world sizes (up to ``limit``) that split the canvas' tile-order tokens into equal shards."""
     grid = [math.ceil(c / t) for c, t in zip(canvas, tile)]
-    return [d for d in _divisors(math.prod(grid)) if d <= limit]
+    return _divisors(math.prod(grid) * math.prod(tile), limit)
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class TileSharding:
     """Which tile-order video tokens each of ``world_size`` ranks holds (see the module docs).
 
     canvas, tile: as for ``sta.Plan`` (rank 1-3). Raises ValueError naming the allowed world sizes when
-    ``world_size`` does not divide the number of tiles.
+    ``world_size`` does not divide the number of tile-order tokens.
     """
 
     canvas: tuple
@@ -58,12 +58,12 @@ class TileSharding:
         world = int(self.world_size)
         if world < 1:
             raise ValueError(f"world size {world} must be at least 1")
-        if self.tiles % world:
+        if self.padded_tokens % world:
             sizes = valid_world_sizes(canvas, tile, limit=max(64, world))
             raise ValueError(
-                f"a context-parallel world of {world} ranks cannot share the {self.tiles} tiles of canvas "
-                f"{canvas} in tiles of {tile} (tile grid {self.grid}) in whole tiles: each rank must hold the "
-                f"same number of whole tiles. World sizes that would: {', '.join(map(str, sizes))}")
+                f"a context-parallel world of {world} ranks cannot share the {self.padded_tokens} tile-order "
+                f"tokens of canvas {canvas} in tiles of {tile} ({self.tiles} tiles of {self.tile_volume}) in equal "
+                f"shards. World sizes that would: {', '.join(map(str, sizes))}")
 
     # MARK: geometry
 
@@ -86,41 +86,46 @@ class TileSharding:
         return self.tiles * self.tile_volume
 
     @property
-    def tiles_per_rank(self) -> int:
-        return self.tiles // self.world_size
-
-    @property
     def tokens_per_rank(self) -> int:
         """Tile-order video tokens (holes included) each rank holds."""
-        return self.tiles_per_rank * self.tile_volume
+        return self.padded_tokens // self.world_size
 
-    def tile_range(self, rank: int) -> range:
-        """The tile indices (row-major over the tile grid) rank ``rank`` holds."""
-        self._check_rank(rank)
-        return range(rank * self.tiles_per_rank, (rank + 1) * self.tiles_per_rank)
+    @property
+    def tiles_per_rank(self) -> float:
+        """Tiles' worth of tokens each rank holds: whole when ``world_size`` divides ``tiles``."""
+        return self.tokens_per_rank / self.tile_volume
 
     def token_range(self, rank: int) -> range:
         """The tile-order token indices rank ``rank`` holds."""
         self._check_rank(rank)
         return range(rank * self.tokens_per_rank, (rank + 1) * self.tokens_per_rank)
 
+    def tile_range(self, rank: int) -> range:
+        """The tiles (row-major over the tile grid) holding rank ``rank``'s tokens; the first and the last
+        may be shared with the neighbouring ranks when the shards end inside tiles."""
+        tokens = self.token_range(rank)
+        return range(tokens.start // self.tile_volume, -(-tokens.stop // self.tile_volume))
+
     def _check_rank(self, rank: int) -> None:
         if not 0 <= rank < self.world_size:
             raise ValueError(f"rank {rank} is outside 0..{self.world_size - 1}")
 
     def describe(self) -> str:
-        """One line per rank: the tiles and what they are in tile-frames / tile rows."""
+        """One line per rank: its tokens, and what they are in tile-frames, tiles or parts of tiles."""
         lines = []
-        slab = math.prod(self.grid[1:]) if len(self.grid) > 1 else 1
+        volume = self.tile_volume
+        slab = math.prod(self.grid[1:]) * volume if len(self.grid) > 1 else volume
         for rank in range(self.world_size):
-            tiles = self.tile_range(rank)
+            tokens, tiles = self.token_range(rank), self.tile_range(rank)
             first, last = tiles.start, tiles.stop - 1
-            if len(self.grid) > 1 and tiles.start % slab == 0 and tiles.stop % slab == 0:
-                where = f"tile-frames {first // slab}..{last // slab} (whole slabs)"
+            if len(self.grid) > 1 and tokens.start % slab == 0 and tokens.stop % slab == 0:
+                where = f"tile-frames {tokens.start // slab}..{(tokens.stop - 1) // slab} (whole slabs)"
             else:
                 where = f"tile {self._coordinates(first)} .. tile {self._coordinates(last)}"
-            lines.append(f"rank {rank}: tiles {first}..{last}, tokens {self.token_range(rank).start}.."
-                         f"{self.token_range(rank).stop - 1}: {where}")
+                if tokens.start % volume or tokens.stop % volume:
+                    where += (f" (from token {tokens.start % volume} of the first tile to token "
+                              f"{(tokens.stop - 1) % volume} of the last)")
+            lines.append(f"rank {rank}: tiles {first}..{last}, tokens {tokens.start}..{tokens.stop - 1}: {where}")
         return "\n".join(lines)
 
     def _coordinates(self, index: int) -> tuple:

@@ -7,10 +7,11 @@ S_p / P of the S_p tile-order video tokens (holes included):
          rank: B · h_r · ((S_p − S_p / P) + (P − 1) · L) · D · e
 Ulysses needs P ≤ H (every rank at least one head).
 
-Halo exchange (not implemented; the alternative the model weighs): the canvas is sharded as for Ulysses
-(contiguous ranges of whole tiles, which for P dividing the tile-frames are slabs along T) and every rank
-keeps all heads. A rank receives, per head, the K and V tiles inside the windows of its query tiles that
-it does not hold: Σ_h |needed_h − own| · V · B · D · e · 2 (V the tile volume). Text keys and values are
+Halo exchange (not implemented; the alternative the model weighs): the canvas is sharded in contiguous
+ranges of whole tiles (Ulysses' shards where P divides the tiles; slabs along T where P divides the
+tile-frames) and every rank keeps all heads. A rank receives, per head, the K and V tiles inside the
+windows of its query tiles that it does not hold: Σ_h |needed_h − own| · V · B · D · e · 2 (V the tile
+volume). Text keys and values are
 replicated (no traffic), but text queries attend every video key, so their partial outputs and
 log-sum-exps are combined across ranks: an all-reduce of B · H · L · (D + 1) fp32 values, 2 · (P − 1) / P
 of it per rank (ring). Video outputs stay local.
@@ -65,8 +66,8 @@ SHAPES = {
 
 
 def tile_shards(tiles: int, world: int) -> list[range]:
-    """Contiguous tile ranges: equal when ``world`` divides ``tiles`` (what ``TileSharding`` requires),
-    else the first ``tiles % world`` ranks one tile more (the model's estimate for such sizes)."""
+    """Contiguous whole-tile ranges: equal when ``world`` divides ``tiles`` (then ``TileSharding``'s), else
+    the first ``tiles % world`` ranks one tile more (the halo model's estimate for such sizes)."""
     base, extra = divmod(tiles, world)
     result, start = [], 0
     for rank in range(world):

@@ -1,8 +1,8 @@
 """Ulysses context parallelism for sliding tile attention over torch.distributed (NCCL on GPUs, gloo on
 the CPU).
 
-Each rank holds its shard of the video tokens (tile order, whole tiles: ``TileSharding``) for every
-head. Per attention call:
+Each rank holds its shard of the video tokens (tile order, an equal contiguous range: ``TileSharding``)
+for every head. Per attention call:
 
 1. q, k and v each go through one ``all_to_all_single``: rank r sends the heads of rank j to rank j and
    receives its own heads (``head_ranges``) for the tokens of every rank. Concatenated in rank order the
@@ -53,8 +53,8 @@ class UlyssesAttention:
         attend = UlyssesAttention(canvas=(30, 48, 80), tile=(6, 8, 8), windows=strategy_of_layer)
         out, text_out = attend(q, k, v, text=(text_q, text_k, text_v), text_valid=valid)
 
-    canvas, tile: the video layout (as for ``sta.Plan``); the world size must split its tiles evenly
-    (``TileSharding``: the error lists the sizes that would). windows: one window per head, for all
+    canvas, tile: the video layout (as for ``sta.Plan``); the world size must split its tile-order tokens
+    evenly (``TileSharding``: the error lists the sizes that would). windows: one window per head, for all
     heads of the model; this rank uses ``windows[head_ranges[rank]]``. kernel: as for ``sta.attention``.
     head_chunks: the rank's heads are attended in up to this many chunks (at most the fewest heads a rank
     has), each with its own exchanges, so that communication overlaps attention; 1 turns it off.
@@ -180,7 +180,7 @@ class UlyssesAttention:
             raise ValueError(
                 f"this rank holds {local} tokens; with {self.world_size} rank(s) each holds "
                 f"{self.sharding.tokens_per_rank} tile-order video tokens of canvas {self.sharding.canvas} "
-                f"(tile {self.sharding.tile}, {self.sharding.tiles_per_rank} whole tiles): shard the tile-order "
+                f"(tile {self.sharding.tile}): shard the tile-order "
                 f"hidden states with TileSharding.shard")
         if text is not None:
             if len(text) != 3:
