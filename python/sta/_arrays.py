@@ -68,6 +68,10 @@ class ArrayInfo:
 def describe(x: Any) -> ArrayInfo:
     """Shape, dtype name, element size, data address and placement of ``x`` (numpy array or torch tensor)."""
     if is_torch(x):
+        if x.numel() and not x.data_ptr():
+            # A wrapper subclass without storage of its own (an asynchronous collective's result, which
+            # diffusers' context-parallel gather returns): its values, materialised, have an address.
+            x = x.clone()
         dtype = str(x.dtype).replace("torch.", "")
         return ArrayInfo(
             shape=tuple(x.shape), dtype=dtype, itemsize=x.element_size(), pointer=x.data_ptr(),

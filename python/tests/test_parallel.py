@@ -100,6 +100,18 @@ def test_world_size_not_dividing_the_tokens_names_the_sizes_that_would():
     assert valid_world_sizes((21, 45, 80), (6, 8, 8), limit=16) == [1, 2, 3, 4, 5, 6, 8, 9, 10, 12, 15, 16]
 
 
+def test_the_layout_takes_an_asynchronous_collective_result():
+    """diffusers' context-parallel gather returns an AsyncCollectiveTensor, a wrapper without storage of
+    its own (data_ptr 0): the raster <-> tile permutation reads its values, not a null address."""
+    from torch.distributed._functional_collectives import AsyncCollectiveTensor
+
+    plan = sta.Plan(CANVAS, TILE, text=0, windows=[(1, 1, 1)])
+    x = torch.randn(2, plan.sequence_length, 3)
+    wrapped = AsyncCollectiveTensor(x)
+    assert wrapped.data_ptr() == 0
+    assert torch.equal(plan.untile(wrapped), plan.untile(x))
+
+
 def test_head_ranges_are_uneven_and_contiguous():
     assert head_ranges(3, 2) == [range(0, 2), range(2, 3)]
     assert head_ranges(40, 3) == [range(0, 14), range(14, 27), range(27, 40)]
