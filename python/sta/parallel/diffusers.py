@@ -24,8 +24,7 @@ What it does to the transformer:
   (``enable_parallelism(cp_plan=...)``; ``apply_context_parallel`` on machines without an accelerator):
   the tile-order hidden states and rotary tables are split into equal contiguous chunks before the first
   block (``TileSharding``: equal token ranges, whole tiles where the world size divides the tiles), and
-  gathered after ``proj_out``. The text stream is not
-  split: every rank holds all text tokens.
+  gathered after ``proj_out``. The text stream is not split: every rank holds all text tokens.
 
 Without ``config`` (one GPU) the same processors and tile-order hooks run without exchanges: the
 single-GPU baseline of the same code.
